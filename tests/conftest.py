@@ -1,0 +1,35 @@
+"""Shared pytest fixtures: locations of the reference material in ../shared (skipped when absent)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+SHARED = Path(os.environ.get("SHLS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def _require(path: Path) -> Path:
+  if not path.exists():
+    pytest.skip(f"{path} is absent: reference material lives in ../shared next to the clone")
+  return path
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+  """`../shared/parity/v1`: checkpoint, inputs and stage outputs of the PyTorch reference."""
+  return _require(SHARED / "parity" / "v1")
+
+
+@pytest.fixture(scope="session")
+def parity_vectors(parity_dir):
+  import numpy as np
+  with np.load(parity_dir / "vectors.npz") as f:
+    return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def davis_sample() -> Path:
+  """`../shared/data/davis2016-sample`: five DAVIS-2016 val sequences in the official layout."""
+  return _require(SHARED / "data" / "davis2016-sample")
