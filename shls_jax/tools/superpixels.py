@@ -1,0 +1,161 @@
+"""Precomputes superpixel label maps for a DAVIS dataset into `<out>/<sequence>/<frame>.png`.
+
+  python -m shls_jax.tools.superpixels --method isec --davis-root DAVIS --out DAVIS/superpixels/isec \
+      [--split val | --sequences blackswan,dog] [--workers 4] [--overwrite]
+
+Frames are processed in parallel (one process per worker). Runs are resumable: a valid map that is
+already there is kept, and nothing is ever replaced without --overwrite. `<out>/settings.json`
+records the method and its parameters, so maps of another method are never mixed into a folder.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from shls_jax import superpixels
+from shls_jax.datasets import davis
+
+_SETTINGS = 'settings.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One frame to segment: its JPEG, its label map, and how to compute it."""
+  frame: Path
+  output: Path
+  method: str
+  params: tuple[tuple[str, object], ...]
+  overwrite: bool
+
+
+def _init_worker() -> None:
+  # One OpenCV thread per process: the pool already uses every core.
+  cv2.setNumThreads(1)
+
+
+def run_job(job: Job) -> bool:
+  """Writes the label map of `job` unless a valid one exists; True when it wrote one."""
+  image = davis.read_frame(job.frame)
+  if job.output.exists() and not job.overwrite:
+    try:
+      superpixels.read_labels(job.output, image.shape[:2])
+    except ValueError as err:
+      raise ValueError(f"{err}; rerun with --overwrite to replace it") from None
+    return False
+  labels = superpixels.compute(image, job.method, **dict(job.params))
+  superpixels.write_labels(job.output, labels)
+  return True
+
+
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+  """Refuses to add maps to a folder holding another method's maps (unless overwriting)."""
+  path = out / _SETTINGS
+  if path.is_file() and not overwrite:
+    previous = json.loads(path.read_text())
+    if previous != settings:
+      raise ValueError(f"{out} holds superpixels made with {previous}, not {settings}: choose "
+                       "another --out or pass --overwrite")
+  out.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(settings, indent=2, sort_keys=True) + '\n')
+
+
+def list_jobs(davis_root, out, method: str, params: dict, *, split: str | None = None,
+              sequences: list[str] | None = None, max_frames: int | None = None,
+              overwrite: bool = False) -> list[Job]:
+  """Jobs for every frame of the chosen sequences (all of JPEGImages/480p by default).
+
+  Args:
+    davis_root: DAVIS root folder.
+    out: output root; maps go to `<out>/<sequence>/<frame stem>.png`.
+    method: 'slic' or 'isec'.
+    params: keyword arguments of the method.
+    split: a split name (e.g. 'val') or the path of a split file.
+    sequences: explicit sequence names (instead of a split).
+    max_frames: keep only the first `max_frames` frames of each sequence.
+    overwrite: recompute maps that already exist.
+  """
+  if method not in superpixels.METHODS:
+    raise ValueError(f"unknown superpixel method {method!r}: expected one of {superpixels.METHODS}")
+  if sequences is None:
+    if split is not None and Path(split).is_file():
+      sequences = davis.read_split_file(Path(split))
+    else:
+      sequences = davis.list_sequences(davis_root, split)
+  if not sequences:
+    raise ValueError(f"no sequences to process under {davis_root}")
+  items = tuple(sorted(params.items()))
+  jobs = []
+  for name in sequences:
+    frames = davis.frame_paths(davis_root, name)[:max_frames]
+    jobs += [Job(f, superpixels.label_path(out, name, f.stem), method, items, overwrite)
+             for f in frames]
+  return jobs
+
+
+def precompute(jobs: list[Job], workers: int = 1) -> tuple[int, int]:
+  """Runs `jobs` on `workers` processes with a progress bar; returns (written, kept)."""
+  if workers < 1:
+    raise ValueError(f"--workers must be >= 1, got {workers}")
+  progress = tqdm(total=len(jobs), unit='frame', desc='superpixels')
+  written = 0
+  if workers == 1:
+    for job in jobs:
+      written += run_job(job)
+      progress.update()
+  else:
+    # Spawned, not forked: the caller may hold threads (JAX, OpenCV) that a fork would copy
+    # mid-operation.
+    context = multiprocessing.get_context('spawn')
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
+                                                initializer=_init_worker) as pool:
+      for done in pool.map(run_job, jobs, chunksize=4):
+        written += done
+        progress.update()
+  progress.close()
+  return written, len(jobs) - written
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--method', choices=superpixels.METHODS, required=True)
+  parser.add_argument('--davis-root', type=Path, required=True, help='DAVIS root folder')
+  parser.add_argument('--out', type=Path, required=True, help='output root folder')
+  group = parser.add_mutually_exclusive_group()
+  group.add_argument('--split', help="split name (e.g. 'val') or split file path")
+  group.add_argument('--sequences', help='comma-separated sequence names')
+  parser.add_argument('--workers', type=int, default=1, help='parallel processes')
+  parser.add_argument('--max-frames', type=int, default=None,
+                      help='only the first N frames of each sequence')
+  parser.add_argument('--n-segments', type=int, default=None,
+                      help='SLIC only: approximate number of superpixels (default 300)')
+  parser.add_argument('--overwrite', action='store_true', help='recompute existing maps')
+  args = parser.parse_args(argv)
+  if args.n_segments is not None and args.method != 'slic':
+    parser.error('--n-segments only applies to --method slic')
+  if args.max_frames is not None and args.max_frames < 1:
+    parser.error('--max-frames must be >= 1')
+  return args
+
+
+def main(argv=None) -> None:
+  args = _parse_args(argv)
+  params = {} if args.n_segments is None else {'n_segments': args.n_segments}
+  sequences = args.sequences.split(',') if args.sequences else None
+  try:
+    jobs = list_jobs(args.davis_root, args.out, args.method, params, split=args.split,
+                     sequences=sequences, max_frames=args.max_frames, overwrite=args.overwrite)
+    _check_settings(args.out, {'method': args.method, 'params': params}, args.overwrite)
+    written, kept = precompute(jobs, args.workers)
+  except (FileNotFoundError, ValueError) as err:
+    raise SystemExit(f'error: {err}') from None
+  print(f'{written} label maps written, {kept} already present, under {args.out}')
+
+
+if __name__ == '__main__':
+  main()
