@@ -1,0 +1,226 @@
+"""Resampling with PyTorch's exact conventions: bilinear/nearest resize, zero padding, RoIAlign.
+
+All arrays are NHWC-style: spatial axes are the two before the trailing channel axis,
+`[..., H, W, C]`. Index and weight tables depend only on static sizes, so they are computed on
+the host in float32 (the precision PyTorch's CPU kernels use for float32 input) and baked into the
+traced program as constants.
+"""
+
+import functools
+import math
+from typing import Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def _check_spatial(x, size: Sequence[int], name: str) -> Tuple[int, int]:
+  if x.ndim < 3:
+    raise ValueError(f"{name}: expected an array [..., H, W, C], got shape {tuple(x.shape)}")
+  if len(size) != 2 or min(int(s) for s in size) < 1:
+    raise ValueError(f"{name}: size must be two positive ints (h, w), got {tuple(size)}")
+  if min(x.shape[-3], x.shape[-2]) < 1:
+    raise ValueError(f"{name}: empty spatial input of shape {tuple(x.shape)}")
+  return int(size[0]), int(size[1])
+
+
+def _linear_table(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Source indices (lo, hi) and weight of hi for one axis of a half-pixel bilinear resize.
+
+  Follows PyTorch's `align_corners=False` rule: src = (dst + 0.5) * scale - 0.5 with the float32
+  scale in / out, clamped below at 0; hi = lo + 1 except on the last source row. PyTorch's kernels
+  evaluate the multiply-add fused (one rounding to float32); the float64 product of a float32 and
+  a half-integer is exact, so rounding once after the subtraction reproduces it.
+  """
+  scale = np.float32(in_size) / np.float32(out_size)
+  src = np.float64(scale) * (np.arange(out_size) + 0.5) - 0.5
+  src = np.maximum(src.astype(np.float32), np.float32(0))
+  lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+  lam = np.clip(src - lo.astype(np.float32), np.float32(0), np.float32(1))
+  hi = lo + (lo < in_size - 1)
+  return lo, hi, lam
+
+
+def _nearest_table(in_size: int, out_size: int) -> np.ndarray:
+  """Source index per output index: min(floor(dst * (in / out)), in - 1) in float32."""
+  scale = np.float32(in_size) / np.float32(out_size)
+  src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+  return np.minimum(src, in_size - 1)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _resize_bilinear(x, size):
+  x0, x1, lx = _linear_table(x.shape[-2], size[1])
+  y0, y1, ly = _linear_table(x.shape[-3], size[0])
+  lx = jnp.asarray(lx, x.dtype)[:, None]
+  ly = jnp.asarray(ly, x.dtype)[:, None, None]
+  cols = jnp.take(x, x0, axis=-2) * (1 - lx) + jnp.take(x, x1, axis=-2) * lx
+  return jnp.take(cols, y0, axis=-3) * (1 - ly) + jnp.take(cols, y1, axis=-3) * ly
+
+
+def resize_bilinear(x, size: Sequence[int]) -> jnp.ndarray:
+  """`F.interpolate(mode='bilinear', align_corners=False)` without antialias, any scale.
+
+  Args:
+    x: [..., H, W, C] float array (numpy or JAX).
+    size: static output size (h, w).
+
+  Returns:
+    [..., h, w, C] array of x's dtype. Interpolates along W first, then H, as PyTorch does.
+  """
+  size = _check_spatial(x, size, "resize_bilinear")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"resize_bilinear: needs a float array, got {x.dtype}; "
+                     "use resize_nearest for labels")
+  return _resize_bilinear(jnp.asarray(x), size)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _resize_nearest(x, size):
+  x = jnp.take(x, _nearest_table(x.shape[-2], size[1]), axis=-2)
+  return jnp.take(x, _nearest_table(x.shape[-3], size[0]), axis=-3)
+
+
+def resize_nearest(x, size: Sequence[int]) -> jnp.ndarray:
+  """PyTorch legacy `F.interpolate(mode='nearest')`, any dtype.
+
+  Args:
+    x: [..., H, W, C] array of any dtype (numpy or JAX); a 2-D label map [H, W] is passed as
+      `labels[..., None]` and read back with `[..., 0]`.
+    size: static output size (h, w).
+
+  Returns:
+    [..., h, w, C] array of x's dtype.
+  """
+  return _resize_nearest(jnp.asarray(x), _check_spatial(x, size, "resize_nearest"))
+
+
+def pad_amounts(hw: Sequence[int], d: int) -> Pads:
+  """((top, bottom), (left, right)) that bring (h, w) up to multiples of d.
+
+  floor(diff / 2) goes top/left and the rest bottom/right.
+  """
+  if d < 1:
+    raise ValueError(f"pad_amounts: the multiple d must be positive, got {d}")
+  pads = []
+  for n in hw:
+    diff = -int(n) % d
+    pads.append((diff // 2, diff - diff // 2))
+  return tuple(pads)
+
+
+def pad_to_multiple(x, d: int) -> Tuple[jnp.ndarray, Pads]:
+  """Zero-pads the spatial axes of x [..., H, W, C] to multiples of d.
+
+  Returns:
+    The padded array [..., Hp, Wp, C] and the pads ((top, bottom), (left, right)).
+  """
+  if x.ndim < 3:
+    raise ValueError(f"pad_to_multiple: expected [..., H, W, C], got shape {tuple(x.shape)}")
+  pads = pad_amounts(x.shape[-3:-1], d)
+  widths = [(0, 0)] * (x.ndim - 3) + list(pads) + [(0, 0)]
+  return jnp.pad(jnp.asarray(x), widths), pads
+
+
+def unpad(x, pads: Pads) -> jnp.ndarray:
+  """Inverse of `pad_to_multiple`: crops [..., Hp, Wp, C] back to [..., H, W, C]."""
+  (top, bottom), (left, right) = pads
+  return x[..., top:x.shape[-3] - bottom, left:x.shape[-2] - right, :]
+
+
+def _roi_axis_matrix(start, extent, n_out: int, size: int, grid, max_grid: int):
+  """Sampling matrix [n_out, size] of one axis of RoIAlign, before division by the grid count.
+
+  Row p sums, over the `grid` (traced, <= max_grid) sample positions of bin p, the two linear
+  interpolation weights of each sample on the source positions; samples outside [-1, size] get 0,
+  those below 0 clamp to 0 and those at or past the last position use the last one alone.
+  """
+  dtype = start.dtype
+  bin_size = extent / n_out
+  p = jnp.arange(n_out, dtype=dtype)[:, None]
+  i = jnp.arange(max_grid)
+  pos = start + p * bin_size + (i.astype(dtype) + 0.5) * bin_size / grid.astype(dtype)
+  valid = (i < grid) & (pos >= -1.0) & (pos <= size)
+  pos = jnp.maximum(pos, 0.0)
+  low = jnp.floor(pos).astype(jnp.int32)
+  last = low >= size - 1
+  low = jnp.where(last, size - 1, low)
+  pos = jnp.where(last, low.astype(dtype), pos)
+  high = jnp.where(last, low, low + 1)
+  frac = pos - low.astype(dtype)
+  weight = jnp.where(valid, 1.0, 0.0).astype(dtype)
+  cells = jnp.arange(size)
+  hot = (((1 - frac) * weight)[..., None] * (low[..., None] == cells)
+         + (frac * weight)[..., None] * (high[..., None] == cells))
+  return hot.sum(axis=1)
+
+
+def roi_grid(lo: float, hi: float, output_extent: int, spatial_scale: float) -> int:
+  """Adaptive sampling count of one RoIAlign axis (aligned=False) for box sides lo..hi.
+
+  A static-shape caller passes its largest possible box extent as (0, extent) to bound the
+  count of every box it can produce.
+  """
+  scale = np.float32(spatial_scale)
+  roi = max(np.float32(hi) * scale - np.float32(lo) * scale, np.float32(1.0))
+  return max(int(math.ceil(roi / np.float32(output_extent))), 1)
+
+
+def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
+              sampling_ratio: int = -1,
+              max_grid: Optional[Tuple[int, int]] = None) -> jnp.ndarray:
+  """torchvision `roi_align(aligned=False)` of one box on one feature map.
+
+  Args:
+    features: [H, W, C] float array.
+    box: [rmin, rmax, cmin, cmax] in input-image pixels (exclusive max), Python numbers or a
+      traced array; RoIAlign sees it as (x1, y1, x2, y2) = (cmin, rmin, cmax, rmax).
+    output_size: static (oh, ow).
+    spatial_scale: factor from box coordinates to feature coordinates (1/4 for L4).
+    sampling_ratio: samples per bin and axis; <= 0 means adaptive, ceil(roi extent / output).
+    max_grid: static upper bound (gh, gw) of the adaptive sample counts. Required when the box is
+      traced; when it is too small for the box the result is silently wrong, so derive it from
+      the largest box the caller can produce (`roi_grid`). Computed from the box when omitted.
+
+  Returns:
+    [oh, ow, C] array: the mean over each bin's sample grid of the bilinear samples.
+  """
+  if features.ndim != 3:
+    raise ValueError(f"roi_align: expected features [H, W, C], got shape {tuple(features.shape)}")
+  output_size = _check_spatial(features, output_size, "roi_align")
+  if np.shape(box) != (4,):
+    raise ValueError(f"roi_align: box must be [rmin, rmax, cmin, cmax], got shape {np.shape(box)}")
+  if sampling_ratio > 0:
+    max_grid = (sampling_ratio, sampling_ratio)
+  elif max_grid is None:
+    try:
+      rmin, rmax, cmin, cmax = np.asarray(box, np.float32)
+    except jax.errors.TracerArrayConversionError as e:
+      raise ValueError("roi_align: a traced box needs a static max_grid") from e
+    max_grid = (roi_grid(rmin, rmax, output_size[0], spatial_scale),
+                roi_grid(cmin, cmax, output_size[1], spatial_scale))
+  return _roi_align(jnp.asarray(features), jnp.asarray(box, features.dtype), output_size,
+                    float(spatial_scale), int(sampling_ratio), tuple(int(g) for g in max_grid))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _roi_align(features, box, output_size, spatial_scale, sampling_ratio, max_grid):
+  dtype = features.dtype
+  (oh, ow), (height, width) = output_size, features.shape[:2]
+  scale = jnp.asarray(spatial_scale, dtype)
+  y1, y2, x1, x2 = box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale
+  roi_h = jnp.maximum(y2 - y1, 1.0)
+  roi_w = jnp.maximum(x2 - x1, 1.0)
+  if sampling_ratio > 0:
+    grid_h = grid_w = jnp.asarray(sampling_ratio)
+  else:
+    grid_h = jnp.ceil(roi_h / oh).astype(jnp.int32)
+    grid_w = jnp.ceil(roi_w / ow).astype(jnp.int32)
+  rows = _roi_axis_matrix(y1, roi_h, oh, height, grid_h, max_grid[0])
+  cols = _roi_axis_matrix(x1, roi_w, ow, width, grid_w, max_grid[1])
+  count = jnp.maximum(grid_h * grid_w, 1).astype(dtype)
+  out = jnp.einsum("ph,hwc,qw->pqc", rows, features, cols, precision="highest")
+  return out / count
