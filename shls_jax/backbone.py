@@ -1,0 +1,148 @@
+"""The ResNet-18 feature extractor of SHLS and the PyTorch-exact layers it is built from.
+
+Layout is NHWC. Submodule names follow the PyTorch module tree (`conv1`, `layer1.0.left.1`, ...)
+so that a Flax variable path joined by '.' is the PyTorch state_dict name of the same tensor.
+"""
+
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - m) * old + m * batch.
+BN_EPS = 1e-5
+
+
+def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
+  """PyTorch's default Conv/Linear initialiser: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / max(fan_in, 1) ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def conv2d(features: int, kernel_size: int, in_features: int, *, stride: int = 1,
+           padding: int = 0, use_bias: bool = True, name: Optional[str] = None) -> nn.Conv:
+  """A Conv equal to PyTorch `Conv2d(in, features, k, stride, padding)` (symmetric padding).
+
+  Explicit symmetric padding makes output sizes floor((in + 2p - k) / s) + 1 as in PyTorch
+  (118 -> 59 -> 30), unlike 'SAME'.
+  """
+  fan_in = in_features * kernel_size * kernel_size
+  return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
+                 padding=((padding, padding), (padding, padding)), use_bias=use_bias,
+                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name=name)
+
+
+def running_update(old: jax.Array, batch: jax.Array) -> jax.Array:
+  """One PyTorch running-statistics step with momentum 0.1."""
+  return (1.0 - BN_MOMENTUM) * old + BN_MOMENTUM * batch
+
+
+class BatchNorm(nn.Module):
+  """PyTorch BatchNorm over all axes but the last (channels), with PyTorch's statistics.
+
+  Train mode normalises with the biased batch variance and updates `var` with the unbiased one
+  (n / (n - 1)), `mean` with momentum 0.1, and counts `num_batches_tracked`; eval mode uses the
+  running statistics. Variables: params `scale`, `bias`; batch_stats `mean`, `var`,
+  `num_batches_tracked` (int32 scalar).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+    count = self.variable('batch_stats', 'num_batches_tracked', lambda: jnp.zeros((), jnp.int32))
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      n = x.size // features
+      mean = jnp.mean(x, axis=axes)
+      var = jnp.mean(jnp.square(x - mean), axis=axes)
+      if not self.is_initializing():
+        ra_mean.value = running_update(ra_mean.value, mean)
+        ra_var.value = running_update(ra_var.value, var * (n / max(n - 1, 1)))
+        count.value = count.value + 1
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    return (x - mean) * (jax.lax.rsqrt(var + BN_EPS) * scale) + bias
+
+
+class ConvBN(nn.Module):
+  """Conv (child '0') + BatchNorm (child '1') [+ ReLU], a PyTorch `Sequential` of those."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = False
+  relu: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = conv2d(self.features, self.kernel_size, x.shape[-1], stride=self.stride,
+               padding=self.padding, use_bias=self.use_bias, name='0')(x)
+    x = BatchNorm(name='1')(x, train)
+    return nn.relu(x) if self.relu else x
+
+
+class BasicBlockBody(nn.Module):
+  """conv3x3(stride) - BN - ReLU - conv3x3 - BN; children '0', '1', '3', '4' as in PyTorch."""
+  features: int
+  stride: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = conv2d(self.features, 3, x.shape[-1], stride=self.stride, padding=1, use_bias=False,
+               name='0')(x)
+    x = nn.relu(BatchNorm(name='1')(x, train))
+    x = conv2d(self.features, 3, self.features, padding=1, use_bias=False, name='3')(x)
+    return BatchNorm(name='4')(x, train)
+
+
+class BasicBlock(nn.Module):
+  """ResNet basic block: relu(left(x) + shortcut(x)); the shortcut is a 1x1 conv + BN when the
+  stride or the channel count changes, the identity otherwise."""
+  features: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    out = BasicBlockBody(self.features, self.stride, name='left')(x, train)
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = ConvBN(self.features, 1, stride=self.stride, relu=False, name='shortcut')(x, train)
+    return nn.relu(out + x)
+
+
+class ResLayer(nn.Module):
+  """`num_blocks` basic blocks named '0', '1', ...; only the first one strides."""
+  features: int
+  stride: int
+  num_blocks: int = 2
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    for i in range(self.num_blocks):
+      x = BasicBlock(self.features, self.stride if i == 0 else 1, name=str(i))(x, train)
+    return x
+
+
+class ResNet18(nn.Module):
+  """ResNet-18 variant without max-pool.
+
+  Input [B, H, W, 3] float32 (normalised image). Returns (L4 [B, h4, w4, 256], L2 [B, h2, w2, 64])
+  with h2 = floor((H - 1) / 2) + 1 and h4 = floor((h2 - 1) / 2) + 1 (PyTorch sizes).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> Tuple[jax.Array, jax.Array]:
+    x = ConvBN(64, 7, stride=2, padding=3, name='conv1')(x, train)
+    l2 = ResLayer(64, 1, name='layer1')(x, train)
+    x = ResLayer(128, 2, name='layer2')(l2, train)
+    x = ResLayer(256, 1, name='layer3')(x, train)
+    l4 = ResLayer(256, 1, name='layer4')(x, train)
+    return l4, l2
