@@ -1,0 +1,47 @@
+"""Checkpoint files: orbax directories, reference .pth files and the conversion tool."""
+
+import jax
+import numpy as np
+import pytest
+
+from shls_jax import checkpoints
+from shls_jax.tools import convert
+
+
+def _assert_same(a, b):
+  flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
+  flat_b = dict(jax.tree_util.tree_flatten_with_path(b)[0])
+  assert len(flat_a) == len(flat_b)
+  for path, leaf in flat_a:
+    np.testing.assert_array_equal(np.asarray(leaf), np.asarray(flat_b[path]))
+
+
+def test_pth_to_orbax_to_pth_is_lossless(parity_dir, tmp_path):
+  src = parity_dir / "checkpoint.pth"
+  assert convert.main(["--src", str(src), "--dst", str(tmp_path / "ckpt")]) == 0
+  assert convert.main(["--src", str(tmp_path / "ckpt"), "--dst", str(tmp_path / "out.pth")]) == 0
+  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / "out.pth"))
+  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / "ckpt"))
+
+
+def test_existing_outputs_are_kept_without_overwrite(parity_dir, tmp_path, capsys):
+  src = str(parity_dir / "checkpoint.pth")
+  dst = tmp_path / "out.pth"
+  dst.write_bytes(b"mine")
+  assert convert.main(["--src", src, "--dst", str(dst)]) == 2
+  assert dst.read_bytes() == b"mine"
+  assert "--overwrite" in capsys.readouterr().err
+  assert convert.main(["--src", src, "--dst", str(tmp_path / "c")]) == 0
+  assert convert.main(["--src", src, "--dst", str(tmp_path / "c")]) == 2
+  assert convert.main(["--src", src, "--dst", str(tmp_path / "c"), "--overwrite"]) == 0
+
+
+def test_bad_paths_give_clear_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    checkpoints.load_variables(tmp_path / "absent")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(FileNotFoundError, match="holds no orbax checkpoint"):
+    checkpoints.load_variables(tmp_path / "empty")
+  (tmp_path / "weights.npz").write_bytes(b"x")
+  with pytest.raises(ValueError, match="expected a PyTorch checkpoint"):
+    checkpoints.load_variables(tmp_path / "weights.npz")
