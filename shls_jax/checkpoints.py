@@ -41,6 +41,19 @@ def save_variables(directory: os.PathLike, variables: Variables, step: int = 0,
   return directory
 
 
+def latest_step(directory: os.PathLike) -> int:
+  """The newest step of an orbax checkpoint directory.
+
+  Raises:
+    FileNotFoundError: the directory holds no checkpoint.
+  """
+  with ocp.CheckpointManager(Path(directory).absolute()) as manager:
+    step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"{directory} holds no orbax checkpoint")
+  return step
+
+
 def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
   """Reads {'params', 'batch_stats'} from a `.pth` file or an orbax checkpoint directory.
 
@@ -61,13 +74,11 @@ def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
                        "an orbax checkpoint directory")
     from shls_jax.interop import load_torch_checkpoint  # pylint: disable=g-import-not-at-top
     return load_torch_checkpoint(path)
+  step = latest_step(path) if step is None else step
   with ocp.CheckpointManager(path.absolute()) as manager:
-    steps = manager.all_steps()
-    if not steps:
-      raise FileNotFoundError(f"{path} holds no orbax checkpoint")
-    step = manager.latest_step() if step is None else step
-    if step not in steps:
-      raise FileNotFoundError(f"{path} has no step {step}; it has steps {sorted(steps)}")
+    if step not in manager.all_steps():
+      raise FileNotFoundError(f"{path} has no step {step}; it has steps "
+                              f"{sorted(manager.all_steps())}")
     tree = manager.restore(step, args=ocp.args.StandardRestore())
   missing = [key for key in ("params", "batch_stats") if key not in tree]
   if missing:

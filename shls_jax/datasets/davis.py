@@ -210,7 +210,7 @@ def read_frame(path, size: tuple[int, int] | None = None) -> np.ndarray:
   return image
 
 
-def _resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+def resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
   """Nearest-neighbour resize to (H, W) so that ids stay ids; None keeps the mask."""
   if size is None or mask.shape == tuple(size):
     return mask
@@ -220,7 +220,7 @@ def _resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 def read_mask(path, size: tuple[int, int] | None = None, binary_255: bool = False,
               single_object: bool = False) -> np.ndarray:
   """[H, W] uint8 object ids of an annotation PNG (see `decode_mask`); `size` resizes nearest."""
-  return _resize_ids(decode_mask(read_indexed_png(path), binary_255, single_object), size)
+  return resize_ids(decode_mask(read_indexed_png(path), binary_255, single_object), size)
 
 
 def load_frames(sequence: Sequence, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -258,5 +258,5 @@ def load_masks(sequence: Sequence, indices=None, size: tuple[int, int] | None = 
     if mask.shape != frame_size:
       raise ValueError(f"sequence {sequence.name!r}: mask {path} is {mask.shape} but its frame "
                        f"is {frame_size} (H, W)")
-    masks.append(_resize_ids(mask, size))
+    masks.append(resize_ids(mask, size))
   return np.stack(masks)
