@@ -1,8 +1,6 @@
 """Superpixel pooling and superfeature heads: means, info maps, empty and vanishing
 superpixels, label checks, and the closed-form running statistics of the heads."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,0 +1,232 @@
+"""Training input pipeline: pseudo-sequences from still images, batched with tf.data.
+
+Each process reads its own shard of the still images, turns each drawn image into a
+pseudo-sequence in parallel host threads, pads the variable-size parts to fixed capacities and
+yields numpy batches shaped [local_devices, batch_size_per_device, ...] for `jax.pmap`.
+
+Batch keys (D local devices, B per device, T frames, `cap` = config.spx_capacity):
+  image [D, B, T, H, W, 3] float32, normalised with the MSRA mean/std;
+  spx [D, B, T, H, W] int32, dense 1..N_t (frame 0 merged with its labels);
+  label [D, B, T, H, W] int32, 1 = background, 2..num_cls = objects;
+  pools [D, B, T, cap] int32, class of superpixel n at n - 1, 0 past N_t;
+  spx_valid [D, B, T, cap] bool, True for the N_t real superpixels;
+  num_cls [D, B] int32; cls_valid [D, B, cls_capacity] bool, True for labels 1..num_cls;
+  index [D, B] int32, the source image each sequence was made from.
+
+A drawn image whose pseudo-sequence exceeds a capacity (too many regions or superpixels) is
+replaced by another image of the shard, drawn from the same sample seed; after
+`config.max_redraws` replacements the pipeline stops with an error naming the capacities.
+"""
+
+import atexit
+from typing import Sequence
+import weakref
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from shls_jax import pseudo_sequences
+
+MSRA_MEAN = (0.4532, 0.4335, 0.3921)
+MSRA_STD = (0.3025, 0.2918, 0.3122)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Data settings of SHLS training (pseudo-sequences of MSRA10K-like still images)."""
+  config = ml_collections.ConfigDict()
+  config.image_size = (256, 256)  # (H, W) of the frames
+  config.seq_len = 3  # frames T per pseudo-sequence
+  config.max_labels = 4  # labels (background included) pasting aims for
+  config.slic_segments = 300
+  config.slic_compactness = 20.0
+  config.slic_sigma = 1.0
+  config.spx_capacity = 512  # superpixels per frame after padding
+  config.cls_capacity = 4  # classes per sequence after padding (background included)
+  config.max_redraws = 10  # replacements of an over-capacity sample before giving up
+  config.mean = MSRA_MEAN
+  config.std = MSRA_STD
+  return config
+
+
+def hide_gpus_from_tensorflow() -> None:
+  """Keeps TensorFlow off the accelerators so that JAX owns their memory."""
+  if not tf.config.get_visible_devices('GPU'):
+    return
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError as error:
+    raise RuntimeError("TensorFlow already initialised its GPUs; call "
+                       "hide_gpus_from_tensorflow() before any TensorFlow op") from error
+
+
+def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
+  """Fixed-shape arrays of one pseudo-sequence (see the module docstring, without D and B).
+
+  Raises:
+    ValueError: the sample exceeds `spx_capacity` or `cls_capacity`.
+  """
+  cap, cls_cap = config.spx_capacity, config.cls_capacity
+  num_spx = sample['num_spx']
+  if sample['num_cls'] > cls_cap or num_spx.max() > cap:
+    raise ValueError(f"pseudo-sequence with {sample['num_cls']} classes and up to "
+                     f"{num_spx.max()} superpixels exceeds cls_capacity={cls_cap} or "
+                     f"spx_capacity={cap}")
+  slots = np.arange(cap)
+  spx_valid = slots[None, :] < num_spx[:, None]
+  pools = np.zeros((len(num_spx), cap), np.int32)
+  pools[spx_valid] = np.concatenate(sample['pools'])
+  mean = np.asarray(config.mean, np.float32)
+  std = np.asarray(config.std, np.float32)
+  return {
+      'image': (sample['image'].astype(np.float32) / 255.0 - mean) / std,
+      'spx': sample['spx'],
+      'label': sample['label'],
+      'pools': pools,
+      'spx_valid': spx_valid,
+      'num_cls': np.int32(sample['num_cls']),
+      'cls_valid': np.arange(1, cls_cap + 1) <= sample['num_cls'],
+  }
+
+
+def _fits(sample: dict, config: ml_collections.ConfigDict) -> bool:
+  return sample['num_cls'] <= config.cls_capacity and sample['num_spx'].max() <= config.spx_capacity
+
+
+def generate(source, indices: np.ndarray, index: int, seed: Sequence[int],
+             config: ml_collections.ConfigDict) -> dict:
+  """One padded pseudo-sequence (with its 'index') of `source[index]`.
+
+  Args:
+    source: random access to (RGB uint8 [H, W, 3], soft mask float [H, W]) pairs.
+    indices: the shard's indices into `source`, from which pasted objects (other than `index`)
+      and replacements of over-capacity samples are drawn.
+    index: the image to start from.
+    seed: entropy of this sample (same seed, same output).
+    config: see `default_config`.
+  """
+  rng = np.random.default_rng(list(seed))
+
+  def draw_other(rng):
+    others = indices[indices != index] if indices.size > 1 else indices
+    return source[int(rng.choice(others))]
+
+  for _ in range(config.max_redraws + 1):
+    sample = pseudo_sequences.make_pseudo_sequence(
+        *source[index], rng, length=config.seq_len, size=tuple(config.image_size),
+        others=draw_other, max_labels=config.max_labels, n_segments=config.slic_segments,
+        compactness=config.slic_compactness, sigma=config.slic_sigma)
+    if _fits(sample, config):
+      return {**pad_sample(sample, config), 'index': np.int32(index)}
+    index = int(rng.choice(indices))
+  raise ValueError(f"{config.max_redraws + 1} pseudo-sequences in a row exceeded "
+                   f"cls_capacity={config.cls_capacity} or spx_capacity={config.spx_capacity} "
+                   f"(last: {sample['num_cls']} classes, {sample['num_spx'].max()} superpixels)")
+
+
+def _output_spec(config: ml_collections.ConfigDict) -> dict:
+  t, (h, w), cap = config.seq_len, tuple(config.image_size), config.spx_capacity
+  return {
+      'image': tf.TensorSpec((t, h, w, 3), tf.float32),
+      'spx': tf.TensorSpec((t, h, w), tf.int32),
+      'label': tf.TensorSpec((t, h, w), tf.int32),
+      'pools': tf.TensorSpec((t, cap), tf.int32),
+      'spx_valid': tf.TensorSpec((t, cap), tf.bool),
+      'num_cls': tf.TensorSpec((), tf.int32),
+      'cls_valid': tf.TensorSpec((config.cls_capacity,), tf.bool),
+      'index': tf.TensorSpec((), tf.int32),
+  }
+
+
+def create_split(source, *, batch_size_per_device: int, local_devices: int, seed: int,
+                 config: ml_collections.ConfigDict | None = None,
+                 process_index: int | None = None, process_count: int | None = None,
+                 num_epochs: int | None = None, num_parallel_calls: int = tf.data.AUTOTUNE,
+                 prefetch: int = 2) -> 'Batches':
+  """Iterator over training batches of pseudo-sequences.
+
+  Args:
+    source: random access to still images: `len(source)` and `source[i]` -> (RGB uint8
+      [H, W, 3], soft mask float [H, W] in [0, 1]), e.g. `stills.StillImageSet`.
+    batch_size_per_device: sequences per device and step.
+    local_devices: devices of this process (`jax.local_device_count()`).
+    seed: shuffling and augmentation seed; the same seed gives the same batches.
+    config: see `default_config` (None uses it).
+    process_index, process_count: this process's shard (defaults: `jax.process_index()`,
+      `jax.process_count()`); process p reads images p, p + count, p + 2 count, ...
+    num_epochs: passes over the shard; None repeats forever.
+    num_parallel_calls: sequences generated concurrently.
+    prefetch: batches prepared ahead.
+
+  Returns:
+    Iterator of numpy batches (see the module docstring); incomplete batches are dropped.
+  """
+  hide_gpus_from_tensorflow()
+  config = default_config() if config is None else config
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} outside 0..{process_count - 1}")
+  indices = np.arange(process_index, len(source), process_count)
+  batch = batch_size_per_device * local_devices
+  if indices.size < batch:
+    raise ValueError(f"shard {process_index} of {process_count} holds {indices.size} images, "
+                     f"fewer than one batch of {batch}")
+
+  spec = _output_spec(config)
+  keys = list(spec)
+
+  def generate_flat(counter, index):
+    sample_seed = (seed, process_index, int(counter))
+    sample = generate(source, indices, int(index), sample_seed, config)
+    return [sample[k] for k in keys]
+
+  def to_tensors(counter, index):
+    flat = tf.numpy_function(generate_flat, [counter, index], [spec[k].dtype for k in keys],
+                             stateful=False)
+    return {k: tf.ensure_shape(v, spec[k].shape) for k, v in zip(keys, flat)}
+
+  def split_devices(x):
+    return tf.reshape(x, (local_devices, batch_size_per_device, *x.shape[1:]))
+
+  ds = tf.data.Dataset.from_tensor_slices(indices)
+  ds = ds.shuffle(indices.size, seed=seed, reshuffle_each_iteration=True).repeat(num_epochs)
+  ds = ds.enumerate().map(to_tensors, num_parallel_calls=num_parallel_calls, deterministic=True)
+  ds = ds.batch(batch, drop_remainder=True)
+  ds = ds.map(lambda b: tf.nest.map_structure(split_devices, b))
+  return Batches(ds.prefetch(prefetch))
+
+
+class Batches:
+  """Iterator of the numpy batches of a dataset, released at interpreter exit.
+
+  The generation threads call back into Python; if the dataset iterator is still alive when
+  Python shuts down, they wait forever for the interpreter and the process never exits. `close`
+  drops the iterator; it runs at exit for every iterator still open.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self._iterator = dataset.as_numpy_iterator()
+    _OPEN_BATCHES.add(self)
+
+  def __iter__(self) -> 'Batches':
+    return self
+
+  def __next__(self) -> dict:
+    if self._iterator is None:
+      raise StopIteration
+    return next(self._iterator)
+
+  def close(self) -> None:
+    """Stops the pipeline; the iterator then reports exhaustion."""
+    self._iterator = None
+
+
+_OPEN_BATCHES = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_batches() -> None:
+  for batches in list(_OPEN_BATCHES):
+    batches.close()
