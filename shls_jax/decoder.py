@@ -7,7 +7,6 @@ Layout is NHWC. Decoder crops have heights and widths that are multiples of 4 (s
 module tree.
 """
 
-from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -77,25 +76,6 @@ class Segmenter(nn.Module):
     x = Refine(name='RF2')(l2, x, train)
     x = Refine(name='RF1')(jnp.concatenate([l1, am], axis=-1), x, train)
     return conv2d(2, 3, 256, padding=1, name='pred')(x)
-
-
-def paste_object_logits(logits: jax.Array, bbox: Sequence[int],
-                        frame_size: Tuple[int, int]) -> jax.Array:
-  """Places one object's logits [h, w, 2] (the unpadded ROI) into a frame [H, W, 2].
-
-  bbox = [rmin, rmax, cmin, cmax] (exclusive max) with rmax - rmin = h, cmax - cmin = w.
-  Outside the ROI both logits are 0 and the background logit gets +1e7, so the object
-  probability there is 0.
-  """
-  rmin, rmax, cmin, cmax = (int(v) for v in bbox)
-  height, width = frame_size
-  if logits.shape[:2] != (rmax - rmin, cmax - cmin):
-    raise ValueError(f'logits of shape {logits.shape[:2]} do not fit bbox {list(bbox)}')
-  frame = jnp.pad(logits, ((rmin, height - rmax), (cmin, width - cmax), (0, 0)))
-  rows = jnp.arange(height)[:, None]
-  cols = jnp.arange(width)[None, :]
-  outside = (rows < rmin) | (rows >= rmax) | (cols < cmin) | (cols >= cmax)
-  return frame.at[..., 0].add(jnp.where(outside, 1e7, 0.0))
 
 
 def soft_aggregate(probs: jax.Array) -> jax.Array:

@@ -1,0 +1,422 @@
+"""The static-shape SHLS training step: train state, optimiser with frozen module groups, losses
+and one pure `train_step` for `jax.pmap`.
+
+One step on a batch of T-frame pseudo-sequences (per device: image [B, T, H, W, 3] float32
+normalised; spx [B, T, H, W] int32, frame 0 merged with its labels; label [B, T, H, W] int32,
+1 = background; pools [B, T, N] int32, 0 = padding; spx_valid [B, T, N] bool; num_cls [B] int32,
+classes incl. the background, <= object_capacity + 1):
+  1. the backbone and superfeature heads run once on all B x T frames;
+  2. NT-Xent per frame on the superfeatures labelled by their pools, with random triplets drawn on
+     device (`sample_triplets`) or all pairs (`ntxent_mode='all_pairs'`);
+  3. per sequence, the device memory (`shls_jax.device_memory`) is fitted on frame 0 and predicts
+     every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
+     (vmap over `object_capacity` objects, absent ones masked) from crops resampled to the static
+     `crop_size` (`inference.static_crops`), paste them back, soft-aggregate and take the CE
+     against the labels; the confident superpixels of frames 1..T-2 join the memory;
+  4. loss = sum(NT-Xent)/T + sum(CE)/(T-1) per sequence, averaged over the batch; grads and
+     batch statistics are averaged over the 'batch' axis; Adam.
+
+Deviations from the reference's iteration (section 6b of the reference notes): BatchNorm batch
+statistics of the backbone are taken over all B x T frames of a device at once (the reference runs
+one frame per call); decoder crops have a static size (resampled from their ROI); the decoder's
+running statistics take one update per valid object crop in (sequence, frame, object) order from
+crop statistics computed in parallel, which is what sequential calls give; the memory's
+deviations are listed in `shls_jax.device_memory`.
+
+Gradient flow as the reference: frame-0 features reach the decoder detached as "first" inputs,
+the previous frame's features are not detached, memory inputs and previous logits are.
+"""
+
+import functools
+from typing import Any, Dict, Optional, Tuple
+
+import flax
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from shls_jax import decoder
+from shls_jax import device_memory
+from shls_jax import losses
+from shls_jax import models
+from shls_jax import object_crops
+from shls_jax.backbone import BN_MOMENTUM
+from shls_jax.inference import static_crops
+
+# Module groups that `config.frozen` can name, by top-level variable name of `models.SHLS`.
+FROZEN_GROUPS = {
+    'embedding': ('spx_embedding', 'sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
+    'decoder': ('mem_select', 'segmenter'),
+}
+NTXENT_MODES = ('sampled', 'all_pairs')
+# Logit given to classes beyond a sequence's num_cls before the CE, so they take no probability.
+_ABSENT_CLASS_LOGIT = -1e9
+
+_MODEL = models.SHLS()
+
+
+def get_train_step_config() -> ml_collections.ConfigDict:
+  """Settings `train_step` and `create_train_state` read (the paper's end-to-end training)."""
+  config = ml_collections.ConfigDict()
+  config.learning_rate = 1e-4  # per device; see scale_learning_rate
+  config.scale_learning_rate = True  # multiply by jax.device_count(), as the reference
+  config.crop_size = (128, 128)  # static (h, w) of every object crop, multiples of 4
+  config.object_capacity = 3  # objects decoded per frame (classes 2..object_capacity + 1)
+  config.use_ntxent = True
+  config.use_ce = True
+  config.ntxent_mode = 'sampled'  # 'sampled' (16 random triplets per anchor) or 'all_pairs'
+  config.triplets_per_anchor = 16
+  config.ntxent_temperature = 0.07
+  config.kmeans_iterations = device_memory.KMEANS_ITERATIONS
+  config.frozen = ()  # names of FROZEN_GROUPS: no updates, BatchNorms in eval mode
+  return config
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState with the BatchNorm statistics and the base random key of the run."""
+  batch_stats: Any
+  rng: jax.Array
+
+
+def replicate(state: TrainState) -> TrainState:
+  """The state copied onto every local device, placed as `train_step`'s pmap outputs are (so
+  the second step does not compile again for a different input placement)."""
+  return jax.pmap(lambda x: x, axis_name='batch')(flax.jax_utils.replicate(state))
+
+
+def _check_config(config) -> None:
+  unknown = set(config.frozen) - set(FROZEN_GROUPS)
+  if unknown:
+    raise ValueError(f"config.frozen names unknown groups {sorted(unknown)}; "
+                     f"choose among {sorted(FROZEN_GROUPS)}")
+  if config.ntxent_mode not in NTXENT_MODES:
+    raise ValueError(f"config.ntxent_mode must be one of {NTXENT_MODES}, got "
+                     f"{config.ntxent_mode!r}")
+  if any(s % object_crops.MULTIPLE for s in config.crop_size):
+    raise ValueError(f"config.crop_size {tuple(config.crop_size)} must be multiples of "
+                     f"{object_crops.MULTIPLE}")
+
+
+def _param_groups(params, frozen) -> Any:
+  """Label tree of params: 'frozen' under the top-level modules of frozen groups, else 'train'."""
+  frozen_modules = {m for group in frozen for m in FROZEN_GROUPS[group]}
+  return {name: jax.tree.map(lambda _, n=name: 'frozen' if n in frozen_modules else 'train', sub)
+          for name, sub in params.items()}
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
+                       variables: Optional[Dict[str, Any]] = None) -> TrainState:
+  """Train state of `models.SHLS` (unreplicated).
+
+  Args:
+    rng: PRNG key; initialises the variables (when not given) and seeds the steps' randomness.
+    config: `get_train_step_config()` fields.
+    variables: optional {'params', 'batch_stats'} to start from (e.g. a converted checkpoint).
+
+  Returns:
+    TrainState with Adam at config.learning_rate (x jax.device_count() when
+    config.scale_learning_rate); parameters of frozen groups get zero updates.
+  """
+  _check_config(config)
+  init_rng, step_rng = jax.random.split(rng)
+  if variables is None:
+    variables = models.init_variables(init_rng)
+  params = flax.core.unfreeze(variables['params'])
+  lr = config.learning_rate * (jax.device_count() if config.scale_learning_rate else 1)
+  tx = optax.multi_transform({'train': optax.adam(lr), 'frozen': optax.set_to_zero()},
+                             _param_groups(params, config.frozen))
+  return TrainState.create(apply_fn=_MODEL.apply, params=params, tx=tx,
+                           batch_stats=flax.core.unfreeze(variables['batch_stats']),
+                           rng=step_rng)
+
+
+def sample_triplets(rng: jax.Array, labels: jax.Array,
+                    per_anchor: int) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """Random triplets on device, distributed as `losses.random_triplets`.
+
+  Every row with a class (label > 0) whose class has >= 2 members and some member of another
+  class gets `per_anchor` positives drawn uniformly with replacement among the other members of
+  its class, and as many negatives drawn uniformly with replacement among rows of other classes.
+
+  Args:
+    rng: PRNG key.
+    labels: [N] int32 classes, 0 = padding.
+    per_anchor: static triplets per anchor P.
+
+  Returns:
+    (positives [N, P] int32, negatives [N, P] int32, anchor_ok [N] bool); rows of anchors that
+    are not usable hold arbitrary indices.
+  """
+  valid = labels > 0
+  same = (labels[:, None] == labels[None, :]) & valid[None, :]
+  members = jnp.sum(same, axis=1)
+  others = jnp.sum(valid) - members
+  # Valid rows sorted by (class, index): class c occupies [start_c, start_c + members_c).
+  order = jnp.argsort(jnp.where(valid, labels, jnp.iinfo(jnp.int32).max), stable=True)
+  start = jnp.sum(valid[None, :] & (labels[None, :] < labels[:, None]), axis=1)
+  rank = jnp.sum(same & (jnp.arange(labels.shape[0])[None, :] < jnp.arange(labels.shape[0])[:, None]),
+                 axis=1)
+  pos_key, neg_key = jax.random.split(rng)
+  shape = (labels.shape[0], per_anchor)
+  draw = jax.random.randint(pos_key, shape, 0, jnp.maximum(members - 1, 1)[:, None])
+  draw = draw + (draw >= rank[:, None])  # skip the anchor itself
+  positives = order[jnp.clip(start[:, None] + draw, 0, labels.shape[0] - 1)]
+  draw = jax.random.randint(neg_key, shape, 0, jnp.maximum(others, 1)[:, None])
+  draw = jnp.where(draw < start[:, None], draw, draw + members[:, None])
+  negatives = order[jnp.clip(draw, 0, labels.shape[0] - 1)]
+  anchor_ok = valid & (members >= 2) & (others > 0)
+  return positives.astype(jnp.int32), negatives.astype(jnp.int32), anchor_ok
+
+
+def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.Array,
+                  negatives: jax.Array, negative_mask: jax.Array,
+                  temperature: float = 0.07) -> jax.Array:
+  """NT-Xent with static shapes: per anchor row i, pairs (i, positives[i, p]) where
+  positive_mask[i, p], each contrasted with the negatives (i, negatives[i, q]) where
+  negative_mask[i, q] (repetitions count).
+
+  Equals `losses.ntxent_loss` on the triplets (i, positives[i, p], negatives[i, p]) when both
+  masks are the anchor's usability (sampled mode); with index rows arange(N) and masks "same
+  class, other row" / "other class" it is the all-pairs loss.
+
+  Args:
+    features: [N, S] float superfeatures.
+    positives, negatives: [N, P], [N, Q] int32 row indices.
+    positive_mask, negative_mask: [N, P], [N, Q] bool.
+    temperature: softmax temperature.
+
+  Returns:
+    Scalar: mean over the positive pairs of -log(e^{s_ip/t} / (e^{s_ip/t} + sum_q e^{s_iq/t}) +
+    tiny), s the cosine similarity; 0 with at most one positive pair.
+  """
+  unit = device_memory.l2_normalise(features)
+  sims = unit @ unit.T / temperature
+  pos = jnp.take_along_axis(sims, positives, axis=1)
+  neg = jnp.take_along_axis(sims, negatives, axis=1)
+  # Shifts carry no gradient (they cancel); they keep exp() in range.
+  neg_max = jax.lax.stop_gradient(jnp.max(jnp.where(negative_mask, neg, -jnp.inf), axis=1,
+                                          keepdims=True))
+  shift = jax.lax.stop_gradient(jnp.maximum(pos, neg_max))
+  neg_sum = jnp.sum(jnp.where(negative_mask, jnp.exp(neg - jnp.where(
+      jnp.isfinite(neg_max), neg_max, 0.0)), 0.0), axis=1, keepdims=True)
+  neg_term = neg_sum * jnp.exp(jnp.where(jnp.isfinite(neg_max), neg_max, shift) - shift)
+  numerator = jnp.exp(pos - shift)
+  tiny = jnp.finfo(features.dtype).tiny
+  per_pair = -jnp.log(numerator / (numerator + neg_term) + tiny)
+  count = jnp.sum(positive_mask)
+  total = jnp.sum(jnp.where(positive_mask, per_pair, 0.0))
+  return jnp.where(count > 1, total / jnp.maximum(count, 1), 0.0)
+
+
+def frame_ntxent(rng: jax.Array, superfeatures: jax.Array, labels: jax.Array, *,
+                 config: ml_collections.ConfigDict) -> jax.Array:
+  """NT-Xent of one frame: superfeatures [N, S], labels [N] int32 pools (0 = padding)."""
+  if config.ntxent_mode == 'all_pairs':
+    valid = labels > 0
+    same = labels[:, None] == labels[None, :]
+    both = valid[:, None] & valid[None, :]
+    rows = jnp.broadcast_to(jnp.arange(labels.shape[0]), same.shape)
+    positive_mask = both & same & ~jnp.eye(labels.shape[0], dtype=bool)
+    return masked_ntxent(superfeatures, rows, positive_mask, rows, both & ~same,
+                         config.ntxent_temperature)
+  positives, negatives, ok = sample_triplets(rng, labels, config.triplets_per_anchor)
+  mask = jnp.broadcast_to(ok[:, None], positives.shape)
+  return masked_ntxent(superfeatures, positives, mask, negatives, mask,
+                       config.ntxent_temperature)
+
+
+def _decode_objects(params, batch_stats, inputs: static_crops.StaticInputs, train: bool):
+  """Decoder on every object's static inputs (leading axis K) -> (logits [K, h, w, 2], the
+  batch_stats each object's call would leave, leading axis K)."""
+  def one(x):
+    logits, updated = _MODEL.apply(
+        {'params': params, 'batch_stats': batch_stats}, x.attention, x.l1, x.l4,
+        x.first_l4[None], x.decoder_l1[None], x.decoder_attention[None], train=train,
+        method=models.SHLS.decode_object, mutable=['batch_stats'])
+    return logits[0], updated['batch_stats']
+  return jax.vmap(one)(inputs)
+
+
+def _sequence_ce(params, batch_stats, sample, *, config):
+  """Memory, decoding and CE of one sequence.
+
+  Frames 1..T-1 run as one `lax.scan` (the decoder compiles once). After frame t < T-1 the
+  confident superpixels of t join the memory in slots t x N..(t + 1) x N - 1; the last frame
+  adds nothing (its memory is discarded).
+
+  Args:
+    sample: dict of one sequence: feat_l1 [T, H, W, 67], feat_l4 [T, h4, w4, 259],
+      superfeatures [T, N, S], spx, label [T, H, W], pools [T, N], spx_valid [T, N], num_cls [].
+
+  Returns:
+    (sum of the CE over frames 1..T-1, decoder batch_stats per call with leading axes
+    [T - 1, K], object validity [T - 1, K] bool).
+  """
+  num_frames, height, width = sample['label'].shape
+  num_segments = sample['pools'].shape[-1]
+  num_classes = config.object_capacity + 1
+  class_valid = jnp.arange(1, num_classes + 1) <= sample['num_cls']
+  objects = jnp.arange(2, num_classes + 1)
+  sf = sample['superfeatures']
+  memory = device_memory.fit(
+      sf[0], jnp.where(sample['spx_valid'][0], sample['pools'][0], 0),
+      capacity=device_memory.memory_capacity(num_segments, num_frames),
+      num_classes=num_classes, iterations=config.kmeans_iterations)
+
+  def predict(memory, t):
+    knn_pred, knn_scores = device_memory.knn_predict(memory, sf[t])
+    table = device_memory.attention_table(
+        knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid)
+    boxes = jax.vmap(lambda c: device_memory.annotation_box(sample['label'][t] == c))(objects)
+    return knn_pred, device_memory.pixel_map(table, sample['spx'][t]), boxes
+
+  _, first_att, first_boxes = predict(memory, 0)
+  first_mask = (sample['label'][0][None] == objects[:, None, None]).astype(jnp.float32)
+  first_l1 = jax.lax.stop_gradient(sample['feat_l1'][0])
+  first_l4 = jax.lax.stop_gradient(sample['feat_l4'][0])
+  one_object = functools.partial(static_crops.object_inputs, size=tuple(config.crop_size))
+  crops = jax.vmap(lambda mask, box0, logits, pbox, patt, cbox, catt, t: one_object(
+      first_l1=first_l1, first_l4=first_l4, first_mask=mask, first_box=box0,
+      prev_l1=sample['feat_l1'][t - 1], prev_l4=sample['feat_l4'][t - 1], prev_logits=logits,
+      prev_box=pbox, prev_attention=patt, cur_l1=sample['feat_l1'][t],
+      cur_l4=sample['feat_l4'][t], cur_box=cbox, cur_attention=catt),
+      in_axes=(0, 0, 0, 0, 2, 0, 2, None))
+  train = 'decoder' not in config.frozen
+  absent = jnp.array([object_crops.OUTSIDE_ROI_BACKGROUND, 0.0], jnp.float32)
+
+  def frame(carry, t):
+    memory, prev_logits, prev_att, prev_boxes = carry
+    knn_pred, att, boxes = predict(memory, t)
+    inputs = crops(first_mask, first_boxes, prev_logits, prev_boxes, prev_att, boxes, att, t)
+    logits, stats = _decode_objects(params, batch_stats, inputs, train)
+    pasted = jax.vmap(static_crops.paste, in_axes=(0, 0, None))(logits, boxes, (height, width))
+    pasted = jnp.where(class_valid[1:, None, None, None], pasted, absent)
+    logodds = decoder.aggregate_objects(pasted)
+    ce = losses.cross_entropy(
+        jnp.where(class_valid, logodds, _ABSENT_CLASS_LOGIT), sample['label'][t])
+    # Raw kNN pre-segmentation (no convex-hull cleaning on device): its pools are knn_pred.
+    preseg = device_memory.pixel_map(knn_pred, sample['spx'][t])
+    confident = device_memory.confident_superpixels(
+        sample['spx'][t], preseg, logodds, num_segments=num_segments)
+    confident &= sample['spx_valid'][t] & (t < num_frames - 1)
+    memory = device_memory.add(memory, sf[t], jnp.where(confident, knn_pred, 0),
+                               offset=num_segments * jnp.minimum(t, num_frames - 2),
+                               iterations=config.kmeans_iterations)
+    prev_logits = jax.lax.stop_gradient(jnp.moveaxis(logodds[..., 1:], -1, 0))
+    return (memory, prev_logits, att, boxes), (ce, stats)
+
+  _, (ce, stats) = jax.lax.scan(frame, (memory, first_mask, first_att, first_boxes),
+                                jnp.arange(1, num_frames))
+  valid = jnp.broadcast_to(class_valid[1:], (num_frames - 1, config.object_capacity))
+  return jnp.sum(ce), stats, valid
+
+
+def _sequential_running_stats(old, calls, valid):
+  """Running statistics after the valid calls in order, from what each call alone would leave.
+
+  old: batch_stats tree; calls: same tree with a leading axis [L] (one entry per call, each
+  started from old); valid: [L] bool. A float statistic takes
+  new = (1 - m) new + (call - (1 - m) old) per valid call (a momentum-m step towards that call's
+  batch value); an integer counter adds call - old.
+  """
+  def combine(o, c):
+    def step(acc, xs):
+      value, ok = xs
+      if jnp.issubdtype(o.dtype, jnp.integer):
+        nxt = acc + (value - o)
+      else:
+        nxt = (1.0 - BN_MOMENTUM) * acc + (value - (1.0 - BN_MOMENTUM) * o)
+      return jnp.where(ok, nxt, acc), None
+    return jax.lax.scan(step, o, (c, valid))[0]
+  return jax.tree.map(combine, old, calls)
+
+
+def _loss_fn(params, batch_stats, batch, rng, *, config):
+  """Mean loss over the sequences of batch (per-device arrays) and its aux outputs."""
+  b, t, h, w = batch['label'].shape
+  num_segments = batch['pools'].shape[-1]
+  out, updated = _MODEL.apply(
+      {'params': params, 'batch_stats': batch_stats},
+      batch['image'].reshape(b * t, h, w, 3), batch['spx'].reshape(b * t, h, w),
+      num_segments=num_segments, train='embedding' not in config.frozen,
+      method=models.SHLS.embed, mutable=['batch_stats'])
+  new_stats = dict(updated['batch_stats'])
+  out = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
+  labels = jnp.where(batch['spx_valid'], batch['pools'], 0)
+
+  ntxent = jnp.zeros((b,))
+  if config.use_ntxent:
+    keys = jax.random.split(rng, b * t).reshape(b, t, -1)
+    per_frame = functools.partial(frame_ntxent, config=config)
+    ntxent = jax.vmap(jax.vmap(per_frame))(keys, out['superfeatures'], labels).sum(1) / t
+
+  ce = jnp.zeros((b,))
+  if config.use_ce:
+    sample = dict(feat_l1=out['feat_l1'], feat_l4=out['feat_l4'],
+                  superfeatures=out['superfeatures'], spx=batch['spx'], label=batch['label'],
+                  pools=batch['pools'], spx_valid=batch['spx_valid'], num_cls=batch['num_cls'])
+    decoder_stats = {k: batch_stats[k] for k in FROZEN_GROUPS['decoder'] if k in batch_stats}
+    ce_sum, calls, valid = jax.vmap(functools.partial(
+        _sequence_ce, params, decoder_stats, config=config))(sample)
+    ce = ce_sum / (t - 1)
+    calls = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[3:]), calls)
+    new_stats.update(_sequential_running_stats(decoder_stats, calls, valid.reshape(-1)))
+
+  loss = jnp.mean(ntxent + ce)
+  return loss, (new_stats, dict(loss=loss, ntxent=jnp.mean(ntxent), ce=jnp.mean(ce)))
+
+
+def compute_gradients(params, batch_stats, batch: Dict[str, jax.Array], rng: jax.Array, *,
+                      config: ml_collections.ConfigDict):
+  """Gradients of the mean loss over one device's batch (no cross-device reduction).
+
+  Args:
+    params, batch_stats: model variables.
+    batch: per-device batch (see the module docstring; extra keys are ignored).
+    rng: this device's key for the step.
+    config: `get_train_step_config()` fields.
+
+  Returns:
+    (grads, new batch_stats, metrics dict of scalars: loss, ntxent, ce).
+  """
+  grad_fn = jax.grad(functools.partial(_loss_fn, config=config), has_aux=True)
+  grads, (new_stats, metrics) = grad_fn(params, batch_stats, batch, rng)
+  return grads, new_stats, metrics
+
+
+def _l2_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def apply_gradients(state: TrainState, grads, batch_stats, metrics):
+  """Adam step with averaged grads; returns (new state, metrics with the L2 norms of grads,
+  params and updates added)."""
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  updates = jax.tree.map(jnp.subtract, new_state.params, state.params)
+  return new_state, dict(metrics, grad_norm=_l2_norm(grads), param_norm=_l2_norm(new_state.params),
+                         update_norm=_l2_norm(updates))
+
+
+def _pmean_float(x: jax.Array) -> jax.Array:
+  """Mean over the 'batch' axis of float arrays; integer counters are equal on every device."""
+  return jax.lax.pmean(x, 'batch') if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+
+def train_step(state: TrainState, batch: Dict[str, jax.Array], *,
+               config: ml_collections.ConfigDict) -> Tuple[TrainState, Dict[str, jax.Array]]:
+  """One optimisation step; pmap it with axis_name='batch' (see the module docstring).
+
+  Randomness: fold_in(state.rng, state.step), then fold_in(axis_index('batch')).
+  Returns (new state, metrics averaged over devices: loss, ntxent, ce, grad_norm, param_norm,
+  update_norm).
+  """
+  _check_config(config)
+  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                           jax.lax.axis_index('batch'))
+  grads, batch_stats, metrics = compute_gradients(state.params, state.batch_stats, batch, rng,
+                                                  config=config)
+  grads, batch_stats, metrics = jax.tree.map(_pmean_float, (grads, batch_stats, metrics))
+  return apply_gradients(state, grads, batch_stats, metrics)

@@ -1,0 +1,126 @@
+"""The reference training step: parity of one iteration with the recorded `train.*` stages, loss
+switches, and frozen module groups (zero gradients and updates, unchanged BatchNorm statistics)."""
+
+import jax
+import numpy as np
+import pytest
+from flax.traverse_util import flatten_dict
+
+from shls_jax import reference_step
+from shls_jax.tools import parity
+from shls_jax.tools import training_parity
+
+
+@pytest.fixture(scope='module')
+def reference(parity_dir):
+  return parity.Reference.load(parity_dir)
+
+
+@pytest.fixture(scope='module')
+def step(reference):
+  return training_parity.run_iteration(reference)
+
+
+def _failures(outputs, vectors):
+  lines = []
+  for key, value in outputs.items():
+    ok, line = parity.compare_stage(key, value, vectors)
+    if not ok:
+      lines.append(line)
+  return lines
+
+
+def test_forward_stages(reference, step):
+  outputs = training_parity.forward_stages(reference)
+  expected = {k for k in reference.vectors if k.startswith('train.frame') or
+              k == 'train.spx_merged0'}
+  assert set(outputs) == expected
+  assert not _failures(outputs, reference.vectors)
+
+
+def test_losses_and_running_statistics(reference, step):
+  outputs = {**training_parity.loss_stages(reference),
+             **training_parity.running_statistics_stages(reference)}
+  expected = {k for k in reference.vectors if k.startswith(('train.loss_', 'train.bn_running_'))}
+  assert set(outputs) == expected
+  assert 'train.bn_running_var.segmenter.RF1.ResMM.conv2.1' in outputs
+  assert not _failures(outputs, reference.vectors)
+
+
+def test_gradients(reference, parity_dir, step):
+  import json
+  manifest = json.loads((parity_dir / 'manifest.json').read_text())
+  grads = flatten_dict(step.grads)
+  assert len(grads) == len(manifest['param_names'])
+  outputs = training_parity.gradient_stages(reference)
+  assert set(outputs) == {k for k in reference.vectors if k.startswith('train.grad')}
+  assert not _failures(outputs, reference.vectors)
+
+
+def test_gradient_norm_order_is_pytorch_parameter_order(reference, parity_dir):
+  import json
+  from shls_jax.interop.torch_checkpoint import variables_to_arrays
+  manifest = json.loads((parity_dir / 'manifest.json').read_text())
+  names = list(variables_to_arrays({'params': reference.variables['params'],
+                                    'batch_stats': {}}))
+  assert names == manifest['param_names']
+
+
+def test_switching_off_a_loss_removes_its_term(reference, step):
+  params, stats = reference.variables['params'], reference.variables['batch_stats']
+  for options, kept in ((reference_step.StepOptions(ntxent=False), 'ce'),
+                        (reference_step.StepOptions(ce=False), 'ntxent')):
+    loss, terms, grads = reference_step.gradients(params, stats, step.constants, options)
+    np.testing.assert_allclose(float(loss), float(getattr(terms, kept)), rtol=1e-6)
+    # The superfeature heads reach only NT-Xent, the decoder only CE.
+    silent = 'segmenter' if kept == 'ntxent' else 'sf_head_L1'
+    assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(grads[silent]))
+    assert np.any(np.asarray(grads['spx_embedding']['feat_extractor']['conv1']['0']['kernel']))
+  np.testing.assert_allclose(float(step.loss), float(step.ntxent + step.ce), rtol=1e-6)
+
+
+def _tiny_sequence():
+  """Two 32x32 frames, 4x4-pixel superpixels, a square object that moves by 2 pixels."""
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
+  spx = np.broadcast_to((np.arange(32)[:, None] // 4) * 8 + np.arange(32)[None, :] // 4 + 1,
+                        (2, 32, 32)).astype(np.int32)
+  labels = np.ones((2, 32, 32), np.int32)
+  labels[0, 8:20, 8:20] = 2
+  labels[1, 10:22, 10:22] = 2
+  return images, spx, labels
+
+
+def test_frozen_groups_get_no_update_and_keep_statistics(reference):
+  options = reference_step.StepOptions(frozen={'modulator', 'decoder'})
+  variables = reference.variables
+  tx = reference_step.optimizer(variables['params'], options.frozen)
+  new, _, result = reference_step.train_step(
+      variables, tx.init(variables['params']), tx, *_tiny_sequence(), 2,
+      rng=np.random.default_rng(0), options=options)
+  for group in ('mem_select', 'segmenter'):
+    assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(result.grads[group]))
+    for old, updated in zip(jax.tree_util.tree_leaves(variables['params'][group]),
+                            jax.tree_util.tree_leaves(new['params'][group])):
+      np.testing.assert_array_equal(np.asarray(old), np.asarray(updated))
+  for old, updated in zip(jax.tree_util.tree_leaves(variables['batch_stats']['segmenter']),
+                          jax.tree_util.tree_leaves(new['batch_stats']['segmenter'])):
+    np.testing.assert_array_equal(np.asarray(old), np.asarray(updated))
+  # The embedding still trains: its parameters and statistics move.
+  old_l1 = np.asarray(variables['params']['sf_head_L1']['0']['kernel'])
+  assert np.any(np.asarray(new['params']['sf_head_L1']['0']['kernel']) != old_l1)
+  old_mean = variables['batch_stats']['spx_embedding']['feat_extractor']['conv1']['1']['mean']
+  new_mean = new['batch_stats']['spx_embedding']['feat_extractor']['conv1']['1']['mean']
+  assert np.any(np.asarray(old_mean) != np.asarray(new_mean))
+
+
+def test_bad_options_and_inputs_are_refused():
+  with pytest.raises(ValueError, match='unknown module groups'):
+    reference_step.StepOptions(frozen={'everything'})
+  with pytest.raises(ValueError, match='freeze both or neither'):
+    reference_step.StepOptions(frozen={'backbone'})
+  images, spx, labels = _tiny_sequence()
+  with pytest.raises(ValueError, match=r'\[T, H, W, 3\]'):
+    reference_step.forward({}, images[..., :2], spx, labels, 2)
+  with pytest.raises(ValueError, match='labels must lie'):
+    reference_step.forward({}, images, spx, labels + 1, 2)
