@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv clean
+.PHONY: test venv clean demo
 
 venv: $(STAMP)
 
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+
+# Synthetic stills and videos, a few minutes of CPU training, then the validation J&F-Mean of
+# the untrained (step 0) and the trained variables. Starts afresh: $(DEMO_DIR)/ is deleted.
+DEMO_DIR := demo_out
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	JAX_PLATFORMS=cpu $(PY) -m shls_jax.datasets.synthetic --stills $(DEMO_DIR)/stills \
+	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 3 \
+	    --frames 8 --video-size 96 96
+	JAX_PLATFORMS=cpu $(PY) train.py --config configs/demo.py --workdir $(DEMO_DIR)/workdir
 
 clean:
 	rm -rf $(VENV) build *.egg-info

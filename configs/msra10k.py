@@ -1,0 +1,66 @@
+"""The paper's end-to-end SHLS training on MSRA10K pseudo-sequences, validated on DAVIS-2017.
+
+  python train.py --config configs/msra10k.py --workdir workdir/msra10k \
+      --config.data.root=MSRA10K [--config.data.mask_dir=saliency] \
+      --config.eval.davis_root=DAVIS2017 [--export-torch shls.pth]
+
+Self-supervised: still images with unsupervised saliency pseudo-masks become T = 3 frame
+pseudo-sequences at 256x256; Adam at 1e-4 x the number of devices (constant, as the reference),
+200 epochs of a third of the images each, both losses, nothing frozen. Validation segments a few
+DAVIS-2017 val sequences every `eval_every_steps` (skipped while `eval.davis_root` is empty);
+`<workdir>/checkpoints` keeps the latest states, `<workdir>/best` the one with the best
+validation J&F-Mean. Expected: about the published DAVIS-2017 val J&F-Mean of 68.5 after the full
+schedule (`python evaluate.py --config configs/davis2017_val.py --checkpoint <workdir>/best`).
+"""
+
+import ml_collections
+
+from configs import davis2017_val
+from shls_jax import input_pipeline
+from shls_jax import train_step
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = davis2017_val.get_config()
+
+  # Training source: an MSRA10K-layout folder (`stills.list_msra10k`).
+  config.data = input_pipeline.default_config()
+  config.data.root = ""  # folder holding Imgs/ (and train.txt)
+  config.data.split = ""  # '' = every image of Imgs/, else <root>/<split>.txt
+  config.data.mask_dir = ""  # '' = masks beside the images; else a folder under root
+  config.data.num_parallel_calls = 8  # pseudo-sequences generated concurrently per process
+
+  # Network step: `shls_jax.train_step` (pmap over local devices, static shapes), or
+  # 'reference': the exact batch-1 iteration of the reference with the host memory
+  # (`shls_jax.reference_step`; one process, one sequence per step, slow).
+  config.step_mode = "pmap"
+  config.step = train_step.get_train_step_config()
+  config.batch_size_per_device = 1  # the reference trains on one sequence at a time
+
+  # Schedule: num_epochs epochs of epoch_fraction x len(images) sequences (reference: a third);
+  # num_train_steps > 0 replaces that count.
+  config.num_epochs = 200
+  config.epoch_fraction = 1 / 3
+  config.num_train_steps = -1
+  config.seed = 0
+  config.init_checkpoint = ""  # start from these variables (.pth or orbax folder), not random
+
+  config.log_every_steps = 50
+  # The input pipeline restarts at every checkpoint step with a seed made of (seed, step), so
+  # a resumed run sees exactly the batches of an uninterrupted one.
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 2  # latest states kept in <workdir>/checkpoints
+  config.eval_every_steps = 5000  # validation (and the best checkpoint); <= 0: never
+  config.eval_at_start = False  # also validate the initial variables (step 0)
+
+  # Validation: a few DAVIS-2017 val sequences at reduced size, fast inference mode.
+  config.eval.sequences = "bike-packing,blackswan,dog,soapbox"
+  config.eval.size = (240, 432)
+  config.inference.mode = "fast"
+
+  # Final export of a reference-format PyTorch checkpoint ('' = none); `train.py
+  # --export-torch` sets it. export_best exports the best validated state instead of the last.
+  config.export_torch = ""
+  config.export_best = False
+  config.export_overwrite = False
+  return config

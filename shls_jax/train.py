@@ -1,0 +1,353 @@
+"""SHLS training loop: `train_and_evaluate(config, workdir)`.
+
+Trains on pseudo-sequences of still images (`input_pipeline`), one pmap-ed `train_step` per
+step over the local devices (or, with `config.step_mode = 'reference'`, the exact batch-1
+reference iteration of `reference_step` on one device), and writes under `workdir`:
+
+  checkpoints/  orbax CheckpointManager of the latest `config.keep_checkpoints` train states,
+                saved every `checkpoint_every_steps` and at the end;
+  best/         a second CheckpointManager keeping the one state with the best validation
+                J&F-Mean (orbax `best_fn`, `max_to_keep=1`);
+  validation/<step>/  masks and CSVs of each validation (`evaluation.evaluator.Evaluator`);
+  tensorboard/  scalars: loss terms, grad/param/update norms, learning rate, validation scores.
+
+Both checkpoint folders hold the TrainState as a tree with 'params', 'batch_stats',
+'opt_state', 'step' and 'rng' at the top level, so `checkpoints.load_variables` and
+`evaluate.py --checkpoint <workdir>/checkpoints` read them.
+
+Resuming: a run started on a workdir with checkpoints continues from the latest one (step,
+parameters, optimiser state and random key as saved). The input pipeline restarts at every
+multiple of `checkpoint_every_steps` with a seed made of (`seed`, that step); a run resumed at
+step s reopens the pipeline of its segment and skips the batches before s, so it sees exactly
+the batches of an uninterrupted run.
+
+Under `jax.distributed` every process reads its own shard of the images; process 0 alone writes
+logs, TensorBoard scalars and the exported PyTorch file.
+"""
+
+import functools
+import json
+import os
+from pathlib import Path
+import time
+from typing import Dict, Iterator, Optional
+
+from absl import logging
+from flax import jax_utils
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+from tqdm import tqdm
+
+from shls_jax import checkpoints
+from shls_jax import input_pipeline
+from shls_jax import interop
+from shls_jax import reference_step
+from shls_jax import train_step as train_step_lib
+from shls_jax.datasets import stills
+from shls_jax.evaluation import evaluator as evaluator_lib
+
+STEP_MODES = ('pmap', 'reference')
+BEST_METRIC = 'J&F-Mean'
+CHECKPOINT_DIR = 'checkpoints'
+BEST_DIR = 'best'
+VALIDATION_DIR = 'validation'
+TENSORBOARD_DIR = 'tensorboard'
+# TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
+# package that provides `tf.summary.scalar` is not a dependency).
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
+
+
+def make_source(data_config: ml_collections.ConfigDict) -> stills.StillImageSet:
+  """Still images of `data_config.root` (MSRA10K layout, optional split and mask folder)."""
+  if not data_config.root:
+    raise ValueError("config.data.root is empty: set it to the MSRA10K folder "
+                     "(--config.data.root=PATH)")
+  return stills.StillImageSet(stills.list_msra10k(
+      data_config.root, data_config.split or None, data_config.mask_dir or None))
+
+
+def total_steps(config: ml_collections.ConfigDict, num_images: int) -> int:
+  """`num_train_steps` if positive, else num_epochs x epoch_fraction x images / global batch."""
+  if config.num_train_steps > 0:
+    return config.num_train_steps
+  global_batch = config.batch_size_per_device * jax.device_count()
+  if config.step_mode == 'reference':
+    global_batch = 1
+  steps = int(config.num_epochs * config.epoch_fraction * num_images) // global_batch
+  if steps < 1:
+    raise ValueError(f"{config.num_epochs} epochs of {config.epoch_fraction} x {num_images} "
+                     f"images make no step of {global_batch} sequences")
+  return steps
+
+
+def learning_rate(config: ml_collections.ConfigDict) -> float:
+  """Adam's (constant) learning rate as `train_step.create_train_state` sets it."""
+  scale = jax.device_count() if config.step.scale_learning_rate else 1
+  return config.step.learning_rate * scale
+
+
+def initial_state(config: ml_collections.ConfigDict) -> train_step_lib.TrainState:
+  """Unreplicated TrainState at step 0: random variables from `config.seed`, or those of
+  `config.init_checkpoint`."""
+  variables = None
+  if config.init_checkpoint:
+    variables = checkpoints.load_variables(config.init_checkpoint)
+  return train_step_lib.create_train_state(jax.random.PRNGKey(config.seed), config.step,
+                                           variables)
+
+
+def segment_seed(seed: int, step: int) -> int:
+  """Pipeline seed of the data segment starting at `step`."""
+  return int(np.random.SeedSequence((seed, step)).generate_state(1)[0])
+
+
+def open_batches(source, config: ml_collections.ConfigDict, step: int,
+                 local_devices: int) -> Iterator[Dict[str, np.ndarray]]:
+  """Batches from `step` on: the pipeline of step's segment, past its first batches.
+
+  Returns:
+    `input_pipeline.Batches` whose next batch is the one of `step`.
+  """
+  every = config.checkpoint_every_steps
+  start = step - step % every if every > 0 else 0
+  batches = input_pipeline.create_split(
+      source, batch_size_per_device=config.batch_size_per_device, local_devices=local_devices,
+      seed=segment_seed(config.seed, start), config=config.data,
+      num_parallel_calls=config.data.num_parallel_calls)
+  for _ in range(step - start):
+    next(batches)
+  return batches
+
+
+@functools.lru_cache(maxsize=4)
+def pmapped_train_step(step_config_json: str):
+  """`train_step` pmap-ed over 'batch' with the state donated, once per step config (JSON)."""
+  step_config = ml_collections.ConfigDict(json.loads(step_config_json))
+  return jax.pmap(functools.partial(train_step_lib.train_step, config=step_config),
+                  axis_name='batch', donate_argnums=(0,))
+
+
+def reference_options(step_config: ml_collections.ConfigDict) -> reference_step.StepOptions:
+  """`reference_step` options equivalent to `train_step`'s loss switches and frozen groups."""
+  frozen = {m for g in step_config.frozen for m in train_step_lib.FROZEN_GROUPS[g]}
+  groups = {g for g, modules in reference_step.GROUPS.items() if set(modules) <= frozen}
+  return reference_step.StepOptions(ntxent=step_config.use_ntxent, ce=step_config.use_ce,
+                                    frozen=frozenset(groups))
+
+
+def _reference_train_step(state, batch, *, config):
+  """One reference iteration on the first sequence of `batch` ([1, 1, ...] arrays), on host."""
+  sequence = {k: v[0, 0] for k, v in batch.items()}
+  rng = np.random.default_rng((config.seed, int(state.step)))
+  result = reference_step.reference_step(
+      {'params': state.params, 'batch_stats': state.batch_stats}, sequence['image'],
+      sequence['spx'], sequence['label'], int(sequence['num_cls']), rng=rng,
+      options=reference_options(config.step))
+  metrics = dict(loss=result.loss, ntxent=result.ntxent, ce=result.ce)
+  return _apply_gradients(state, result.grads, result.batch_stats, metrics)
+
+
+_apply_gradients = jax.jit(train_step_lib.apply_gradients)
+
+
+class MetricWriter:
+  """Console lines and TensorBoard scalars, written by process 0 only."""
+
+  def __init__(self, logdir: Path):
+    self._enabled = jax.process_index() == 0
+    self._writer = tf.summary.create_file_writer(str(logdir)) if self._enabled else None
+
+  def write(self, step: int, scalars: Dict[str, float], prefix: str = '') -> None:
+    if not self._enabled:
+      return
+    logging.info('[%d] %s', step, ', '.join(f'{prefix}{k}={v:.5g}' for k, v in scalars.items()))
+    with self._writer.as_default():
+      for name, value in scalars.items():
+        tf.summary.write(prefix + name, tf.constant(value, tf.float32), step=step,
+                         metadata=_SCALAR_METADATA)
+    self._writer.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._writer.close()
+
+
+def host_state(state, replicated: bool):
+  """Numpy copy of the train state (of the first local replica when `replicated`)."""
+  if replicated:
+    # A local shard of a pmap-ed array keeps the device axis, of size 1.
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], state)
+  return jax.device_get(state)
+
+
+def _checkpoint_managers(workdir: Path, config: ml_collections.ConfigDict):
+  latest = ocp.CheckpointManager(
+      workdir / CHECKPOINT_DIR,
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  best = ocp.CheckpointManager(
+      workdir / BEST_DIR,
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='max',
+          create=True))
+  return latest, best
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.step_mode not in STEP_MODES:
+    raise ValueError(f"config.step_mode must be one of {STEP_MODES}, got {config.step_mode!r}")
+  if config.step_mode == 'reference' and (config.batch_size_per_device != 1
+                                          or jax.process_count() != 1):
+    raise ValueError("step_mode 'reference' trains on one sequence per step in one process: "
+                     "set batch_size_per_device=1 and run without jax.distributed")
+  if config.export_torch and Path(config.export_torch).exists() and not config.export_overwrite:
+    raise FileExistsError(f"{config.export_torch} exists: choose another --export-torch path or "
+                          "pass --overwrite-export")
+
+
+def _check_finite(metrics: Dict[str, float], step: int, workdir: Path) -> None:
+  if not np.isfinite(metrics['loss']):
+    raise FloatingPointError(
+        f"loss is {metrics['loss']} at step {step} ({metrics}): training stopped; the "
+        f"checkpoints in {workdir / CHECKPOINT_DIR} predate it")
+
+
+def validate(config: ml_collections.ConfigDict, workdir: Path, step: int,
+             variables) -> Optional[Dict[str, float]]:
+  """Scores of `variables` on the validation sequences, or None without a DAVIS root."""
+  if not config.eval.davis_root:
+    logging.info('Validation skipped at step %d: no config.eval.davis_root', step)
+    return None
+  evaluator = evaluator_lib.Evaluator(
+      config, workdir / VALIDATION_DIR / f'{step:08d}', weights=f'{workdir.resolve()}@{step}',
+      progress=False)
+  return dict(evaluator.run(variables))
+
+
+def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None:
+  """Writes the last (or, with `export_best`, the best validated) variables as a `.pth`."""
+  step = int(state.step)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  if config.export_best and best_manager.best_step() is not None:
+    step = best_manager.best_step()
+    variables = checkpoints.load_variables(best_manager.directory, step)
+  if jax.process_index() == 0:
+    interop.save_torch_checkpoint(config.export_torch, variables, global_ite=step)
+    logging.info('Wrote the variables of step %d to %s', step, config.export_torch)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: os.PathLike) -> train_step_lib.TrainState:
+  """Trains, checkpoints, validates and optionally exports (see the module docstring).
+
+  Args:
+    config: a training config such as `configs/msra10k.py` (data, step, schedule, eval blocks).
+    workdir: output folder; an existing one with checkpoints is resumed.
+
+  Returns:
+    The final unreplicated train state (numpy leaves).
+
+  Raises:
+    FloatingPointError: the loss became NaN or infinite.
+  """
+  input_pipeline.hide_gpus_from_tensorflow()
+  _check_config(config)
+  workdir = Path(workdir).absolute()  # orbax needs absolute paths
+  workdir.mkdir(parents=True, exist_ok=True)
+  source = make_source(config.data)
+  num_steps = total_steps(config, len(source))
+  latest_manager, best_manager = _checkpoint_managers(workdir, config)
+  state = initial_state(config)
+  if latest_manager.latest_step() is not None:
+    state = latest_manager.restore(latest_manager.latest_step(),
+                                   args=ocp.args.StandardRestore(jax.device_get(state)))
+    logging.info('Resumed from %s at step %d', latest_manager.directory, int(state.step))
+  step = int(state.step)
+
+  replicated = config.step_mode == 'pmap'
+  if replicated:
+    step_fn = pmapped_train_step(config.step.to_json())
+    # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
+    # the step's own outputs) share one compilation.
+    state = jax_utils.replicate(state, axis_name='batch')
+    local_devices = jax.local_device_count()
+  else:
+    step_fn = functools.partial(_reference_train_step, config=config)
+    local_devices = 1
+
+  writer = MetricWriter(workdir / TENSORBOARD_DIR)
+  lr = learning_rate(config)
+  sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
+  logging.info('Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s', step,
+               num_steps, sequences_per_step, lr, config.step_mode)
+  history = {}  # step -> J&F-Mean of this run's validations
+
+  def validate_and_keep_best(saved):
+    scores = validate(config, workdir, int(saved.step),
+                      {'params': saved.params, 'batch_stats': saved.batch_stats})
+    if scores is not None:
+      writer.write(int(saved.step), scores, prefix='val/')
+      best_manager.save(int(saved.step), args=ocp.args.StandardSave(saved),
+                        metrics={BEST_METRIC: scores[BEST_METRIC]})
+      history[int(saved.step)] = scores[BEST_METRIC]
+
+  if config.eval_at_start and step == 0:
+    validate_and_keep_best(host_state(state, replicated))
+  batches = None
+  pending, tick = [], time.time()
+  progress = tqdm(total=num_steps, initial=step, desc='train', unit='step',
+                  disable=jax.process_index() != 0)
+  try:
+    while step < num_steps:
+      if batches is None or (config.checkpoint_every_steps > 0 and
+                             step % config.checkpoint_every_steps == 0):
+        if batches is not None:
+          batches.close()
+        batches = open_batches(source, config, step, local_devices)
+      state, metrics = step_fn(state, next(batches))
+      pending.append(metrics)
+      step += 1
+      progress.update()
+      checkpoint_now = step == num_steps or (config.checkpoint_every_steps > 0 and
+                                             step % config.checkpoint_every_steps == 0)
+      eval_now = step == num_steps or (config.eval_every_steps > 0 and
+                                       step % config.eval_every_steps == 0)
+      if pending and (step % config.log_every_steps == 0 or checkpoint_now or eval_now):
+        fetched = jax.device_get(pending)
+        if replicated:
+          fetched = [{k: v[0] for k, v in m.items()} for m in fetched]
+        scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        _check_finite(scalars, step, workdir)
+        elapsed = time.time() - tick
+        scalars.update(learning_rate=lr, steps_per_second=len(fetched) / elapsed,
+                       sequences_per_second=len(fetched) * sequences_per_step / elapsed)
+        writer.write(step, scalars, prefix='train/')
+        pending, tick = [], time.time()
+      if checkpoint_now or eval_now:
+        saved = host_state(state, replicated)
+      if checkpoint_now:
+        latest_manager.save(step, args=ocp.args.StandardSave(saved))
+      if eval_now:
+        validate_and_keep_best(saved)
+        tick = time.time()  # validation time is not training time
+  finally:
+    progress.close()
+    if batches is not None:
+      batches.close()
+    latest_manager.wait_until_finished()
+    best_manager.wait_until_finished()
+    writer.close()
+
+  if history and jax.process_index() == 0:
+    logging.info('Validation %s by step: %s', BEST_METRIC,
+                 ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())))
+  final = host_state(state, replicated)
+  if config.export_torch:
+    export_torch(config, final, best_manager)
+  latest_manager.close()
+  best_manager.close()
+  return final

@@ -1,0 +1,155 @@
+"""Training loop: one real step, kill-and-resume, 2-process jax.distributed, PyTorch export,
+frozen modules, and the train checkpoints read back by `evaluate.py`."""
+
+import os
+from pathlib import Path
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import demo
+from shls_jax import checkpoints
+from shls_jax import train
+from shls_jax.datasets import synthetic
+from shls_jax.evaluation import evaluator
+
+REPO = Path(__file__).resolve().parents[1]
+# Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.
+TINY = {
+    'data.image_size': (32, 32), 'data.seq_len': 2, 'data.slic_segments': 12,
+    'data.spx_capacity': 32, 'data.cls_capacity': 3, 'data.num_parallel_calls': 1,
+    'step.crop_size': (16, 16), 'step.object_capacity': 2, 'step.kmeans_iterations': 2,
+    'checkpoint_every_steps': 2, 'log_every_steps': 1, 'eval_at_start': False,
+    'eval.davis_root': '',
+}
+
+
+@pytest.fixture(scope='module')
+def stills_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp('stills')
+  synthetic.write_stills(root, num_images=6, size=(40, 48), seed=0)
+  return root
+
+
+def _config(stills_root, **overrides):
+  config = demo.get_config()
+  for key, value in {**TINY, 'data.root': str(stills_root), **overrides}.items():
+    *blocks, leaf = key.split('.')
+    node = config
+    for block in blocks:
+      node = node[block]
+    node[leaf] = value
+  return config
+
+
+def _variables(state):
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _assert_trees_close(a, b, atol=1e-6):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol,
+                                                       rtol=0), a, b)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(stills_root, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  config = _config(stills_root, num_train_steps=4, export_torch=str(workdir / 'final.pth'))
+  return workdir, train.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(scope='module')
+def interrupted(stills_root, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('interrupted')
+  first = train.train_and_evaluate(_config(stills_root, num_train_steps=2), workdir)
+  second = train.train_and_evaluate(_config(stills_root, num_train_steps=4), workdir)
+  return workdir, first, second
+
+
+def test_real_steps_write_checkpoints_and_scalars(stills_root, interrupted):
+  workdir, first, _ = interrupted
+  assert int(first.step) == 2
+  assert checkpoints.latest_step(workdir / train.CHECKPOINT_DIR) == 4
+  assert list((workdir / train.TENSORBOARD_DIR).glob('events.out.tfevents.*'))
+  initial = train.initial_state(_config(stills_root))
+  assert not np.allclose(first.params['segmenter']['pred']['kernel'],
+                         initial.params['segmenter']['pred']['kernel'])
+
+
+def test_resume_gives_the_uninterrupted_state(interrupted, uninterrupted):
+  _, _, resumed = interrupted
+  _, straight = uninterrupted
+  assert int(resumed.step) == int(straight.step) == 4
+  _assert_trees_close(resumed.params, straight.params)
+  _assert_trees_close(resumed.batch_stats, straight.batch_stats)
+  _assert_trees_close(resumed.opt_state, straight.opt_state)
+
+
+def test_export_torch_reads_back_identical(uninterrupted):
+  workdir, state = uninterrupted
+  _assert_trees_close(checkpoints.load_variables(workdir / 'final.pth'), _variables(state),
+                      atol=0)
+
+
+def test_evaluate_reads_the_train_checkpoints(uninterrupted):
+  workdir, state = uninterrupted
+  _assert_trees_close(evaluator.load_variables(str(workdir / train.CHECKPOINT_DIR)),
+                      _variables(state), atol=0)
+
+
+def test_existing_export_is_not_overwritten(stills_root, uninterrupted, tmp_path):
+  workdir, _ = uninterrupted
+  config = _config(stills_root, num_train_steps=1, export_torch=str(workdir / 'final.pth'))
+  with pytest.raises(FileExistsError, match='overwrite'):
+    train.train_and_evaluate(config, tmp_path)
+
+
+def test_frozen_modules_do_not_change(stills_root, tmp_path):
+  config = _config(stills_root, num_train_steps=1, **{'step.frozen': ('decoder',)})
+  initial = train.initial_state(config)
+  state = train.train_and_evaluate(config, tmp_path)
+  for name in ('mem_select', 'segmenter'):
+    _assert_trees_close(state.params[name], initial.params[name], atol=0)
+    _assert_trees_close(state.batch_stats.get(name, {}), initial.batch_stats.get(name, {}),
+                        atol=0)
+  changed = jax.tree.map(lambda x, y: not np.array_equal(x, y), state.params['spx_embedding'],
+                         initial.params['spx_embedding'])
+  assert any(jax.tree.leaves(changed))
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+  with pytest.raises(FloatingPointError, match='loss is nan at step 7'):
+    train._check_finite({'loss': float('nan')}, 7, tmp_path)  # pylint: disable=protected-access
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_two_steps(stills_root, tmp_path):
+  port = _free_port()
+  overrides = [f'--config.{k}={v}' for k, v in {**TINY, 'data.root': str(stills_root),
+                                                  'num_train_steps': 2}.items()]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  procs = [subprocess.Popen(
+      [sys.executable, str(REPO / 'train.py'), '--config', str(REPO / 'configs/demo.py'),
+       '--workdir', str(tmp_path), '--distributed', f'--coordinator-address=127.0.0.1:{port}',
+       '--num-processes=2', f'--process-id={i}', *overrides],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  outputs = []
+  try:
+    for proc in procs:
+      outputs.append(proc.communicate(timeout=420)[0])
+  finally:
+    for proc in procs:
+      proc.kill()
+  for proc, output in zip(procs, outputs):
+    assert proc.returncode == 0, output[-3000:]
+  assert checkpoints.latest_step(tmp_path / train.CHECKPOINT_DIR) == 2
