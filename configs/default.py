@@ -1,21 +1,18 @@
 """Default SHLS configuration: the network and the inference settings of the reference.
 
 Variants import this file and override a few fields; every field can be overridden on the command
-line (`--config.model.sf_channels=32`).
+line (`--config.inference.mode=fast`).
 """
 
 import ml_collections
+
+from shls_jax.inference import propagation
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
-  # Network (section 1, 2, 6 of the reference).
-  config.model = ml_collections.ConfigDict()
-  config.model.sf_channels = 32  # superfeature size S
-  config.model.dtype = "float32"
-
-  # Frame normalisation (DAVIS statistics).
-  config.mean = (0.4512, 0.4448, 0.4111)
-  config.std = (0.2485, 0.2403, 0.2617)
+  # Propagation engine (`shls_jax.inference.Propagator` takes this block; its fields and the
+  # modes are documented in `shls_jax.inference.propagation.default_config`).
+  config.inference = propagation.default_config()
   return config

@@ -1,0 +1,375 @@
+"""DAVIS semi-supervised evaluation: propagate first-frame masks, write results, score them.
+
+`Evaluator(config, results_dir).run(variables)` segments every selected sequence with the
+propagation engine, writes the masks in the official results layout
+(`<results_dir>/<sequence>/<frame>.png`, indexed PNGs with the DAVIS palette, object ids
+0 = background, at the annotation resolution), scores the folder with the official protocol,
+writes `global_results-<split>.csv` and `per-sequence_results-<split>.csv`, and yields
+`(name, value)` pairs such as `('J&F-Mean', 0.68)`. The training loop uses the same object for
+validation; `evaluate.py` wraps it for the command line.
+
+Results folder rule: a run writes only into a folder that is missing or empty, or that a previous
+run with the same settings (config and weights) made, recognised by its `evaluation.json`. In such
+a folder, sequences whose masks are all present are kept (a run resumes). Anything else (another
+run's folder, a folder of other files, existing CSVs of a folder scored with `score`) is replaced
+only with `overwrite`, which also recomputes every selected sequence.
+
+Under `jax.distributed`, process p segments sequences p, p + P, ... of the list; process 0 scores
+once all are written, and every process yields its numbers.
+"""
+
+import json
+import os
+from pathlib import Path
+import shutil
+from typing import Any, Iterator
+
+from absl import logging
+import cv2
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from shls_jax import checkpoints
+from shls_jax import inference
+from shls_jax import models
+from shls_jax import superpixels
+from shls_jax.datasets import davis
+from shls_jax.evaluation import results_io
+from shls_jax.evaluation import scoring
+
+SETTINGS_FILE = "evaluation.json"
+OVERLAY_DIR = "overlays"
+SUPERPIXEL_SOURCES = ("slic", "isec", "precomputed")
+_OVERLAY_ALPHA = 0.5
+
+
+def selected_sequences(eval_config: ml_collections.ConfigDict,
+                       sequences: list[str] | None = None) -> list[str]:
+  """Names to evaluate: `sequences`, else `eval_config.sequences` (comma-separated), else the split.
+
+  Raises:
+    FileNotFoundError: a named sequence has no frames under `eval_config.davis_root`.
+  """
+  if not sequences and eval_config.sequences:
+    sequences = [s.strip() for s in eval_config.sequences.split(",") if s.strip()]
+  if not sequences:
+    return davis.list_sequences(eval_config.davis_root, eval_config.split, eval_config.resolution)
+  available = set(davis.list_sequences(eval_config.davis_root, None, eval_config.resolution))
+  missing = [s for s in sequences if s not in available]
+  if missing:
+    raise FileNotFoundError(
+        f"sequence(s) {', '.join(missing)} not found under {eval_config.davis_root}/JPEGImages/"
+        f"{eval_config.resolution}: choose others with --sequences")
+  return list(sequences)
+
+
+def working_size(eval_config: ml_collections.ConfigDict) -> tuple[int, int] | None:
+  """(H, W) frames are segmented at, or None for the annotation resolution."""
+  size = tuple(eval_config.size or ())
+  if not size:
+    return None
+  if len(size) != 2 or min(size) < 1:
+    raise ValueError(f"eval.size must be () or (H, W) with positive sizes, got {size}")
+  return int(size[0]), int(size[1])
+
+
+def sequence_superpixels(frames: np.ndarray, sequence: davis.Sequence,
+                         spx_config: ml_collections.ConfigDict,
+                         progress: bool = False) -> np.ndarray:
+  """Superpixels of every frame.
+
+  Args:
+    frames: [T, H, W, 3] uint8 RGB frames (at the working size).
+    sequence: the DAVIS sequence the frames come from.
+    spx_config: `method` ('slic', 'isec' or 'precomputed'), `n_segments` (SLIC), `root`
+      (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
+    progress: show a per-frame progress bar.
+
+  Returns:
+    [T, H, W] int32 labels, dense 1..N_t per frame.
+  """
+  method = spx_config.method
+  if method not in SUPERPIXEL_SOURCES:
+    raise ValueError(f"unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}")
+  if method == "precomputed" and not spx_config.root:
+    raise ValueError("superpixels 'precomputed' need eval.superpixels.root, the folder of maps")
+  params = {"n_segments": spx_config.n_segments} if method == "slic" else {}
+  size = frames.shape[1:3]
+  labels = []
+  for frame, name in tqdm(list(zip(frames, sequence.frame_names)), desc=f"{sequence.name} spx",
+                          unit="frame", leave=False, disable=not progress):
+    if method != "precomputed":
+      labels.append(superpixels.compute(frame, method, **params))
+      continue
+    path = superpixels.label_path(spx_config.root, sequence.name, name)
+    if not path.is_file():
+      raise FileNotFoundError(f"precomputed superpixel map {path} is missing: compute the maps "
+                              "with `python -m shls_jax.tools.superpixels`")
+    spx = superpixels.read_labels(path)
+    if spx.shape != size:
+      # Nearest resizing can drop small superpixels; renumbering keeps labels dense.
+      spx = superpixels.dense_labels(davis.resize_ids(spx, size))
+    labels.append(spx)
+  return np.stack(labels).astype(np.int32)
+
+
+def first_mask(sequence: davis.Sequence, single_object: bool,
+               size: tuple[int, int] | None = None) -> np.ndarray:
+  """[H, W] uint8 first-frame object ids (0 = background, void counted as background)."""
+  mask = davis.load_masks(sequence, [0], size, single_object)[0]
+  return np.where(mask == davis.VOID, 0, mask).astype(np.uint8)
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """[T, h, w] ids -> [T, H, W] uint8 ids, nearest neighbour (results are scored at (H, W))."""
+  return np.stack([davis.resize_ids(m, size) for m in np.asarray(masks, np.uint8)])
+
+
+def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = _OVERLAY_ALPHA) -> np.ndarray:
+  """[H, W, 3] uint8 RGB frame with objects of the [H, W] id mask tinted in their DAVIS colour."""
+  colours = results_io.davis_palette()[mask].astype(np.float32)
+  blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
+  return np.where(mask[..., None] > 0, np.round(blended), frame).astype(np.uint8)
+
+
+def write_overlays(folder: Path, sequence: davis.Sequence, masks: np.ndarray) -> None:
+  """Writes `<folder>/<frame>.jpg` overlays of [T, H, W] masks on the original frames."""
+  folder.mkdir(parents=True, exist_ok=True)
+  for path, mask in zip(sequence.frames, masks):
+    image = overlay(davis.read_frame(path), mask)
+    cv2.imwrite(str(folder / f"{path.stem}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def write_masks_atomically(results_dir: Path, sequence: davis.Sequence, masks: np.ndarray) -> None:
+  """Writes the masks of a sequence so that each PNG appears whole or not at all.
+
+  A run interrupted mid-sequence then leaves some frames missing, never a truncated PNG, and
+  `is_complete` is enough to decide whether to redo it.
+  """
+  staging = results_dir / f".{sequence.name}.partial"
+  shutil.rmtree(staging, ignore_errors=True)
+  paths = results_io.write_sequence_masks(staging, sequence.name, masks, sequence.frame_names)
+  folder = results_dir / sequence.name
+  folder.mkdir(parents=True, exist_ok=True)
+  for path in paths:
+    os.replace(path, folder / path.name)
+  shutil.rmtree(staging)
+
+
+def is_complete(results_dir: Path, sequence: davis.Sequence) -> bool:
+  """True when every frame of `sequence` has its result PNG."""
+  folder = results_dir / sequence.name
+  return all((folder / f"{name}.png").is_file() for name in sequence.frame_names)
+
+
+def _settings(config: ml_collections.ConfigDict, weights: str) -> dict[str, Any]:
+  """What decides the masks of a run: the config (but not the scoring workers) and the weights."""
+  settings = json.loads(config.to_json())
+  settings.get("eval", {}).pop("workers", None)
+  settings.get("eval", {}).pop("davis_root", None)
+  return {"weights": weights, "config": settings}
+
+
+class Evaluator:
+  """Segments and scores DAVIS sequences; `run(variables)` yields `(name, value)` pairs.
+
+  Attributes:
+    config: the whole config; reads `eval` (dataset, sizes, superpixels) and `inference` (the
+      settings of `inference.Propagator`).
+    results_dir: output folder of masks, CSVs, `evaluation.json` and optional overlays.
+    sequences: the selected sequence names.
+    davis_sequences: their `davis.Sequence`s (frames and annotations found on disk).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, results_dir, *, weights: str = "",
+               sequences: list[str] | None = None, overwrite: bool = False,
+               overlays: bool = False, progress: bool = True):
+    """Builds the evaluator.
+
+    Args:
+      config: whole config (see the class docstring).
+      results_dir: output folder.
+      weights: what the variables are (a checkpoint path, 'random'), recorded in the settings so
+        that a folder made with other weights is never mixed with this run.
+      sequences: names to evaluate instead of the config's selection.
+      overwrite: recompute every sequence and replace whatever the folder holds.
+      overlays: also write JPEG overlays to `<results_dir>/overlays/<sequence>/<frame>.jpg`.
+      progress: show progress bars.
+    """
+    self.config = config
+    self.eval_config = config.eval
+    self.results_dir = Path(results_dir)
+    self.sequences = selected_sequences(self.eval_config, sequences)
+    self.size = working_size(self.eval_config)
+    self.overwrite = overwrite
+    self.overlays = overlays
+    self.progress = progress
+    self.settings = _settings(config, weights)
+    self.davis_sequences = [
+        davis.load_sequence(self.eval_config.davis_root, s, self.eval_config.resolution)
+        for s in self.sequences]
+
+  # ------------------------------------------------------------------------------ results folder
+
+  def _previous_settings(self) -> dict | None:
+    path = self.results_dir / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+  def check_results_dir(self) -> None:
+    """Applies the results folder rule of the module docstring before anything is written."""
+    if self.overwrite or not self.results_dir.exists():
+      return
+    if not self.results_dir.is_dir():
+      raise NotADirectoryError(f"results folder {self.results_dir} is a file")
+    previous = self._previous_settings()
+    if previous is None and any(self.results_dir.iterdir()):
+      raise FileExistsError(f"results folder {self.results_dir} is not empty and was not made by "
+                            "this evaluation: choose another folder or pass --overwrite")
+    if previous is not None and previous != self.settings:
+      raise FileExistsError(f"results folder {self.results_dir} holds results of another run "
+                            f"(other config or weights, see {SETTINGS_FILE}): choose another "
+                            "folder or pass --overwrite")
+
+  def _check_csvs(self) -> None:
+    """Refuses to replace CSVs of a folder this evaluation did not make, unless overwriting."""
+    if self.overwrite or self._previous_settings() is not None:
+      return
+    existing = [p for p in self._csv_paths() if p.exists()]
+    if existing:
+      raise FileExistsError(f"{', '.join(map(str, existing))} already exist(s): pass --overwrite "
+                            "to replace them")
+
+  def _csv_paths(self) -> list[Path]:
+    split = self.eval_config.split
+    return [self.results_dir / f"global_results-{split}.csv",
+            self.results_dir / f"per-sequence_results-{split}.csv"]
+
+  # ---------------------------------------------------------------------------------- prediction
+
+  def predict_sequence(self, propagator: inference.Propagator,
+                       sequence: davis.Sequence) -> np.ndarray:
+    """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W)."""
+    single = self.eval_config.single_object
+    frames = davis.load_frames(sequence, self.size)
+    spx = sequence_superpixels(frames, sequence, self.eval_config.superpixels, self.progress)
+    result = propagator.run(frames, spx, first_mask(sequence, single, self.size),
+                            progress=self.progress)
+    masks = np.asarray(result.masks)
+    if masks.shape != spx.shape:
+      raise ValueError(f"propagation returned masks {masks.shape} for frames {spx.shape}")
+    full = first_mask(sequence, single)
+    masks = resize_masks(masks, full.shape)
+    # The given mask is the result of frame 0, at full detail rather than resized twice.
+    masks[0] = full
+    return masks
+
+  def predict(self, variables) -> list[str]:
+    """Writes the masks of this process's share of the sequences; returns the names computed."""
+    self.check_results_dir()
+    sync("shls_eval_checked")
+    if jax.process_index() == 0:
+      self.results_dir.mkdir(parents=True, exist_ok=True)
+      (self.results_dir / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + "\n")
+    mine = self.davis_sequences[jax.process_index()::jax.process_count()]
+    todo = [s for s in mine if self.overwrite or not is_complete(self.results_dir, s)]
+    if not todo:
+      return []
+    propagator = inference.Propagator(variables, self.config.inference)
+    for sequence in tqdm(todo, desc="sequences", unit="seq", disable=not self.progress):
+      masks = self.predict_sequence(propagator, sequence)
+      write_masks_atomically(self.results_dir, sequence, masks)
+      if self.overlays:
+        write_overlays(self.results_dir / OVERLAY_DIR / sequence.name, sequence, masks)
+    return [s.name for s in todo]
+
+  # ------------------------------------------------------------------------------------- scoring
+
+  def score(self) -> tuple[dict[str, float], list[dict]]:
+    """Scores the results folder, writes both CSVs and prints the tables (process 0 only).
+
+    Returns:
+      (global table, per-sequence rows) as `scoring.tables` gives them.
+    """
+    self._check_csvs()
+    config = self.eval_config
+    global_table, sequence_table = scoring.score_results(
+        config.davis_root, self.results_dir, self.sequences, config.single_object,
+        config.workers, config.resolution)
+    scoring.write_csvs(self.results_dir, global_table, sequence_table, config.split)
+    print(scoring.format_tables(global_table, sequence_table, config.split), flush=True)
+    return global_table, sequence_table
+
+  def run(self, variables) -> Iterator[tuple[str, float]]:
+    """Segments (skipping complete sequences unless overwriting), scores, yields global numbers.
+
+    Args:
+      variables: Flax variables {'params', 'batch_stats'} of the SHLS network.
+
+    Yields:
+      `(name, value)` for each of `scoring.GLOBAL_COLUMNS` ('J&F-Mean', 'J-Mean', ...), on every
+      process.
+    """
+    self.predict(variables)
+    sync("shls_eval_predicted")
+    values = np.zeros(len(scoring.GLOBAL_COLUMNS), np.float64)
+    if jax.process_index() == 0:
+      global_table, _ = self.score()
+      values = np.array([global_table[c] for c in scoring.GLOBAL_COLUMNS])
+    if jax.process_count() > 1:
+      values = np.asarray(multihost_utils.broadcast_one_to_all(values))
+    yield from zip(scoring.GLOBAL_COLUMNS, map(float, values))
+
+
+def sync(name: str) -> None:
+  """Barrier across processes under `jax.distributed`; nothing to wait for with one process."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def describe_weights(checkpoint: str | None) -> str:
+  """What `load_variables(checkpoint)` loads, as recorded in `evaluation.json`: the absolute path
+  (with '@<step>' for an orbax folder) or 'random'."""
+  if not checkpoint:
+    return "random"
+  path = Path(checkpoint).resolve()
+  return f"{path}@{checkpoints.latest_step(path)}" if path.is_dir() else str(path)
+
+
+def load_variables(checkpoint: str | None) -> Any:
+  """Network variables {'params', 'batch_stats'}.
+
+  Args:
+    checkpoint: a reference-format PyTorch `.pth` file, an orbax checkpoint folder of `train.py`
+      (its latest step), or None for random weights (smoke tests only: the results mean nothing).
+  """
+  if not checkpoint:
+    return models.init_variables(jax.random.PRNGKey(0))
+  return checkpoints.load_variables(checkpoint)
+
+
+def evaluate(config: ml_collections.ConfigDict, results_dir, *, checkpoint: str | None = None,
+             sequences: list[str] | None = None, score_only: bool = False,
+             overwrite: bool = False, overlays: bool = False) -> dict[str, float]:
+  """The `evaluate.py` command: segments and scores, or only scores (`score_only`).
+
+  Returns:
+    The global numbers {'J&F-Mean': ..., 'J-Mean': ..., ...}.
+  """
+  if score_only:
+    evaluator = Evaluator(config, results_dir, sequences=sequences, overwrite=overwrite)
+    if not evaluator.results_dir.is_dir():
+      raise FileNotFoundError(f"results folder {results_dir} does not exist: nothing to score")
+    return evaluator.score()[0]
+  # Dataset, selection and results folder are checked before the slow loading of the weights.
+  evaluator = Evaluator(config, results_dir, weights=describe_weights(checkpoint),
+                        sequences=sequences, overwrite=overwrite, overlays=overlays)
+  evaluator.check_results_dir()
+  variables = load_variables(checkpoint)
+  if not checkpoint:
+    logging.warning("=" * 70)
+    logging.warning("NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.")
+    logging.warning("=" * 70)
+  return dict(evaluator.run(variables))

@@ -1,0 +1,193 @@
+"""Tests of the propagation engine: per-frame and whole-video parity with the reference, fast mode
+against exact mode on a real DAVIS sequence, static crops and canvases, and input validation."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from shls_jax.inference.propagation import default_config
+from shls_jax import object_crops
+from shls_jax.inference import Propagator
+from shls_jax.inference import propagation
+from shls_jax.inference import static_crops
+from shls_jax.tools import parity
+from shls_jax.tools import pipeline_parity
+
+FAST_VS_EXACT_MIN_IOU = 0.95
+NUM_FRAMES = 4
+SIZE = (240, 427)
+
+
+@pytest.fixture(scope="module")
+def reference(parity_dir):
+  return parity.Reference.load(parity_dir)
+
+
+@pytest.fixture(scope="module")
+def pipeline_results(reference):
+  out = {}
+  for group in pipeline_parity.STAGE_GROUPS:
+    out.update(group(reference))
+  return out
+
+
+def test_pipeline_stages_reproduce_reference(reference, pipeline_results):
+  assert "frame1.pred" in pipeline_results and "video.masks" in pipeline_results
+  failures = []
+  for key, value in pipeline_results.items():
+    ok, line = parity.compare(key, value, reference.vectors[key])
+    if not ok:
+      failures.append(line)
+  assert not failures, "\n".join(failures)
+
+
+def _config(mode, **overrides):
+  config = default_config()
+  config.mode = mode
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def blackswan(davis_sample):
+  from shls_jax import superpixels  # pylint: disable=g-import-not-at-top
+  from shls_jax.datasets import davis  # pylint: disable=g-import-not-at-top
+  seq = davis.load_sequence(davis_sample, "blackswan")
+  frames = davis.load_frames(seq, size=SIZE)[:NUM_FRAMES]
+  mask = davis.load_masks(seq, indices=[0], size=SIZE, single_object=True)[0]
+  spx = np.stack([superpixels.compute(f, n_segments=500) for f in frames])
+  return frames, spx, mask
+
+
+def _iou(a, b):
+  union = np.count_nonzero((a > 0) | (b > 0))
+  return np.count_nonzero((a > 0) & (b > 0)) / max(union, 1)
+
+
+def _new_traces(before):
+  return {k: v - before.get(k, 0) for k, v in propagation.TRACE_COUNTS.items()
+          if v > before.get(k, 0)}
+
+
+def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
+  frames, spx, mask = blackswan
+  exact = Propagator(reference.variables, _config("exact")).run(frames, spx, mask)
+  before = dict(propagation.TRACE_COUNTS)
+  engine = Propagator(reference.variables, _config("fast"))
+  fast = engine.run(frames, spx, mask)
+  traced = _new_traces(before)
+  # One embedding trace; at most one decoder trace per canvas bucket, not one per frame.
+  assert set(traced) <= {"embed", "decode"} and traced.get("embed", 0) <= 1, traced
+  assert traced.get("decode", 0) <= len(engine.canvases), (traced, engine.canvases)
+  np.testing.assert_array_equal(fast.masks[0], mask)
+  assert set(np.unique(fast.masks)) <= {0, 1} and set(np.unique(exact.masks)) <= {0, 1}
+  ious = [_iou(a, b) for a, b in zip(fast.masks[1:], exact.masks[1:])]
+  assert np.mean(ious) >= FAST_VS_EXACT_MIN_IOU, ious
+
+  # Another video of the same size compiles only for canvases the first one did not use.
+  before = dict(propagation.TRACE_COUNTS)
+  again = Propagator(reference.variables, _config("fast"))
+  again.run(frames[::-1], spx[::-1], fast.masks[-1])
+  new_canvases = set(again.canvases) - set(engine.canvases)
+  assert _new_traces(before).get("decode", 0) <= len(new_canvases), again.canvases
+  assert "embed" not in _new_traces(before)
+
+
+def _canvas_case(rng, frame_hw=(37, 53), l4_hw=(10, 14)):
+  """Random inputs of one object, with boxes of different sizes (full-frame attention maps)."""
+  normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
+  return dict(first_l1=normal(*frame_hw, 5), first_l4=normal(*l4_hw, 3),
+              first_mask=(rng.random(frame_hw) > 0.5).astype(np.float32),
+              first_box=np.array([3, 30, 4, 40], np.int32), prev_l1=normal(*frame_hw, 5),
+              prev_l4=normal(*l4_hw, 3), prev_logits=normal(*frame_hw),
+              prev_box=np.array([5, 12, 9, 20], np.int32), prev_attention=normal(*frame_hw, 4),
+              cur_l1=normal(*frame_hw, 5), cur_l4=normal(*l4_hw, 3),
+              cur_box=np.array([2, 17, 6, 29], np.int32), cur_attention=normal(*frame_hw, 4))
+
+
+def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
+  case = _canvas_case(np.random.default_rng(2))
+  crop = lambda x, box: x[box[0]:box[1], box[2]:box[3]]
+  exact = object_crops.object_inputs(
+      **dict(case, prev_attention=crop(case["prev_attention"], case["prev_box"]),
+             cur_attention=crop(case["cur_attention"], case["cur_box"])))
+  # Jitted: eager dispatch of its many small ops takes seconds.
+  canvas = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(24, 32)))(**case)
+  for name in static_crops.StaticInputs._fields:
+    want, got = np.asarray(getattr(exact, name)), np.array(getattr(canvas, name))
+    hp, wp = want.shape[-3:-1]
+    np.testing.assert_allclose(got[..., :hp, :wp, :], want, atol=1e-5, err_msg=name)
+    got[..., :hp, :wp, :] = 0
+    assert not got.any(), name
+  logits = np.random.default_rng(3).normal(size=(24, 32, 2)).astype(np.float32)
+  hp, wp = exact.l1.shape[1:3]
+  np.testing.assert_array_equal(
+      static_crops.paste_canvas(logits, case["cur_box"], (37, 53)),
+      object_crops.paste_back(logits[:hp, :wp], exact.pads, case["cur_box"], (37, 53)))
+
+
+def test_canvas_size_is_the_smallest_bucket_capped_at_the_frame():
+  boxes = np.array([[0, 17, 3, 90], [1, 40, 0, 5]])
+  assert static_crops.canvas_size(boxes, (240, 427), (32, 48, 64, 96)) == (48, 96)
+  assert static_crops.canvas_size(boxes, (38, 90), (32, 48, 64, 96)) == (40, 92)
+  assert static_crops.canvas_size(boxes, (240, 427), (32,)) == (240, 428)
+  with pytest.raises(ValueError, match="multiples"):
+    static_crops.canvas_size(boxes, (240, 427), (30,))
+
+
+def test_static_crop_of_box_sized_output_is_the_exact_crop():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(20, 30, 3)).astype(np.float32)
+  box = np.array([3, 15, 5, 25], np.int32)
+  crop = static_crops.sample_bilinear(x, box, (12, 20))
+  np.testing.assert_allclose(crop, x[3:15, 5:25], atol=1e-6)
+  np.testing.assert_array_equal(static_crops.sample_nearest(x, box, (12, 20)), x[3:15, 5:25])
+  logits = rng.normal(size=(12, 20, 2)).astype(np.float32)
+  np.testing.assert_allclose(static_crops.paste(logits, box, (20, 30)),
+                             object_crops.paste_back(logits, ((0, 0), (0, 0)), box, (20, 30)),
+                             atol=1e-5)
+
+
+def test_static_crop_resamples_like_align_corners_false():
+  from shls_jax import resample  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(1).normal(size=(20, 30, 2)).astype(np.float32)
+  box = np.array([2, 17, 4, 29], np.int32)
+  np.testing.assert_allclose(static_crops.sample_bilinear(x, box, (8, 12)),
+                             resample.resize_bilinear(x[2:17, 4:29], (8, 12)), atol=1e-5)
+
+
+def _small_video(t=2, h=8, w=12):
+  frames = np.zeros((t, h, w, 3), np.uint8)
+  spx = np.tile((np.arange(h * w).reshape(h, w) // 8 + 1).astype(np.int32), (t, 1, 1))
+  return frames, spx
+
+
+def test_empty_first_mask_gives_background(reference):
+  frames, spx = _small_video()
+  result = Propagator(reference.variables, _config("exact")).run(
+      frames, spx, np.zeros(spx.shape[1:], np.uint8))
+  assert result.masks.shape == spx.shape and not result.masks.any()
+  assert (result.presegs == 1).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f, s, m: (f, s[:, :-1], m), "do not match the frames"),
+    (lambda f, s, m: (f, s, m[:-1]), "does not match the frame size"),
+    (lambda f, s, m: (f, s * 2, m), "not dense"),
+    (lambda f, s, m: (f.astype(np.float32), s, m), "uint8"),
+    (lambda f, s, m: (f, s, m + 255), "void"),
+])
+def test_bad_input_is_refused(reference, change, message):
+  frames, spx = _small_video()
+  mask = np.zeros(spx.shape[1:], np.uint8)
+  mask[2:5, 3:7] = 1
+  engine = Propagator(reference.variables, _config("exact"))
+  with pytest.raises(ValueError, match=message):
+    engine.run(*change(frames, spx, mask))
+
+
+def test_unknown_mode_is_refused(reference):
+  with pytest.raises(ValueError, match="mode"):
+    Propagator(reference.variables, _config("fastest"))
