@@ -2,6 +2,7 @@
 
     python benchmarks/inference.py [--davis-root ../shared/data/davis2016-sample]
         [--sequence blackswan] [--frames 4] [--segments 1000] [--checkpoint ckpt.pth]
+        [--max-canvas 384]
 
 Each mode first runs the clip once (warm-up: compilation), then again timed; the table gives
 per-frame seconds of each stage (superpixels, embed, memory, decode, aggregation; fast mode's
@@ -28,11 +29,13 @@ from shls_jax.models import init_variables
 STAGES = ("superpixels", "embed", "memory", "decode", "aggregation")
 
 
-def _timed_run(variables, mode, frames, spx, mask):
+def _timed_run(variables, mode, frames, spx, mask, max_canvas):
   """(per-stage seconds per frame of one timed run after a warm-up run, the warm-up run's
   seconds per frame, the engine)."""
   config = default_config()
   config.mode = mode
+  if max_canvas is not None:
+    config.max_canvas = max_canvas
   engine = Propagator(variables, config)
   start = time.perf_counter()
   engine.run(frames, spx, mask)
@@ -55,6 +58,8 @@ def main(argv=None):
   parser.add_argument("--frames", type=int, default=4)
   parser.add_argument("--segments", type=int, default=1000)
   parser.add_argument("--checkpoint", help="reference .pth; default random weights")
+  parser.add_argument("--max-canvas", type=int,
+                      help="fast mode's config.max_canvas; default the config's")
   args = parser.parse_args(argv)
 
   seq = davis.load_sequence(args.davis_root, args.sequence)
@@ -71,7 +76,8 @@ def main(argv=None):
   print(f"{args.sequence}: {len(frames)} frames {frames.shape[1]}x{frames.shape[2]}, "
         f"{spx.max(axis=(1, 2)).mean():.0f} SLIC superpixels per frame, {jax.devices()[0]}")
 
-  runs = {mode: _timed_run(variables, mode, frames, spx, mask) for mode in ("exact", "fast")}
+  runs = {mode: _timed_run(variables, mode, frames, spx, mask, args.max_canvas)
+          for mode in ("exact", "fast")}
   rows = {mode: row for mode, (row, _, _) in runs.items()}
   for row in rows.values():
     row["superpixels"] = spx_time
@@ -86,7 +92,8 @@ def main(argv=None):
   print("warm-up run s/frame (with compilation):",
         ", ".join(f"{mode} {warm_up:.3f}" for mode, (_, warm_up, _) in runs.items()))
   print("fast-mode canvases (frames):",
-        ", ".join(f"{h}x{w} ({n})" for (h, w), n in sorted(runs["fast"][2].canvases.items())))
+        ", ".join(f"{h}x{w} ({n})" for (h, w), n in sorted(runs["fast"][2].canvases.items())),
+        f"(max_canvas {runs['fast'][2].config.max_canvas})")
 
 
 if __name__ == "__main__":

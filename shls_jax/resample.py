@@ -131,19 +131,20 @@ def unpad(x, pads: Pads) -> jnp.ndarray:
   return x[..., top:x.shape[-3] - bottom, left:x.shape[-2] - right, :]
 
 
-def _roi_axis_matrix(start, extent, n_out: int, size: int, grid, max_grid: int):
-  """Sampling matrix [n_out, size] of one axis of RoIAlign, before division by the grid count.
+def _roi_axis_matrix(start, extent, n_out, count: int, size: int, grid, max_grid: int):
+  """Sampling matrix [count, size] of one axis of RoIAlign, before division by the grid count.
 
-  Row p sums, over the `grid` (traced, <= max_grid) sample positions of bin p, the two linear
-  interpolation weights of each sample on the source positions; samples outside [-1, size] get 0,
-  those below 0 clamp to 0 and those at or past the last position use the last one alone.
+  Row p < n_out (n_out may be traced, <= count) sums, over the `grid` (traced, <= max_grid)
+  sample positions of bin p of n_out bins, the two linear interpolation weights of each sample
+  on the source positions; samples outside [-1, size] get 0, those below 0 clamp to 0 and those
+  at or past the last position use the last one alone. Rows from n_out on are 0.
   """
   dtype = start.dtype
   bin_size = extent / n_out
-  p = jnp.arange(n_out, dtype=dtype)[:, None]
+  p = jnp.arange(count, dtype=dtype)[:, None]
   i = jnp.arange(max_grid)
   pos = start + p * bin_size + (i.astype(dtype) + 0.5) * bin_size / grid.astype(dtype)
-  valid = (i < grid) & (pos >= -1.0) & (pos <= size)
+  valid = (i < grid) & (pos >= -1.0) & (pos <= size) & (p < n_out)
   pos = jnp.maximum(pos, 0.0)
   low = jnp.floor(pos).astype(jnp.int32)
   last = low >= size - 1
@@ -171,7 +172,8 @@ def roi_grid(lo: float, hi: float, output_extent: int, spatial_scale: float) -> 
 
 def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
               sampling_ratio: int = -1,
-              max_grid: Optional[Tuple[int, int]] = None) -> jnp.ndarray:
+              max_grid: Optional[Tuple[int, int]] = None,
+              output_extent=None) -> jnp.ndarray:
   """torchvision `roi_align(aligned=False)` of one box on one feature map.
 
   Args:
@@ -184,6 +186,10 @@ def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
     max_grid: static upper bound (gh, gw) of the adaptive sample counts. Required when the box is
       traced; when it is too small for the box the result is silently wrong, so derive it from
       the largest box the caller can produce (`roi_grid`). Computed from the box when omitted.
+    output_extent: optional (eh, ew), each in 1..(oh, ow), Python ints or traced: RoIAlign of
+      the box to (eh, ew) bins written at the top-left of the [oh, ow] output, zeros elsewhere
+      (one compilation for any extent). With a traced box, max_grid must then bound the counts
+      for the smallest extent used (`roi_grid` with that extent). Default: (oh, ow).
 
   Returns:
     [oh, ow, C] array: the mean over each bin's sample grid of the bilinear samples.
@@ -202,14 +208,19 @@ def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
       raise ValueError("roi_align: a traced box needs a static max_grid") from e
     max_grid = (roi_grid(rmin, rmax, output_size[0], spatial_scale),
                 roi_grid(cmin, cmax, output_size[1], spatial_scale))
-  return _roi_align(jnp.asarray(features), jnp.asarray(box, features.dtype), output_size,
-                    float(spatial_scale), int(sampling_ratio), tuple(int(g) for g in max_grid))
+  if output_extent is not None:
+    output_extent = tuple(jnp.asarray(e, features.dtype) for e in output_extent)
+  return _roi_align(jnp.asarray(features), jnp.asarray(box, features.dtype), output_extent,
+                    output_size, float(spatial_scale), int(sampling_ratio),
+                    tuple(int(g) for g in max_grid))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _roi_align(features, box, output_size, spatial_scale, sampling_ratio, max_grid):
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _roi_align(features, box, output_extent, output_size, spatial_scale, sampling_ratio,
+               max_grid):
   dtype = features.dtype
   (oh, ow), (height, width) = output_size, features.shape[:2]
+  eh, ew = (oh, ow) if output_extent is None else output_extent
   scale = jnp.asarray(spatial_scale, dtype)
   y1, y2, x1, x2 = box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale
   roi_h = jnp.maximum(y2 - y1, 1.0)
@@ -217,10 +228,10 @@ def _roi_align(features, box, output_size, spatial_scale, sampling_ratio, max_gr
   if sampling_ratio > 0:
     grid_h = grid_w = jnp.asarray(sampling_ratio)
   else:
-    grid_h = jnp.ceil(roi_h / oh).astype(jnp.int32)
-    grid_w = jnp.ceil(roi_w / ow).astype(jnp.int32)
-  rows = _roi_axis_matrix(y1, roi_h, oh, height, grid_h, max_grid[0])
-  cols = _roi_axis_matrix(x1, roi_w, ow, width, grid_w, max_grid[1])
+    grid_h = jnp.ceil(roi_h / eh).astype(jnp.int32)
+    grid_w = jnp.ceil(roi_w / ew).astype(jnp.int32)
+  rows = _roi_axis_matrix(y1, roi_h, eh, oh, height, grid_h, max_grid[0])
+  cols = _roi_axis_matrix(x1, roi_w, ew, ow, width, grid_w, max_grid[1])
   count = jnp.maximum(grid_h * grid_w, 1).astype(dtype)
   out = jnp.einsum("ph,hwc,qw->pqc", rows, features, cols, precision="highest")
   return out / count

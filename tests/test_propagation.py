@@ -9,6 +9,7 @@ import pytest
 
 from shls_jax.inference.propagation import default_config
 from shls_jax import object_crops
+from shls_jax import resample
 from shls_jax.inference import Propagator
 from shls_jax.inference import propagation
 from shls_jax.inference import static_crops
@@ -129,12 +130,43 @@ def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
 
 
 def test_canvas_size_is_the_smallest_bucket_capped_at_the_frame():
-  boxes = np.array([[0, 17, 3, 90], [1, 40, 0, 5]])
-  assert static_crops.canvas_size(boxes, (240, 427), (32, 48, 64, 96)) == (48, 96)
-  assert static_crops.canvas_size(boxes, (38, 90), (32, 48, 64, 96)) == (40, 92)
-  assert static_crops.canvas_size(boxes, (240, 427), (32,)) == (240, 428)
+  extents = static_crops.decode_extents(np.array([[0, 17, 3, 90], [1, 40, 0, 5]]), 0)
+  np.testing.assert_array_equal(extents, [[17, 87], [39, 5]])
+  assert static_crops.canvas_size(extents, (240, 427), (32, 48, 64, 96)) == (48, 96)
+  assert static_crops.canvas_size(extents, (38, 90), (32, 48, 64, 96)) == (40, 92)
+  assert static_crops.canvas_size(extents, (240, 427), (32,)) == (240, 428)
   with pytest.raises(ValueError, match="multiples"):
-    static_crops.canvas_size(boxes, (240, 427), (30,))
+    static_crops.canvas_size(extents, (240, 427), (30,))
+
+
+def test_decode_extents_scale_only_rois_longer_than_max_canvas():
+  boxes = np.array([[0, 300, 10, 210], [5, 45, 0, 64], [0, 1, 0, 479]])
+  np.testing.assert_array_equal(static_crops.decode_extents(boxes, 64),
+                                [[64, 43], [40, 64], [1, 64]])
+
+
+def test_downscaled_canvas_resamples_the_exact_inputs_and_pastes_back():
+  case = _canvas_case(np.random.default_rng(4))
+  extent = np.array([9, 13], np.int32)  # The current ROI is 15 x 23.
+  resized = lambda x, box: np.asarray(resample.resize_bilinear(
+      x[box[0]:box[1], box[2]:box[3]], tuple(extent)))
+  inputs = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(16, 16)))(
+      **case, extent=extent)
+  # Padded to 12 x 16: one zero row above, two below, one column left, two right.
+  np.testing.assert_allclose(inputs.l1[1, 1:10, 1:14], resized(case["cur_l1"], case["cur_box"]),
+                             atol=1e-5)
+  np.testing.assert_allclose(inputs.attention[0, 1:10, 1:14],
+                             resized(case["prev_attention"], case["prev_box"]), atol=1e-5)
+  assert not np.asarray(inputs.l1[:, 10:]).any() and not np.asarray(inputs.l4[:, 3:]).any()
+  np.testing.assert_allclose(
+      inputs.first_l4[:3, :4],
+      resample.roi_align(case["first_l4"], case["first_box"], (3, 4), object_crops.L4_SCALE),
+      atol=1e-5)
+  logits = np.random.default_rng(5).normal(size=(16, 16, 2)).astype(np.float32)
+  box = case["cur_box"]
+  pasted = np.asarray(static_crops.paste_canvas(logits, box, (37, 53), extent))
+  np.testing.assert_allclose(pasted[box[0]:box[1], box[2]:box[3]], resample.resize_bilinear(
+      logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])), atol=1e-5)
 
 
 def test_static_crop_of_box_sized_output_is_the_exact_crop():
@@ -151,7 +183,6 @@ def test_static_crop_of_box_sized_output_is_the_exact_crop():
 
 
 def test_static_crop_resamples_like_align_corners_false():
-  from shls_jax import resample  # pylint: disable=g-import-not-at-top
   x = np.random.default_rng(1).normal(size=(20, 30, 2)).astype(np.float32)
   box = np.array([2, 17, 4, 29], np.int32)
   np.testing.assert_allclose(static_crops.sample_bilinear(x, box, (8, 12)),

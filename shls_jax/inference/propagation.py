@@ -24,7 +24,9 @@ Modes (`config.mode`):
     padded ROI: mean per-frame mask IoU against exact mode 0.990 on the first 4 frames of DAVIS
     blackswan at 240x427 (500 SLIC superpixels, v1 checkpoint; 160x192 and 160x256 canvases for
     156x192 and 156x236 padded ROIs), 1.0 with canvases equal to the padded ROIs. The decoder's
-    time grows with the canvas area (at 480p, 320x512 for a 312x464 padded ROI).
+    time grows with the canvas area (at 480p, 320x512 for a 312x464 padded ROI) and dominates a
+    480p frame; ROIs longer than `config.max_canvas` are decoded downscaled (see
+    `default_config` for the measured quality/speed trade-off).
 Both modes pad the superpixel count to a static capacity (a multiple of
 `config.superpixel_bucket`, at least `config.superpixel_capacity` in fast mode); superfeatures
 of labels 1..N do not depend on it.
@@ -198,7 +200,7 @@ def _decode_all(canvas, variables, per_object, valid):
     inputs = static_crops.canvas_inputs(**{k: per_object[k] for k in shared}, **obj,
                                         canvas=canvas)
     return static_crops.paste_canvas(_decode_object_traced(variables, inputs), obj["cur_box"],
-                                     frame_hw)
+                                     frame_hw, obj["extent"])
 
   frame_logits = jax.vmap(one)({k: v for k, v in per_object.items() if k not in shared})
   probs = jax.nn.softmax(frame_logits, axis=-1)[..., 1] * valid[:, None, None]
@@ -231,6 +233,16 @@ def default_config() -> ml_collections.ConfigDict:
   # 64 up to 512, 128 beyond) add at most a quarter to a side above 128.
   config.canvas_sizes = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
                          896, 1024)
+  # Fast mode: quality/speed knob for large ROIs. An ROI whose longest side exceeds this (a
+  # multiple of 4; 0 = no limit) is decoded at a size scaled by one factor to this longest side
+  # (`static_crops.decode_extents`), its output resized back onto the ROI. The decoder's time
+  # grows with the canvas area, but the decoder is scale-sensitive. Measured at 480x854 (DAVIS
+  # blackswan, 4 frames, ~1000 SLIC superpixels, v1 checkpoint, ROIs up to 312x464; mean
+  # per-frame mask IoU against exact mode / decoder s per frame on a loaded 2-core CPU):
+  # 0: 0.997 / 9.3; 448: 0.977 / 8.6; 384: 0.965 / 8.9 (all canvases 320x384);
+  # 320: 0.79 / 6.5; 256: 0.76 / 4.0; 192: 0.72 / 2.2. 384 is the smallest value tried that
+  # keeps IoU >= 0.95; it only saves the canvases wider than 384.
+  config.max_canvas = 384
   # Return the aggregated log-odds of every frame in `VideoResult.logodds` (memory heavy).
   config.keep_logodds = False
   return config
@@ -254,6 +266,10 @@ class Propagator:
                                      for s in config.canvas_sizes):
       raise ValueError(f"canvas_sizes {tuple(config.canvas_sizes)} must be positive multiples "
                        f"of {object_crops.MULTIPLE}")
+    if config.mode == "fast" and (config.max_canvas < 0
+                                  or config.max_canvas % object_crops.MULTIPLE):
+      raise ValueError(f"max_canvas {config.max_canvas} must be 0 or a positive multiple of "
+                       f"{object_crops.MULTIPLE}")
     self.variables = variables
     self.config = config
     self.timings = collections.defaultdict(float)
@@ -316,7 +332,8 @@ class Propagator:
     attention = self._attention(spx, pred)
     num_objects = len(pred.boxes)
     capacity = _object_capacity(num_objects)
-    canvas = static_crops.canvas_size(pred.boxes, spx.shape, tuple(self.config.canvas_sizes))
+    extents = static_crops.decode_extents(pred.boxes, self.config.max_canvas)
+    canvas = static_crops.canvas_size(extents, spx.shape, tuple(self.config.canvas_sizes))
     self.canvases[canvas] += 1
     pad = lambda x, value: jnp.concatenate(
         [jnp.asarray(x), jnp.full((capacity - num_objects,) + x.shape[1:], value, x.dtype)])
@@ -329,7 +346,8 @@ class Propagator:
              first_box=boxes(first.boxes), prev_l1=carry.l1, prev_l4=carry.l4,
              prev_logits=objects(carry.logodds), prev_box=boxes(carry.boxes),
              prev_attention=pad(carry.attention, 0.0), cur_l1=emb.l1, cur_l4=emb.l4,
-             cur_box=boxes(pred.boxes), cur_attention=pad(attention, 0.0)),
+             cur_box=boxes(pred.boxes), cur_attention=pad(attention, 0.0),
+             extent=pad(extents, np.array([1, 1], np.int32))),
         jnp.arange(capacity) < num_objects)
     logodds = np.asarray(logodds[..., :num_objects + 1])
     self.timings["decode"] += time.perf_counter() - start

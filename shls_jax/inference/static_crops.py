@@ -17,6 +17,9 @@ Two static-shape layouts are built here, with every box a traced value:
   (hp/4, wp/4) at the top-left of a (ch/4, cw/4) canvas. Inside [0, hp) x [0, wp) the inputs are
   exact mode's up to float rounding; the decoder's convolutions see zeros instead of their own
   padding only beyond it, so its output deviates from exact mode near the bottom/right edges.
+  A large ROI may instead be decoded at a smaller traced size (h', w') (`decode_extents`): the
+  inputs are then exact mode's for an ROI of that size, and the output is resized back onto the
+  box, as training's resampled crops do.
 
 Nothing recompiles when the boxes move (for canvases: as long as the bucket stays).
 
@@ -95,11 +98,11 @@ def sample_nearest(x, box, size: Tuple[int, int]) -> jax.Array:
   return _nearest(x, box, size, (0, 0), size)
 
 
-def _inverse_axis(start, extent, crop: int, frame: int):
-  """Per frame position: (lo, hi, weight) into a crop of `crop` samples that covers
-  [start, start + extent), as a half-pixel resize of the crop back to `extent`; positions
-  outside the box get clamped indices (masked by the caller)."""
-  scale = jnp.float32(crop) / extent.astype(jnp.float32)
+def _inverse_axis(start, extent, crop, frame: int):
+  """Per frame position: (lo, hi, weight) into a crop of `crop` samples (may be traced) that
+  covers [start, start + extent), as a half-pixel resize of the crop back to `extent`; positions
+  outside the box get clamped indices (masked by the caller). crop == extent is the identity."""
+  scale = jnp.asarray(crop, jnp.float32) / extent.astype(jnp.float32)
   rel = (jnp.arange(frame) - start).astype(jnp.float32)
   src = jnp.maximum((rel + 0.5) * scale - 0.5, 0.0)
   lo = jnp.clip(jnp.floor(src).astype(jnp.int32), 0, crop - 1)
@@ -192,102 +195,93 @@ def object_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4
 # Canvases ------------------------------------------------------------------------------------
 
 
-def canvas_size(boxes, frame_hw: Tuple[int, int], sizes: Sequence[int]) -> Tuple[int, int]:
-  """Static canvas (ch, cw) for a frame's current ROIs (host side).
+def decode_extents(boxes, max_canvas: int) -> np.ndarray:
+  """Sizes (h', w') at which fast mode decodes each ROI (host side).
 
   Args:
-    boxes: [K, 4] int ROIs, K >= 1.
+    boxes: [K, 4] int ROIs.
+    max_canvas: longest decoded side, a positive multiple of 4; 0 = no limit.
+
+  Returns:
+    [K, 2] int32: the box's (h, w), or for a box whose longest side exceeds max_canvas, (h, w)
+    scaled by max_canvas / that side and rounded (aspect kept, longest side = max_canvas), so
+    the padded size never exceeds max_canvas.
+  """
+  boxes = np.asarray(boxes).reshape(-1, 4)
+  extents = np.stack([boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]], axis=1)
+  if max_canvas <= 0:
+    return extents.astype(np.int32)
+  longest = extents.max(axis=1, keepdims=True)
+  scaled = np.clip(np.rint(extents * (max_canvas / longest)), 1, max_canvas)
+  return np.where(longest > max_canvas, scaled, extents).astype(np.int32)
+
+
+def canvas_size(extents, frame_hw: Tuple[int, int], sizes: Sequence[int]) -> Tuple[int, int]:
+  """Static canvas (ch, cw) for a frame's decode sizes (host side).
+
+  Args:
+    extents: [K, 2] int decode sizes (h, w) of the frame's ROIs (`decode_extents`), K >= 1,
+      each within the frame.
     frame_hw: (H, W) of the frame.
     sizes: canvas side buckets, multiples of 4.
 
   Returns:
-    Per axis the smallest bucket holding every box's extent padded to a multiple of 4, capped at
-    the frame's extent padded likewise (which holds any box).
+    Per axis the smallest bucket holding every extent padded to a multiple of 4, capped at the
+    frame's extent padded likewise (which holds any extent).
   """
   if any(s < object_crops.MULTIPLE or s % object_crops.MULTIPLE for s in sizes):
     raise ValueError(f"canvas sizes {tuple(sizes)} must be positive multiples of "
                      f"{object_crops.MULTIPLE}")
-  boxes = np.asarray(boxes).reshape(-1, 4)
+  extents = np.asarray(extents).reshape(-1, 2)
   pad = lambda n: -(-int(n) // object_crops.MULTIPLE) * object_crops.MULTIPLE
-  canvas = []
-  for extents, frame in ((boxes[:, 1] - boxes[:, 0], frame_hw[0]),
-                         (boxes[:, 3] - boxes[:, 2], frame_hw[1])):
-    need = pad(extents.max())
-    canvas.append(min([s for s in sizes if s >= need] + [pad(frame)]))
-  return tuple(canvas)
+  return tuple(min([s for s in sizes if s >= pad(extents[:, axis].max())] + [pad(frame)])
+               for axis, frame in enumerate(frame_hw))
 
 
-def _placement(box):
-  """Exact mode's layout of a crop of box on one canvas: per axis (extent, padded extent,
-  offset = top/left zero padding), traced."""
+def _placement(extent):
+  """Exact mode's layout of a crop of a traced size (h, w) on one canvas: per axis (extent,
+  padded extent, offset = top/left zero padding), traced."""
   placement = []
-  for start, stop in ((box[0], box[1]), (box[2], box[3])):
-    extent = stop - start
-    padded = -(-extent // object_crops.MULTIPLE) * object_crops.MULTIPLE
-    placement.append((extent, padded, (padded - extent) // 2))
+  for size in extent:
+    padded = -(-size // object_crops.MULTIPLE) * object_crops.MULTIPLE
+    placement.append((size, padded, (padded - size) // 2))
   return placement
 
 
-def roi_align_canvas(features, box, extent, canvas: Tuple[int, int],
-                     max_grid: Tuple[int, int]) -> jax.Array:
-  """torchvision `roi_align(aligned=False)` (adaptive sampling, L4 scale) of box to a traced
-  output size, at the top-left of a zero canvas.
-
-  Args:
-    features: [h4, w4, C] L4 map.
-    box: int32 [4] ROI in full-resolution pixels.
-    extent: traced output size (oh, ow), each in 1..canvas.
-    canvas: static (ch, cw).
-    max_grid: static bound of the adaptive sample counts (`max_roi_grid`).
-
-  Returns:
-    [ch, cw, C]: RoIAlign to (oh, ow) in [0, oh) x [0, ow), zeros elsewhere.
-  """
-  dtype = features.dtype
-  scale = jnp.asarray(object_crops.L4_SCALE, dtype)
-  matrices, counts = [], []
-  for start, stop, out, n, size, bound in zip(
-      (box[0], box[2]), (box[1], box[3]), extent, canvas, features.shape[:2], max_grid):
-    lo = start.astype(dtype) * scale
-    roi = jnp.maximum(stop.astype(dtype) * scale - lo, 1.0)
-    out = jnp.asarray(out, dtype)
-    grid = jnp.ceil(roi / out).astype(jnp.int32)
-    # resample's sampling matrix has a static bin count: its n bins over roi * n / out are the
-    # out bins over roi (up to float rounding); the bins past out are dropped.
-    # pylint: disable-next=protected-access
-    matrix = resample._roi_axis_matrix(lo, roi * n / out, n, size, grid, bound)
-    matrices.append(jnp.where((jnp.arange(n) < out)[:, None], matrix, 0.0))
-    counts.append(grid)
-  count = jnp.maximum(counts[0] * counts[1], 1).astype(dtype)
-  return jnp.einsum("ph,hwc,qw->pqc", matrices[0], features, matrices[1],
-                    precision="highest") / count
+def _box_extent(box):
+  return box[1] - box[0], box[3] - box[2]
 
 
 def canvas_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4, prev_logits,
                   prev_box, prev_attention, cur_l1, cur_l4, cur_box, cur_attention,
-                  canvas: Tuple[int, int]) -> StaticInputs:
+                  canvas: Tuple[int, int], extent=None) -> StaticInputs:
   """Exact mode's decoder inputs of one object on a static canvas (traceable; vmap it over
   objects).
 
-  The current ROI (h, w), padded to (hp, wp), must fit the canvas (`canvas_size`). In
-  [0, hp) x [0, wp) (L4: [0, hp/4) x [0, wp/4)) the result holds `object_crops.object_inputs`
-  at the current ROI size: current crops as they are, previous/first crops resized bilinearly
-  (first mask: nearest) from their own ROI size to (h, w), zero padding, and RoIAlign of the
-  unpadded ROIs to (hp/4, wp/4); zeros elsewhere.
+  With `extent` (h', w') the object is decoded as if its current ROI had that size: the decode
+  size (h', w'), padded to (hp, wp), must fit the canvas (`canvas_size`). In [0, hp) x [0, wp)
+  (L4: [0, hp/4) x [0, wp/4)) the result holds `object_crops.object_inputs` at the decode
+  size: all crops resized bilinearly (first mask: nearest) from their own ROI size to (h', w')
+  (the current crops, at their own size, unchanged), zero padding, and RoIAlign of the unpadded
+  ROIs to (hp/4, wp/4); zeros elsewhere.
 
   Args:
-    As `object_inputs`, with `canvas` a static (ch, cw), multiples of 4, instead of `size`.
+    As `object_inputs`, with `canvas` a static (ch, cw), multiples of 4, instead of `size`, and
+    extent: traced int decode size (h', w') (`decode_extents`); default the current ROI's size,
+      i.e. exact mode's inputs.
   """
   if canvas[0] % object_crops.MULTIPLE or canvas[1] % object_crops.MULTIPLE:
     raise ValueError(f"canvas {tuple(canvas)} must be multiples of {object_crops.MULTIPLE}")
-  (height, padded_h, top), (width, padded_w, left) = _placement(cur_box)
+  extent = _box_extent(cur_box) if extent is None else (extent[0], extent[1])
+  (height, padded_h, top), (width, padded_w, left) = _placement(extent)
   place = lambda resize, x, box: resize(x, box, (height, width), (top, left), canvas)
   canvas4 = (canvas[0] // object_crops.MULTIPLE, canvas[1] // object_crops.MULTIPLE)
   extent4 = (padded_h // object_crops.MULTIPLE, padded_w // object_crops.MULTIPLE)
   # Any output extent down to 1 sample: the previous and first ROIs may be far larger than the
   # current one.
   grid = max_roi_grid(cur_l4.shape[:2], (object_crops.MULTIPLE,) * 2)
-  roi = lambda x, box: roi_align_canvas(x, box, extent4, canvas4, grid)
+  roi = lambda x, box: resample.roi_align(x, box, canvas4, object_crops.L4_SCALE, max_grid=grid,
+                                          output_extent=extent4)
   cur_att = place(_bilinear, cur_attention, cur_box)
   return StaticInputs(
       attention=jnp.stack([place(_bilinear, prev_attention, prev_box), cur_att]),
@@ -301,15 +295,24 @@ def canvas_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4
       decoder_attention=cur_att)
 
 
-def paste_canvas(logits, box, frame_hw: Tuple[int, int]) -> jax.Array:
+def paste_canvas(logits, box, frame_hw: Tuple[int, int], extent=None) -> jax.Array:
   """Places a canvas' decoder output [ch, cw, 2] (`canvas_inputs` layout) into the frame.
 
+  Args:
+    logits: [ch, cw, 2] decoder output.
+    box: int32 [4] current ROI.
+    frame_hw: (H, W).
+    extent: the traced decode size given to `canvas_inputs`; default the box's size.
+
   Returns:
-    [H, W, 2]: inside the box the output at the box's pixels (without exact mode's padding);
-    outside it as `_outside_roi`.
+    [H, W, 2]: inside the box the output's (h', w') crop (without exact mode's padding) resized
+    bilinearly (half-pixel) to the box, i.e. the output at the box's pixels when (h', w') is the
+    box's size; outside it as `_outside_roi`.
   """
-  (_, _, top), (_, _, left) = _placement(box)
-  rows = jnp.clip(jnp.arange(frame_hw[0]) - box[0] + top, 0, logits.shape[0] - 1)
-  cols = jnp.clip(jnp.arange(frame_hw[1]) - box[2] + left, 0, logits.shape[1] - 1)
-  placed = jnp.take(jnp.take(logits, cols, axis=1), rows, axis=0)
+  extent = _box_extent(box) if extent is None else (extent[0], extent[1])
+  (height, _, top), (width, _, left) = _placement(extent)
+  r_lo, r_hi, r_w = _inverse_axis(box[0], box[1] - box[0], height, frame_hw[0])
+  c_lo, c_hi, c_w = _inverse_axis(box[2], box[3] - box[2], width, frame_hw[1])
+  placed = _interpolate(_interpolate(logits, c_lo + left, c_hi + left, c_w, 1),
+                        r_lo + top, r_hi + top, r_w, 0)
   return _outside_roi(placed, box, frame_hw)
