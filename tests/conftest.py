@@ -30,6 +30,14 @@ def parity_vectors(parity_dir):
 
 
 @pytest.fixture(scope="session")
+def parity_reference(parity_dir):
+  """The parity directory with its checkpoint loaded (`shls_jax.tools.parity.Reference`), shared
+  by every test module so its jitted embedding compiles once."""
+  from shls_jax.tools import parity
+  return parity.Reference.load(parity_dir)
+
+
+@pytest.fixture(scope="session")
 def davis_sample() -> Path:
   """`../shared/data/davis2016-sample`: five DAVIS-2016 val sequences in the official layout."""
   return _require(SHARED / "data" / "davis2016-sample")

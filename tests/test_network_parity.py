@@ -8,16 +8,12 @@ from shls_jax.tools import parity
 
 
 @pytest.fixture(scope='module')
-def reference(parity_dir):
-  return parity.Reference.load(parity_dir)
+def reference(parity_reference):
+  return parity_reference
 
 
 def _assert_reproduced(outputs, reference):
-  lines = []
-  for key, value in outputs.items():
-    ok, line = parity.compare(key, value, reference.vectors[key])
-    if not ok:
-      lines.append(line)
+  lines = parity.failures(outputs, reference.vectors)
   assert not lines, '\n'.join(lines)
 
 

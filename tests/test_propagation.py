@@ -22,8 +22,8 @@ SIZE = (240, 427)
 
 
 @pytest.fixture(scope="module")
-def reference(parity_dir):
-  return parity.Reference.load(parity_dir)
+def reference(parity_reference):
+  return parity_reference
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +36,7 @@ def pipeline_results(reference):
 
 def test_pipeline_stages_reproduce_reference(reference, pipeline_results):
   assert "frame1.pred" in pipeline_results and "video.masks" in pipeline_results
-  failures = []
-  for key, value in pipeline_results.items():
-    ok, line = parity.compare(key, value, reference.vectors[key])
-    if not ok:
-      failures.append(line)
+  failures = parity.failures(pipeline_results, reference.vectors)
   assert not failures, "\n".join(failures)
 
 

@@ -12,8 +12,8 @@ from shls_jax.tools import training_parity
 
 
 @pytest.fixture(scope='module')
-def reference(parity_dir):
-  return parity.Reference.load(parity_dir)
+def reference(parity_reference):
+  return parity_reference
 
 
 @pytest.fixture(scope='module')
@@ -21,21 +21,12 @@ def step(reference):
   return training_parity.run_iteration(reference)
 
 
-def _failures(outputs, vectors):
-  lines = []
-  for key, value in outputs.items():
-    ok, line = parity.compare_stage(key, value, vectors)
-    if not ok:
-      lines.append(line)
-  return lines
-
-
 def test_forward_stages(reference, step):
   outputs = training_parity.forward_stages(reference)
   expected = {k for k in reference.vectors if k.startswith('train.frame') or
               k == 'train.spx_merged0'}
   assert set(outputs) == expected
-  assert not _failures(outputs, reference.vectors)
+  assert not parity.failures(outputs, reference.vectors)
 
 
 def test_losses_and_running_statistics(reference, step):
@@ -44,7 +35,7 @@ def test_losses_and_running_statistics(reference, step):
   expected = {k for k in reference.vectors if k.startswith(('train.loss_', 'train.bn_running_'))}
   assert set(outputs) == expected
   assert 'train.bn_running_var.segmenter.RF1.ResMM.conv2.1' in outputs
-  assert not _failures(outputs, reference.vectors)
+  assert not parity.failures(outputs, reference.vectors)
 
 
 # Gradients of the backbone's stride-8 layers (and one decoder BatchNorm bias) sum many
@@ -67,7 +58,7 @@ def test_gradients(reference, parity_dir, step):
   assert set(outputs) == {k for k in reference.vectors if k.startswith('train.grad')}
   well_conditioned = {k: v for k, v in outputs.items() if not k.startswith(ILL_CONDITIONED)}
   assert len(well_conditioned) > len(outputs) // 2
-  assert not _failures(well_conditioned, reference.vectors)
+  assert not parity.failures(well_conditioned, reference.vectors)
   floor = parity.gradient_floor(reference.vectors)
   for key in outputs.keys() - well_conditioned.keys():
     error = parity.relative_error(outputs[key], reference.vectors[key], floor)

@@ -197,6 +197,12 @@ def compare_stage(key: str, ours, vectors) -> Tuple[bool, str]:
   return compare(key, ours, vectors[key], floor)
 
 
+def failures(outputs: Dict[str, np.ndarray], vectors) -> List[str]:
+  """Report lines of the stages in `outputs` that `compare_stage` does not pass."""
+  return [line for key, value in outputs.items()
+          for ok, line in [compare_stage(key, value, vectors)] if not ok]
+
+
 def run_groups(ref: Reference, groups, out: str = None) -> bool:
   """Prints one line per stage of `groups`; writes the stages to `out` (.npz) if given.
 
