@@ -24,7 +24,7 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	JAX_PLATFORMS=cpu $(PY) -m shls_jax.datasets.synthetic --stills $(DEMO_DIR)/stills \
 	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 3 \
-	    --frames 8 --video-size 96 96
+	    --frames 8 --objects 1 --video-size 96 96
 	JAX_PLATFORMS=cpu $(PY) train.py --config configs/demo.py --workdir $(DEMO_DIR)/workdir
 
 clean:

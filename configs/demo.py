@@ -1,12 +1,16 @@
 """Tiny end-to-end demo on synthetic data (`make demo`): a few minutes of training on a 2-core CPU.
 
   python -m shls_jax.datasets.synthetic --stills demo_out/stills --videos demo_out/videos \
-      --num-stills 200 --still-size 96 96 --num-videos 3 --frames 8 --video-size 96 96
+      --num-stills 200 --still-size 96 96 --num-videos 3 --frames 8 --objects 1 \
+      --video-size 96 96
   python train.py --config configs/demo.py --workdir demo_out/workdir
 
-Trains on pseudo-sequences of the synthetic stills at 64x64 and validates on the synthetic
-videos before training (step 0, the untrained initial variables) and at the end; the last log
-line lists the validation J&F-Mean by step.
+Trains 100 steps (about 1 s each after a ~30 s compilation) on pseudo-sequences of the synthetic
+stills at 64x64 with 16x16 decoder crops, and validates on the one-object synthetic videos before
+training (step 0, the untrained initial variables) and at the end; the last line printed lists
+the validation J&F-Mean by step. Expected: about 0.23 untrained, about 0.5 trained. The paper's
+learning rate (1e-4) is kept: at 1e-3 the decoder saturates (CE spikes near 10) and the trained
+model predicts background only.
 """
 
 import ml_collections
@@ -24,14 +28,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.spx_capacity = 96
   config.data.num_parallel_calls = 2
 
-  config.step.crop_size = (32, 32)
+  config.step.crop_size = (16, 16)
   config.step.object_capacity = 3
-  config.step.learning_rate = 1e-3
+  config.step.learning_rate = 1e-4
   config.step.kmeans_iterations = 5
 
-  config.num_train_steps = 40
-  config.log_every_steps = 5
-  config.checkpoint_every_steps = 20
+  config.num_train_steps = 100
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 100
   config.eval_every_steps = 0  # validation at the end only
   config.eval_at_start = True
 

@@ -342,12 +342,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     best_manager.wait_until_finished()
     writer.close()
 
-  if history and jax.process_index() == 0:
-    logging.info('Validation %s by step: %s', BEST_METRIC,
-                 ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())))
   final = host_state(state, replicated)
   if config.export_torch:
     export_torch(config, final, best_manager)
   latest_manager.close()
   best_manager.close()
+  if history and jax.process_index() == 0:
+    # Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores.
+    print(f'Validation {BEST_METRIC} by step: ' +
+          ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())), flush=True)
   return final

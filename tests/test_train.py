@@ -108,19 +108,6 @@ def test_existing_export_is_not_overwritten(stills_root, uninterrupted, tmp_path
     train.train_and_evaluate(config, tmp_path)
 
 
-def test_frozen_modules_do_not_change(stills_root, tmp_path):
-  config = _config(stills_root, num_train_steps=1, **{'step.frozen': ('decoder',)})
-  initial = train.initial_state(config)
-  state = train.train_and_evaluate(config, tmp_path)
-  for name in ('mem_select', 'segmenter'):
-    _assert_trees_close(state.params[name], initial.params[name], atol=0)
-    _assert_trees_close(state.batch_stats.get(name, {}), initial.batch_stats.get(name, {}),
-                        atol=0)
-  changed = jax.tree.map(lambda x, y: not np.array_equal(x, y), state.params['spx_embedding'],
-                         initial.params['spx_embedding'])
-  assert any(jax.tree.leaves(changed))
-
-
 def test_nan_loss_stops_with_a_clear_error(tmp_path):
   with pytest.raises(FloatingPointError, match='loss is nan at step 7'):
     train._check_finite({'loss': float('nan')}, 7, tmp_path)  # pylint: disable=protected-access
@@ -132,15 +119,20 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_train_two_steps(stills_root, tmp_path):
+@pytest.fixture(scope='module')
+def distributed_run(stills_root, tmp_path_factory):
+  """Two jax.distributed processes (one CPU device each) train two steps with the decoder
+  frozen; returns (workdir, config). One run checks both the distributed loop and freezing."""
+  workdir = tmp_path_factory.mktemp('distributed')
+  overrides = {**TINY, 'data.root': str(stills_root), 'num_train_steps': 2,
+               'step.frozen': ('decoder',)}
   port = _free_port()
-  overrides = [f'--config.{k}={v}' for k, v in {**TINY, 'data.root': str(stills_root),
-                                                  'num_train_steps': 2}.items()]
+  flags = [f"--config.{k}={v}" for k, v in overrides.items()]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
   procs = [subprocess.Popen(
       [sys.executable, str(REPO / 'train.py'), '--config', str(REPO / 'configs/demo.py'),
-       '--workdir', str(tmp_path), '--distributed', f'--coordinator-address=127.0.0.1:{port}',
-       '--num-processes=2', f'--process-id={i}', *overrides],
+       '--workdir', str(workdir), '--distributed', f'--coordinator-address=127.0.0.1:{port}',
+       '--num-processes=2', f'--process-id={i}', *flags],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for i in range(2)]
   outputs = []
@@ -152,4 +144,22 @@ def test_two_processes_train_two_steps(stills_root, tmp_path):
       proc.kill()
   for proc, output in zip(procs, outputs):
     assert proc.returncode == 0, output[-3000:]
-  assert checkpoints.latest_step(tmp_path / train.CHECKPOINT_DIR) == 2
+  return workdir, _config(stills_root, **{'step.frozen': ('decoder',)})
+
+
+def test_two_processes_train_two_steps(distributed_run):
+  workdir, _ = distributed_run
+  assert checkpoints.latest_step(workdir / train.CHECKPOINT_DIR) == 2
+
+
+def test_frozen_modules_do_not_change(distributed_run):
+  workdir, config = distributed_run
+  initial = train.initial_state(config)
+  trained = checkpoints.load_variables(workdir / train.CHECKPOINT_DIR)
+  for name in ('mem_select', 'segmenter'):
+    _assert_trees_close(trained['params'][name], initial.params[name], atol=0)
+    _assert_trees_close(trained['batch_stats'].get(name, {}),
+                        initial.batch_stats.get(name, {}), atol=0)
+  changed = jax.tree.map(lambda x, y: not np.array_equal(x, y),
+                         trained['params']['spx_embedding'], initial.params['spx_embedding'])
+  assert any(jax.tree.leaves(changed))
