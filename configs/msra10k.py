@@ -9,8 +9,9 @@ pseudo-sequences at 256x256; Adam at 1e-4 x the number of devices (constant, as 
 200 epochs of a third of the images each, both losses, nothing frozen. Validation segments a few
 DAVIS-2017 val sequences every `eval_every_steps` (skipped while `eval.davis_root` is empty);
 `<workdir>/checkpoints` keeps the latest states, `<workdir>/best` the one with the best
-validation J&F-Mean. Expected: about the published DAVIS-2017 val J&F-Mean of 68.5 after the full
-schedule (`python evaluate.py --config configs/davis2017_val.py --checkpoint <workdir>/best`).
+validation J&F-Mean. The paper reports a DAVIS-2017 val J&F-Mean of 68.5 after the full schedule
+(not yet reproduced with this code); score a run with
+`python evaluate.py --config configs/davis2017_val.py --checkpoint <workdir>/best`.
 """
 
 import ml_collections
