@@ -85,12 +85,6 @@ def total_steps(config: ml_collections.ConfigDict, num_images: int) -> int:
   return steps
 
 
-def learning_rate(config: ml_collections.ConfigDict) -> float:
-  """Adam's (constant) learning rate as `train_step.create_train_state` sets it."""
-  scale = jax.device_count() if config.step.scale_learning_rate else 1
-  return config.step.learning_rate * scale
-
-
 def initial_state(config: ml_collections.ConfigDict) -> train_step_lib.TrainState:
   """Unreplicated TrainState at step 0: random variables from `config.seed`, or those of
   `config.init_checkpoint`."""
@@ -280,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     local_devices = 1
 
   writer = MetricWriter(workdir / TENSORBOARD_DIR)
-  lr = learning_rate(config)
+  lr = train_step_lib.learning_rate(config.step)
   sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
   logging.info('Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s', step,
                num_steps, sequences_per_step, lr, config.step_mode)

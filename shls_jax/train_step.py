@@ -111,6 +111,12 @@ def _param_groups(params, frozen) -> Any:
           for name, sub in params.items()}
 
 
+def learning_rate(config) -> float:
+  """Adam's constant rate: config.learning_rate, x jax.device_count() when
+  config.scale_learning_rate (the reference scales by its number of devices)."""
+  return config.learning_rate * (jax.device_count() if config.scale_learning_rate else 1)
+
+
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
                        variables: Optional[Dict[str, Any]] = None) -> TrainState:
   """Train state of `models.SHLS` (unreplicated).
@@ -130,8 +136,7 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
   if variables is None:
     variables = models.init_variables(init_rng)
   params = flax.core.unfreeze(variables['params'])
-  lr = config.learning_rate * (jax.device_count() if config.scale_learning_rate else 1)
-  train_tx = optax.adam(lr)
+  train_tx = optax.adam(learning_rate(config))
   if config.grad_clip_norm > 0:
     train_tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), train_tx)
   tx = optax.multi_transform({'train': train_tx, 'frozen': optax.set_to_zero()},
