@@ -23,7 +23,7 @@ DEMO_DIR := demo_out
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	JAX_PLATFORMS=cpu $(PY) -m shls_jax.datasets.synthetic --stills $(DEMO_DIR)/stills \
-	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 3 \
+	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 8 \
 	    --frames 8 --objects 1 --video-size 96 96
 	JAX_PLATFORMS=cpu $(PY) train.py --config configs/demo.py --workdir $(DEMO_DIR)/workdir
 

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from shls_jax import checkpoints
 from shls_jax.evaluation import evaluator
 
 config_flags.DEFINE_config_file("config", None, "Evaluation config file.", lock_config=True)
@@ -30,6 +31,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  checkpoints.quiet_orbax_logging()
   config = FLAGS.config
   if "eval" not in config:
     raise app.UsageError("the config has no `eval` block: use configs/davis2017_val.py or "

@@ -15,6 +15,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from shls_jax import checkpoints
 from shls_jax import input_pipeline
 from shls_jax import train
 
@@ -33,6 +34,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  checkpoints.quiet_orbax_logging()
   # The pipeline's TensorFlow must leave accelerator memory to JAX.
   input_pipeline.hide_gpus_from_tensorflow()
   if FLAGS.distributed:

@@ -5,10 +5,12 @@ least the keys 'params' and 'batch_stats' (train.py adds the optimiser state and
 file ending in `.pth`/`.pt` is a reference PyTorch checkpoint, read through `shls_jax.interop`.
 """
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from absl import logging as absl_logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -16,6 +18,18 @@ import orbax.checkpoint as ocp
 Variables = Dict[str, Any]
 
 TORCH_SUFFIXES = (".pth", ".pt")
+
+
+def _not_orbax_info(record: logging.LogRecord) -> bool:
+  return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def quiet_orbax_logging() -> None:
+  """Keeps orbax's INFO lines (about twenty per save) off the console of a command-line run;
+  its warnings and errors still show."""
+  handler = absl_logging.get_absl_handler()
+  if _not_orbax_info not in handler.filters:
+    handler.addFilter(_not_orbax_info)
 
 
 def is_torch_checkpoint(path: os.PathLike) -> bool:

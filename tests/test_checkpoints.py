@@ -45,3 +45,21 @@ def test_bad_paths_give_clear_errors(tmp_path):
   (tmp_path / "weights.npz").write_bytes(b"x")
   with pytest.raises(ValueError, match="expected a PyTorch checkpoint"):
     checkpoints.load_variables(tmp_path / "weights.npz")
+
+
+def test_quiet_orbax_logging_keeps_warnings_and_other_info():
+  import logging
+  import os
+  from absl import logging as absl_logging
+  handler = absl_logging.get_absl_handler()
+  checkpoints.quiet_orbax_logging()
+  filters = list(handler.filters)
+  checkpoints.quiet_orbax_logging()
+  assert handler.filters == filters  # a second call adds nothing
+
+  def record(level, path):
+    return logging.LogRecord('absl', level, path, 1, 'message', None, None)
+  orbax_file = os.path.join('site-packages', 'orbax', 'checkpoint', 'checkpoint_manager.py')
+  assert not handler.filter(record(logging.INFO, orbax_file))
+  assert handler.filter(record(logging.WARNING, orbax_file))
+  assert handler.filter(record(logging.INFO, os.path.join('shls_jax', 'train.py')))

@@ -51,3 +51,13 @@ def test_compare_reports_failures():
   ok, line = parity.compare('y', np.array([1, 2, 3]), np.array([1, 5, 3]))
   assert not ok and ' 1 ' in line
   assert parity.compare('z', np.zeros(3, np.float32), np.zeros(3, np.float32))[0]
+
+
+def test_only_float32_sensitive_gradients_get_the_wider_limit():
+  reference, ours = np.array([1.0, -2.0]), np.array([1.0, -2.01])  # 5e-3 relative
+  sensitive = parity.FLOAT32_SENSITIVE_GRADIENTS[0] + '0.left.1.bias'
+  ok, line = parity.compare(sensitive, ours, reference, floor=1e-3)
+  assert ok and 'float32-sensitive' in line
+  assert not parity.compare(sensitive, np.array([1.0, -2.1]), reference, floor=1e-3)[0]
+  assert not parity.compare('train.grad.mem_select.convAM.bias', ours, reference, floor=1e-3)[0]
+  assert not parity.compare('frame1.pred', ours, reference)[0]

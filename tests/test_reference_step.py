@@ -38,17 +38,6 @@ def test_losses_and_running_statistics(reference, step):
   assert not parity.failures(outputs, reference.vectors)
 
 
-# Gradients of the backbone's stride-8 layers (and one decoder BatchNorm bias) sum many
-# cancelling terms behind train-mode BatchNorms; recomputing the iteration in float64 puts the
-# reference's own float32 rounding on them at up to 4.5e-3 (against the parity README's 1e-3),
-# while ours stays within 4e-3 of float64. On v1 they measure 1.1e-3 to 4.7e-3.
-ILL_CONDITIONED = ('train.grad.spx_embedding.feat_extractor.layer2.',
-                   'train.grad.spx_embedding.feat_extractor.layer3.',
-                   'train.grad.spx_embedding.feat_extractor.layer4.',
-                   'train.grad.segmenter.RF2.ResFS.conv1.1.bias')
-ILL_CONDITIONED_TOLERANCE = 5e-3
-
-
 def test_gradients(reference, parity_dir, step):
   import json
   manifest = json.loads((parity_dir / 'manifest.json').read_text())
@@ -56,13 +45,12 @@ def test_gradients(reference, parity_dir, step):
   assert len(grads) == len(manifest['param_names'])
   outputs = training_parity.gradient_stages(reference)
   assert set(outputs) == {k for k in reference.vectors if k.startswith('train.grad')}
-  well_conditioned = {k: v for k, v in outputs.items() if not k.startswith(ILL_CONDITIONED)}
-  assert len(well_conditioned) > len(outputs) // 2
-  assert not parity.failures(well_conditioned, reference.vectors)
+  assert not parity.failures(outputs, reference.vectors)
+  # The float32-sensitive exception stays an exception: most tensors meet the plain tolerance.
   floor = parity.gradient_floor(reference.vectors)
-  for key in outputs.keys() - well_conditioned.keys():
-    error = parity.relative_error(outputs[key], reference.vectors[key], floor)
-    assert error < ILL_CONDITIONED_TOLERANCE, key
+  plain = [k for k, v in outputs.items()
+           if parity.relative_error(v, reference.vectors[k], floor) < parity.GRADIENT_TOLERANCE]
+  assert len(plain) > 3 * len(outputs) // 4
 
 
 def test_gradient_norm_order_is_pytorch_parameter_order(reference, parity_dir):
