@@ -9,8 +9,7 @@
 `shls_jax.evaluation.evaluator` for the results folder rule.
 """
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from shls_jax import checkpoints

@@ -1,4 +1,4 @@
-"""Trains SHLS on pseudo-sequences of still images (see `shls_jax.train`).
+"""Trains SHLS on pseudo-sequences of still images (see `shls_jax.training.loop`).
 
   python train.py --config configs/msra10k.py --workdir workdir/msra10k \
       --config.data.root=MSRA10K [--config.eval.davis_root=DAVIS2017] \
@@ -9,15 +9,13 @@ every process (coordinator, process count and id are detected from the cluster e
 or given with --coordinator-address, --num-processes and --process-id).
 """
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from shls_jax import checkpoints
-from shls_jax import input_pipeline
-from shls_jax import train
+from shls_jax.data import input_pipeline
+from shls_jax.training import loop as train
 
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder of checkpoints, logs and validation results.")

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax.models import SHLS, init_variables
-from shls_jax.superfeatures import info_map, segment_means
+from shls_jax.model.shls import SHLS, init_variables
+from shls_jax.model.superfeatures import info_map, segment_means
 
 SIZES = (((240, 427), 500), ((480, 854), 1000))
 

@@ -21,10 +21,9 @@ import jax
 import numpy as np
 
 from shls_jax import superpixels
-from shls_jax.datasets import davis
-from shls_jax.inference import Propagator
-from shls_jax.inference.propagation import default_config
-from shls_jax.models import init_variables
+from shls_jax.data import davis
+from shls_jax.inference.propagation import Propagator, default_config
+from shls_jax.model.shls import init_variables
 
 STAGES = ("superpixels", "embed", "memory", "decode", "aggregation")
 
@@ -69,7 +68,7 @@ def main(argv=None):
   spx = np.stack([superpixels.compute(f, n_segments=args.segments) for f in frames])
   spx_time = (time.perf_counter() - start) / len(frames)
   if args.checkpoint:
-    from shls_jax.interop import load_torch_checkpoint  # pylint: disable=g-import-not-at-top
+    from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
     variables = load_torch_checkpoint(args.checkpoint)
   else:
     variables = init_variables(jax.random.PRNGKey(0))

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from shls_jax import input_pipeline
-from shls_jax.datasets import synthetic
+from shls_jax.data import input_pipeline, synthetic
 
 
 def sequences_per_second(source, parallel: int, sequences: int) -> float:

@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 from shls_jax.evaluation import scoring
 
 _SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-sample"

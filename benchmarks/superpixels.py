@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from shls_jax import superpixels
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 
 _ISEC_NPZ = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'v1' / 'isec.npz'
 

@@ -1,4 +1,4 @@
-"""Throughput of the pmapped training step (`shls_jax.train_step`) on synthetic sequences.
+"""Throughput of the pmapped training step (`shls_jax.training.train_step`) on synthetic sequences.
 
 Frames of 256x256 (T = 3), 300 block superpixels padded to a capacity of 512, three objects;
 per-device batch sizes 1 and 2 on the local devices. Prints steps/s and sequences/s after
@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from shls_jax import train_step as ts
+from shls_jax.training import train_step as ts
 
 SIZE = 256
 FRAMES = 3

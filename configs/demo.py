@@ -1,6 +1,6 @@
 """Tiny end-to-end demo on synthetic data (`make demo`): a few minutes of training on a 2-core CPU.
 
-  python -m shls_jax.datasets.synthetic --stills demo_out/stills --videos demo_out/videos \
+  python -m shls_jax.data.synthetic --stills demo_out/stills --videos demo_out/videos \
       --num-stills 200 --still-size 96 96 --num-videos 8 --frames 8 --objects 1 \
       --video-size 96 96
   python train.py --config configs/demo.py --workdir demo_out/workdir

@@ -17,8 +17,8 @@ validation J&F-Mean. The paper reports a DAVIS-2017 val J&F-Mean of 68.5 after t
 import ml_collections
 
 from configs import davis2017_val
-from shls_jax import input_pipeline
-from shls_jax import train_step
+from shls_jax.data import input_pipeline
+from shls_jax.training import train_step
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -31,9 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.mask_dir = ""  # '' = masks beside the images; else a folder under root
   config.data.num_parallel_calls = 8  # pseudo-sequences generated concurrently per process
 
-  # Network step: `shls_jax.train_step` (pmap over local devices, static shapes), or
+  # Network step: `shls_jax.training.train_step` (pmap over local devices, static shapes), or
   # 'reference': the exact batch-1 iteration of the reference with the host memory
-  # (`shls_jax.reference_step`; one process, one sequence per step, slow).
+  # (`shls_jax.training.reference_step`; one process, one sequence per step, slow).
   config.step_mode = "pmap"
   config.step = train_step.get_train_step_config()
   config.batch_size_per_device = 1  # the reference trains on one sequence at a time

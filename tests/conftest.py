@@ -31,9 +31,9 @@ def parity_vectors(parity_dir):
 
 @pytest.fixture(scope="session")
 def parity_reference(parity_dir):
-  """The parity directory with its checkpoint loaded (`shls_jax.tools.parity.Reference`), shared
+  """The parity directory with its checkpoint loaded (`shls_jax.parity.reference.Reference`), shared
   by every test module so its jitted embedding compiles once."""
-  from shls_jax.tools import parity
+  from shls_jax.parity import reference as parity
   return parity.Reference.load(parity_dir)
 
 

@@ -50,6 +50,7 @@ def test_bad_paths_give_clear_errors(tmp_path):
 def test_quiet_orbax_logging_keeps_warnings_and_other_info():
   import logging
   import os
+
   from absl import logging as absl_logging
   handler = absl_logging.get_absl_handler()
   checkpoints.quiet_orbax_logging()

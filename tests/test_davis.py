@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 
 
 def _write_png(path: Path, values: np.ndarray, mode: str = "P") -> None:

@@ -4,21 +4,19 @@ weights on tiny DAVIS-layout copies."""
 
 import csv
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
-from configs import davis2016_val
-from configs import davis2017_val
-from shls_jax.datasets import davis
-from shls_jax.evaluation import evaluator
-from shls_jax.evaluation import results_io
+from configs import davis2016_val, davis2017_val
+from shls_jax.data import davis
+from shls_jax.evaluation import evaluator, results_io
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SEQUENCES = "blackswan,bmx-trees,car-shadow,dog,libby"

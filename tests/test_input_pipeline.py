@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from shls_jax import input_pipeline
-from shls_jax.datasets import synthetic
+from shls_jax.data import input_pipeline, synthetic
 
 T, H, W, CAP = 2, 48, 48, 96
 

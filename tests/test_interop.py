@@ -8,7 +8,7 @@ from flax.traverse_util import flatten_dict
 
 torch = pytest.importorskip('torch')
 
-from shls_jax.interop import torch_checkpoint as tc  # pylint: disable=g-import-not-at-top
+from shls_jax.checkpoints import torch_interop as tc  # noqa: E402  (after the torch skip)
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""Tests of shls_jax.losses against the reference loss values and a dense torch formulation."""
+"""Tests of shls_jax.training.losses against the reference loss values and a dense torch formulation."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shls_jax import losses
+from shls_jax.training import losses
 
 
 def _rel(ours, ref):

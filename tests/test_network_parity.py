@@ -4,7 +4,8 @@ feature modulator and decoder per object, train-mode embedding and its BatchNorm
 import numpy as np
 import pytest
 
-from shls_jax.tools import parity
+from shls_jax.parity import network
+from shls_jax.parity import reference as parity
 
 
 @pytest.fixture(scope='module')
@@ -18,28 +19,28 @@ def _assert_reproduced(outputs, reference):
 
 
 def test_embedding(reference):
-  outputs = parity.embedding_stages(reference)
+  outputs = network.embedding_stages(reference)
   assert set(outputs) == {'embed.feat_l1', 'embed.feat_l4', 'embed.spx_l4',
                           'embed.superfeatures'}
   _assert_reproduced(outputs, reference)
 
 
 def test_superfeatures_of_every_frame(reference):
-  outputs = parity.frame_superfeature_stages(reference)
+  outputs = network.frame_superfeature_stages(reference)
   frames = reference.vectors['image'].shape[0]
   assert set(outputs) == {f'frame{n}.superfeatures' for n in range(1, frames)}
   _assert_reproduced(outputs, reference)
 
 
 def test_modulator_and_decoder(reference):
-  outputs = parity.decoder_stages(reference)
+  outputs = network.decoder_stages(reference)
   recorded = {k for k in reference.vectors if k.endswith('.out')}
   assert recorded and set(outputs) == recorded
   _assert_reproduced(outputs, reference)
 
 
 def test_train_mode_embedding_and_running_statistics(reference):
-  outputs = parity.train_embedding_stages(reference)
+  outputs = network.train_embedding_stages(reference)
   assert 'train.bn_running_var.sf_head_L4.1' in outputs
   assert 'train.bn_running_mean.spx_embedding.feat_extractor.layer4.1.left.4' in outputs
   _assert_reproduced(outputs, reference)

@@ -1,4 +1,4 @@
-"""Tests of shls_jax.object_crops against the decoder inputs recorded in the parity vectors.
+"""Tests of shls_jax.crops.object_crops against the decoder inputs recorded in the parity vectors.
 
 The current frame's own features come from the network, so they are zeros here and only the
 parts of the recorded inputs that do not depend on them are compared.
@@ -7,7 +7,7 @@ parts of the recorded inputs that do not depend on them are compared.
 import numpy as np
 import pytest
 
-from shls_jax import object_crops
+from shls_jax.crops import object_crops
 
 NUM_OBJECTS = 2
 

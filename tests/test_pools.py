@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from shls_jax.pools import merge_with_annotation
-from shls_jax.pools import mode_pools
+from shls_jax.memory.pools import merge_with_annotation, mode_pools
 
 
 def test_parity_merge_and_pools(parity_vectors):

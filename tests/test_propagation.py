@@ -7,14 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from shls_jax.inference.propagation import default_config
-from shls_jax import object_crops
-from shls_jax import resample
-from shls_jax.inference import Propagator
+from shls_jax.crops import object_crops, resample, static_crops
 from shls_jax.inference import propagation
-from shls_jax.inference import static_crops
-from shls_jax.tools import parity
-from shls_jax.tools import pipeline_parity
+from shls_jax.inference.propagation import Propagator, default_config
+from shls_jax.parity import pipeline as pipeline_parity
+from shls_jax.parity import reference as parity
 
 FAST_VS_EXACT_MIN_IOU = 0.95
 NUM_FRAMES = 4
@@ -49,8 +46,8 @@ def _config(mode, **overrides):
 
 @pytest.fixture(scope="module")
 def blackswan(davis_sample):
-  from shls_jax import superpixels  # pylint: disable=g-import-not-at-top
-  from shls_jax.datasets import davis  # pylint: disable=g-import-not-at-top
+  from shls_jax import superpixels
+  from shls_jax.data import davis
   seq = davis.load_sequence(davis_sample, "blackswan")
   frames = davis.load_frames(seq, size=SIZE)[:NUM_FRAMES]
   mask = davis.load_masks(seq, indices=[0], size=SIZE, single_object=True)[0]

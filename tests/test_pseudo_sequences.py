@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from shls_jax import pools as pools_lib
-from shls_jax import pseudo_sequences, superpixels
-from shls_jax.datasets import synthetic
+from shls_jax import superpixels
+from shls_jax.data import pseudo_sequences, synthetic
+from shls_jax.memory import pools as pools_lib
 
 SIZE = (64, 64)
 SEGMENTS = 40

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from shls_jax import reference_step
-from shls_jax.tools import parity
-from shls_jax.tools import training_parity
+from shls_jax.parity import reference as parity
+from shls_jax.parity import training as training_parity
+from shls_jax.training import reference_step
 
 
 @pytest.fixture(scope='module')
@@ -55,7 +55,8 @@ def test_gradients(reference, parity_dir, step):
 
 def test_gradient_norm_order_is_pytorch_parameter_order(reference, parity_dir):
   import json
-  from shls_jax.interop.torch_checkpoint import variables_to_arrays
+
+  from shls_jax.checkpoints.torch_interop import variables_to_arrays
   manifest = json.loads((parity_dir / 'manifest.json').read_text())
   names = list(variables_to_arrays({'params': reference.variables['params'],
                                     'batch_stats': {}}))

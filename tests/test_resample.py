@@ -1,4 +1,4 @@
-"""Tests of shls_jax.resample against torch.nn.functional.interpolate and a loop RoIAlign."""
+"""Tests of shls_jax.crops.resample against torch.nn.functional.interpolate and a loop RoIAlign."""
 
 import math
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shls_jax import resample
+from shls_jax.crops import resample
 
 SIZES = [(1, 1), (1, 5), (3, 2), (5, 7), (8, 16), (13, 29), (59, 105)]
 

@@ -10,10 +10,8 @@ import pytest
 from PIL import Image
 from skimage.morphology import disk as skimage_disk
 
-from shls_jax.datasets import davis
-from shls_jax.evaluation import metrics
-from shls_jax.evaluation import results_io
-from shls_jax.evaluation import scoring
+from shls_jax.data import davis
+from shls_jax.evaluation import metrics, results_io, scoring
 
 _OSVOS = "results/osvos-binarized"
 

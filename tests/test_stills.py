@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shls_jax.datasets import stills, synthetic
+from shls_jax.data import stills, synthetic
 
 
 def _square(shape, top, left, side):
@@ -113,7 +113,7 @@ def test_clear_errors(msra_root, tmp_path):
 
 def test_tfds_builder_prepares_splits_from_manual_dir(msra_root, tmp_path):
   tfds = pytest.importorskip('tensorflow_datasets')
-  from shls_jax.datasets import tfds_stills
+  from shls_jax.data import tfds_stills
   builder = tfds_stills.StillImages(data_dir=tmp_path, file_format='array_record')
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=msra_root))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from shls_jax import superfeatures as sfm
-from shls_jax.models import SHLS, init_variables
+from shls_jax.model import superfeatures as sfm
+from shls_jax.model.shls import SHLS, init_variables
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shls_jax import superpixels
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 from shls_jax.tools import superpixels as tool
 
 

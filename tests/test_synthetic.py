@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from shls_jax.datasets import davis, stills, synthetic
+from shls_jax.data import davis, stills, synthetic
 
 
 def test_stills_follow_the_msra10k_layout(tmp_path):

@@ -2,10 +2,10 @@
 frozen modules, and the train checkpoints read back by `evaluate.py`."""
 
 import os
-from pathlib import Path
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,9 +13,9 @@ import pytest
 
 from configs import demo
 from shls_jax import checkpoints
-from shls_jax import train
-from shls_jax.datasets import synthetic
+from shls_jax.data import synthetic
 from shls_jax.evaluation import evaluator
+from shls_jax.training import loop as train
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.

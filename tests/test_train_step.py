@@ -12,12 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shls_jax import device_memory
-from shls_jax import losses
-from shls_jax import train_step as ts
-from shls_jax.memory import clustering
-from shls_jax.memory import knn
-from shls_jax.memory import rois
+from shls_jax.memory import device_memory, host_memory, knn, rois
+from shls_jax.training import losses
+from shls_jax.training import train_step as ts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,7 +96,7 @@ def test_confident_superpixels_match_host():
   logodds = rng.normal(size=(16, 16, 4)).astype(np.float32)
   got = device_memory.confident_superpixels(jnp.asarray(spx), jnp.asarray(seg),
                                             jnp.asarray(logodds), num_segments=20)
-  want = clustering.confident_superpixels(spx, seg, logodds)
+  want = host_memory.confident_superpixels(spx, seg, logodds)
   np.testing.assert_array_equal(got[:16], want)
   assert not got[16:].any()
   none = device_memory.confident_superpixels(jnp.asarray(spx), jnp.full((16, 16), 2),
@@ -182,7 +179,7 @@ _MULTI_DEVICE = textwrap.dedent('''
     import jax, numpy as np, optax
     sys.path.insert(0, {tests!r})
     from test_train_step import fake_batch, tiny_config
-    from shls_jax import train_step as ts
+    from shls_jax.training import train_step as ts
 
     config = tiny_config()
     batch = fake_batch(5, 4, 1)
@@ -228,7 +225,7 @@ def test_pmap_on_four_devices_equals_one_device_reference():
   out = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True,
                        text=True, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
-  line = [l for l in out.stdout.splitlines() if l.startswith('RESULT')][-1]
+  line = [s for s in out.stdout.splitlines() if s.startswith('RESULT')][-1]
   diff, stats_diff, traces, loss = line.split()[1:]
   assert float(diff) < 1e-5 and float(stats_diff) < 1e-5, line  # diff: relative to max |grad|
   assert int(traces) == 1, line  # three steps, one trace

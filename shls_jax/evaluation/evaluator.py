@@ -20,25 +20,23 @@ once all are written, and every process yields its numbers.
 
 import json
 import os
-from pathlib import Path
 import shutil
+from pathlib import Path
 from typing import Any, Iterator
 
-from absl import logging
 import cv2
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from shls_jax import checkpoints
-from shls_jax import inference
-from shls_jax import models
-from shls_jax import superpixels
-from shls_jax.datasets import davis
-from shls_jax.evaluation import results_io
-from shls_jax.evaluation import scoring
+from shls_jax import checkpoints, superpixels
+from shls_jax.data import davis
+from shls_jax.evaluation import results_io, scoring
+from shls_jax.inference import propagation
+from shls_jax.model import shls
 
 SETTINGS_FILE = "evaluation.json"
 OVERLAY_DIR = "overlays"
@@ -178,7 +176,7 @@ class Evaluator:
 
   Attributes:
     config: the whole config; reads `eval` (dataset, sizes, superpixels) and `inference` (the
-      settings of `inference.Propagator`).
+      settings of `propagation.Propagator`).
     results_dir: output folder of masks, CSVs, `evaluation.json` and optional overlays.
     sequences: the selected sequence names.
     davis_sequences: their `davis.Sequence`s (frames and annotations found on disk).
@@ -249,7 +247,7 @@ class Evaluator:
 
   # ---------------------------------------------------------------------------------- prediction
 
-  def predict_sequence(self, propagator: inference.Propagator,
+  def predict_sequence(self, propagator: propagation.Propagator,
                        sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W)."""
     single = self.eval_config.single_object
@@ -277,7 +275,7 @@ class Evaluator:
     todo = [s for s in mine if self.overwrite or not is_complete(self.results_dir, s)]
     if not todo:
       return []
-    propagator = inference.Propagator(variables, self.config.inference)
+    propagator = propagation.Propagator(variables, self.config.inference)
     for sequence in tqdm(todo, desc="sequences", unit="seq", disable=not self.progress):
       masks = self.predict_sequence(propagator, sequence)
       write_masks_atomically(self.results_dir, sequence, masks)
@@ -346,7 +344,7 @@ def load_variables(checkpoint: str | None) -> Any:
       (its latest step), or None for random weights (smoke tests only: the results mean nothing).
   """
   if not checkpoint:
-    return models.init_variables(jax.random.PRNGKey(0))
+    return shls.init_variables(jax.random.PRNGKey(0))
   return checkpoints.load_variables(checkpoint)
 
 

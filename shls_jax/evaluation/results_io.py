@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 
 
 def davis_palette() -> np.ndarray:

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shls_jax.datasets import davis
-from shls_jax.evaluation import metrics
-from shls_jax.evaluation import results_io
+from shls_jax.data import davis
+from shls_jax.evaluation import metrics, results_io
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")

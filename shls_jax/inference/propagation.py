@@ -48,13 +48,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from shls_jax import decoder
-from shls_jax import memory
-from shls_jax import object_crops
-from shls_jax import pools
-from shls_jax.inference import static_crops
-from shls_jax.memory import rois
-from shls_jax.models import SHLS
+from shls_jax.crops import object_crops, static_crops
+from shls_jax.memory import host_memory as memory
+from shls_jax.memory import pools, rois
+from shls_jax.model import decoder
+from shls_jax.model.shls import SHLS
 
 MODES = ("exact", "fast")
 # 255 is DAVIS' "void" label, never an object id.

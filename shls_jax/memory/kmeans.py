@@ -3,8 +3,7 @@
 import faiss
 import numpy as np
 
-from shls_jax.memory.faiss_device import inner_product_index
-from shls_jax.memory.faiss_device import use_gpu
+from shls_jax.memory.faiss_device import inner_product_index, use_gpu
 from shls_jax.memory.knn import l2_normalise
 
 NUM_CENTROIDS = 2

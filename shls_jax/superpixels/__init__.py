@@ -8,6 +8,9 @@ import numpy as np
 from shls_jax.superpixels import isec, slic
 from shls_jax.superpixels.label_io import dense_labels, label_path, read_labels, write_labels
 
+__all__ = ['METHODS', 'as_rgb', 'compute', 'dense_labels', 'isec', 'label_path', 'read_labels',
+           'slic', 'write_labels']
+
 METHODS = ('slic', 'isec')
 
 

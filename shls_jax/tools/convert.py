@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     if checkpoints.is_torch_checkpoint(dst):
       if dst.exists() and not args.overwrite:
         raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
-      from shls_jax.interop import save_torch_checkpoint  # pylint: disable=g-import-not-at-top
+      from shls_jax.checkpoints.torch_interop import save_torch_checkpoint
       save_torch_checkpoint(dst, variables, prefix="" if args.no_prefix else "module.")
     else:
       checkpoints.save_variables(dst, variables, step=args.step or 0, overwrite=args.overwrite)

@@ -19,7 +19,7 @@ import cv2
 from tqdm import tqdm
 
 from shls_jax import superpixels
-from shls_jax.datasets import davis
+from shls_jax.data import davis
 
 _SETTINGS = 'settings.json'
 

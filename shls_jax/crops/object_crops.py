@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 
-from shls_jax import resample
+from shls_jax.crops import resample
 
 # The decoder's 4x downsampling needs crops whose sides are multiples of 4.
 MULTIPLE = 4

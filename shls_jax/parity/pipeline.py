@@ -1,10 +1,10 @@
 """Parity of the propagation loop: per-frame stages from recorded state, and the free-running video.
 
-    python -m shls_jax.tools.parity --vectors DIR --stages pipeline
+    python -m shls_jax.parity --vectors DIR --stages pipeline
 
 Each stage group is a plain function `group(ref) -> {key: array}` on a `parity.Reference`, with
 the key names and layouts (NCHW) of `vectors.npz`; the output lines are those of
-`shls_jax.tools.parity`.
+`shls_jax.parity.reference`.
 
 `frame_stages` runs every frame N >= 1 from the reference's own state after frame N - 1
 (teacher forcing): the memory is rebuilt from the recorded frame-0 superfeatures and pools and the
@@ -13,7 +13,7 @@ ones of frame N - 1. The network features come from the checkpoint. The memory s
 the recorded superfeatures of frame N: the kNN is discontinuous at exact ties (every superfeature
 with a single non-zero channel normalises to the same unit vector, and faiss orders equal
 similarities its own way), so a 1-ulp difference in a superfeature can swap tied neighbours;
-the superfeatures themselves are checked by `parity.frame_superfeature_stages`.
+the superfeatures themselves are checked by `network.frame_superfeature_stages`.
 
 `video_stages` runs `Propagator` (exact mode) free from frame 0: everything is its own except
 the superfeatures handed to the memory, which are the recorded ones for the same reason. (On the
@@ -26,11 +26,11 @@ from typing import Dict, List
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax import memory
-from shls_jax import pools
 from shls_jax.inference import propagation
-from shls_jax.models import SHLS
-from shls_jax.tools import parity
+from shls_jax.memory import host_memory as memory
+from shls_jax.memory import pools
+from shls_jax.model.shls import SHLS
+from shls_jax.parity import reference as parity
 
 
 def _propagator(ref: parity.Reference) -> propagation.Propagator:

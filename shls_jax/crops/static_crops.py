@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax import object_crops
-from shls_jax import resample
+from shls_jax.crops import object_crops, resample
 
 
 def _resize_axis(start, in_extent, out_extent, offset, count: int):

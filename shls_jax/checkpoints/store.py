@@ -2,7 +2,7 @@
 
 A checkpoint directory is an orbax `CheckpointManager` directory whose items are trees with at
 least the keys 'params' and 'batch_stats' (train.py adds the optimiser state and the step). A
-file ending in `.pth`/`.pt` is a reference PyTorch checkpoint, read through `shls_jax.interop`.
+file ending in `.pth`/`.pt` is a reference PyTorch checkpoint, read through `shls_jax.checkpoints.torch_interop`.
 """
 
 import logging
@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from absl import logging as absl_logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 Variables = Dict[str, Any]
 
@@ -86,7 +86,7 @@ def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
     if not is_torch_checkpoint(path):
       raise ValueError(f"{path}: expected a PyTorch checkpoint ({'/'.join(TORCH_SUFFIXES)}) or "
                        "an orbax checkpoint directory")
-    from shls_jax.interop import load_torch_checkpoint  # pylint: disable=g-import-not-at-top
+    from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
     return load_torch_checkpoint(path)
   step = latest_step(path) if step is None else step
   with ocp.CheckpointManager(path.absolute()) as manager:

@@ -10,7 +10,7 @@ learns transfers to the videos. Everything is deterministic for a seed.
   `Annotations/480p/<seq>/%05d.png` (indexed PNG with the DAVIS palette, 0 = background,
   1..K = objects, drawn in id order so higher ids occlude lower ones), `ImageSets/2017/val.txt`.
 
-  python -m shls_jax.datasets.synthetic --stills OUT1 --videos OUT2 [--seed 0]
+  python -m shls_jax.data.synthetic --stills OUT1 --videos OUT2 [--seed 0]
 """
 
 import argparse

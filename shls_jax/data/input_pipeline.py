@@ -19,15 +19,15 @@ replaced by another image of the shard, drawn from the same sample seed; after
 """
 
 import atexit
-from typing import Sequence
 import weakref
+from typing import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from shls_jax import pseudo_sequences
+from shls_jax.data import pseudo_sequences
 
 MSRA_MEAN = (0.4532, 0.4335, 0.3921)
 MSRA_STD = (0.3025, 0.2918, 0.3122)

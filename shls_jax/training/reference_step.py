@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from shls_jax import losses
-from shls_jax import memory as memory_lib
-from shls_jax import object_crops
-from shls_jax.decoder import aggregate_objects
-from shls_jax.models import SHLS
-from shls_jax.pools import merge_with_annotation, mode_pools
+from shls_jax.crops import object_crops
+from shls_jax.memory import host_memory as memory_lib
+from shls_jax.memory.pools import merge_with_annotation, mode_pools
+from shls_jax.model.decoder import aggregate_objects
+from shls_jax.model.shls import SHLS
+from shls_jax.training import losses
 
 # Module groups that can be frozen, by the top-level names of their variables.
 GROUPS: Dict[str, Tuple[str, ...]] = {
@@ -299,7 +299,7 @@ def forward(variables, images, spx, labels, num_cls: int, *,
   if triplets is not None and len(triplets) != num_frames:
     raise ValueError(f'{len(triplets)} triplet arrays for {num_frames} frames')
   frame_spx = [merge_with_annotation(spx[0], labels[0])] + list(spx[1:])
-  pools = [mode_pools(s, l) for s, l in zip(frame_spx, labels)]
+  pools = [mode_pools(s, lab) for s, lab in zip(frame_spx, labels)]
   if triplets is None:
     rng = rng if rng is not None else np.random.default_rng()
     triplets = [losses.random_triplets(p, rng) for p in pools]
@@ -347,7 +347,7 @@ def forward(variables, images, spx, labels, num_cls: int, *,
 def _frozen_mask(params, frozen: FrozenSet[str]):
   """Pytree like params of bool scalars: True on the leaves of frozen groups."""
   names = {name for group in frozen for name in GROUPS[group]}
-  return {k: jax.tree_util.tree_map(lambda _: k in names, v) for k, v in params.items()}
+  return {k: jax.tree_util.tree_map(lambda _, k=k: k in names, v) for k, v in params.items()}
 
 
 @functools.partial(jax.jit, static_argnames=('modes',))

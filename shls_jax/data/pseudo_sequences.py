@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from shls_jax import pools as pools_lib
 from shls_jax import superpixels
-from shls_jax.datasets import stills
+from shls_jax.data import stills
+from shls_jax.memory import pools as pools_lib
 
 Source = tuple[np.ndarray, np.ndarray]  # (RGB uint8 [H, W, 3], soft mask float [H, W] in [0, 1])
 Others = Callable[[np.random.Generator], Source] | Sequence[Source]
@@ -370,7 +370,7 @@ def make_pseudo_sequence(image: np.ndarray, mask: np.ndarray, rng: np.random.Gen
   spx = np.stack([superpixels.compute(f, 'slic', n_segments=n_segments,
                                       compactness=compactness, sigma=sigma) for f in frames])
   spx[0] = pools_lib.merge_with_annotation(spx[0], labels[0])
-  pools = [pools_lib.mode_pools(s, l) for s, l in zip(spx, labels)]
+  pools = [pools_lib.mode_pools(s, lab) for s, lab in zip(spx, labels)]
   return {
       'image': frames,
       'spx': spx.astype(np.int32),

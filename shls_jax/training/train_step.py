@@ -8,7 +8,7 @@ classes incl. the background, <= object_capacity + 1):
   1. the backbone and superfeature heads run once on all B x T frames;
   2. NT-Xent per frame on the superfeatures labelled by their pools, with random triplets drawn on
      device (`sample_triplets`) or all pairs (`ntxent_mode='all_pairs'`);
-  3. per sequence, the device memory (`shls_jax.device_memory`) is fitted on frame 0 and predicts
+  3. per sequence, the device memory (`shls_jax.memory.device_memory`) is fitted on frame 0 and predicts
      every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
      (vmap over `object_capacity` objects, absent ones masked) from crops resampled to the static
      `crop_size` (`inference.static_crops`), paste them back, soft-aggregate and take the CE
@@ -21,7 +21,7 @@ statistics of the backbone are taken over all B x T frames of a device at once (
 one frame per call); decoder crops have a static size (resampled from their ROI); the decoder's
 running statistics take one update per valid object crop in (sequence, frame, object) order from
 crop statistics computed in parallel, which is what sequential calls give; the memory's
-deviations are listed in `shls_jax.device_memory`.
+deviations are listed in `shls_jax.memory.device_memory`.
 
 Gradient flow as the reference: frame-0 features reach the decoder detached as "first" inputs,
 the previous frame's features are not detached, memory inputs and previous logits are.
@@ -38,15 +38,13 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from shls_jax import decoder
-from shls_jax import device_memory
-from shls_jax import losses
-from shls_jax import models
-from shls_jax import object_crops
-from shls_jax.backbone import BN_MOMENTUM
-from shls_jax.inference import static_crops
+from shls_jax.crops import object_crops, static_crops
+from shls_jax.memory import device_memory
+from shls_jax.model import decoder, shls
+from shls_jax.model.backbone import BN_MOMENTUM
+from shls_jax.training import losses
 
-# Module groups that `config.frozen` can name, by top-level variable name of `models.SHLS`.
+# Module groups that `config.frozen` can name, by top-level variable name of `shls.SHLS`.
 FROZEN_GROUPS = {
     'embedding': ('spx_embedding', 'sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
     'decoder': ('mem_select', 'segmenter'),
@@ -55,7 +53,7 @@ NTXENT_MODES = ('sampled', 'all_pairs')
 # Logit given to classes beyond a sequence's num_cls before the CE, so they take no probability.
 _ABSENT_CLASS_LOGIT = -1e9
 
-_MODEL = models.SHLS()
+_MODEL = shls.SHLS()
 
 
 def get_train_step_config() -> ml_collections.ConfigDict:
@@ -119,7 +117,7 @@ def learning_rate(config) -> float:
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
                        variables: Optional[Dict[str, Any]] = None) -> TrainState:
-  """Train state of `models.SHLS` (unreplicated).
+  """Train state of `shls.SHLS` (unreplicated).
 
   Args:
     rng: PRNG key; initialises the variables (when not given) and seeds the steps' randomness.
@@ -134,7 +132,7 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
   _check_config(config)
   init_rng, step_rng = jax.random.split(rng)
   if variables is None:
-    variables = models.init_variables(init_rng)
+    variables = shls.init_variables(init_rng)
   params = flax.core.unfreeze(variables['params'])
   train_tx = optax.adam(learning_rate(config))
   if config.grad_clip_norm > 0:
@@ -248,7 +246,7 @@ def _decode_objects(params, batch_stats, inputs: static_crops.StaticInputs, trai
     logits, updated = _MODEL.apply(
         {'params': params, 'batch_stats': batch_stats}, x.attention, x.l1, x.l4,
         x.first_l4[None], x.decoder_l1[None], x.decoder_attention[None], train=train,
-        method=models.SHLS.decode_object, mutable=['batch_stats'])
+        method=shls.SHLS.decode_object, mutable=['batch_stats'])
     return logits[0], updated['batch_stats']
   return jax.vmap(one)(inputs)
 
@@ -357,7 +355,7 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
       {'params': params, 'batch_stats': batch_stats},
       batch['image'].reshape(b * t, h, w, 3), batch['spx'].reshape(b * t, h, w),
       num_segments=num_segments, train='embedding' not in config.frozen,
-      method=models.SHLS.embed, mutable=['batch_stats'])
+      method=shls.SHLS.embed, mutable=['batch_stats'])
   new_stats = dict(updated['batch_stats'])
   out = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
   labels = jnp.where(batch['spx_valid'], batch['pools'], 0)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from shls_jax.datasets import stills
+from shls_jax.data import stills
+
 
 class StillImages(tfds.core.GeneratorBasedBuilder):
   """Still images with saliency pseudo-masks, from a manual directory."""

@@ -28,15 +28,13 @@ from typing import NamedTuple, Tuple
 import jax
 import jax.numpy as jnp
 
-from shls_jax.memory import clustering
-from shls_jax.memory import knn
-from shls_jax.memory import rois
-from shls_jax.superfeatures import segment_means
+from shls_jax.memory import host_memory, knn, rois
+from shls_jax.model.superfeatures import segment_means
 
 NUM_CENTROIDS = 2
 KMEANS_ITERATIONS = 10
 # The host memory caps each class at this many multiples of the frame-0 count.
-_MAX_FRAMES = clustering.MEMORY_CAP_FACTOR + 1
+_MAX_FRAMES = host_memory.MEMORY_CAP_FACTOR + 1
 
 
 class DeviceMemory(NamedTuple):
@@ -235,8 +233,8 @@ def annotation_box(mask: jax.Array, widening: float = rois.ANNOTATION_WIDENING,
 
 def confident_superpixels(spx: jax.Array, seg: jax.Array, logodds: jax.Array, *,
                           num_segments: int,
-                          ratio: float = clustering.CONFIDENCE_RATIO) -> jax.Array:
-  """Traced `clustering.confident_superpixels`.
+                          ratio: float = host_memory.CONFIDENCE_RATIO) -> jax.Array:
+  """Traced `host_memory.confident_superpixels`.
 
   Args:
     spx: [H, W] int32 superpixel map, labels 1..num_segments (0 = none).

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax.backbone import BN_EPS, BN_MOMENTUM, conv2d, torch_uniform
+from shls_jax.model.backbone import BN_EPS, BN_MOMENTUM, conv2d, torch_uniform
 
 SF_CHANNELS = 32
 

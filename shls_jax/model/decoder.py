@@ -3,7 +3,7 @@
 soft-aggregate them.
 
 Layout is NHWC. Decoder crops have heights and widths that are multiples of 4 (see
-`shls_jax.resample.pad_to_multiple`); L4 crops are a quarter of that size. Submodule names follow the PyTorch
+`shls_jax.crops.resample.pad_to_multiple`); L4 crops are a quarter of that size. Submodule names follow the PyTorch
 module tree.
 """
 
@@ -12,8 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shls_jax.backbone import ConvBN, ResLayer, conv2d
-from shls_jax.resample import resize_bilinear
+from shls_jax.crops.resample import resize_bilinear
+from shls_jax.model.backbone import ConvBN, ResLayer, conv2d
 
 
 class ResBlock(nn.Module):

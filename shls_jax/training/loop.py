@@ -28,27 +28,26 @@ logs, TensorBoard scalars and the exported PyTorch file.
 import functools
 import json
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Dict, Iterator, Optional
 
-from absl import logging
-from flax import jax_utils
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorflow as tf
+from absl import logging
+from flax import jax_utils
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
 from shls_jax import checkpoints
-from shls_jax import input_pipeline
-from shls_jax import interop
-from shls_jax import reference_step
-from shls_jax import train_step as train_step_lib
-from shls_jax.datasets import stills
+from shls_jax.checkpoints import torch_interop
+from shls_jax.data import input_pipeline, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
+from shls_jax.training import reference_step
+from shls_jax.training import train_step as train_step_lib
 
 STEP_MODES = ('pmap', 'reference')
 BEST_METRIC = 'J&F-Mean'
@@ -230,7 +229,7 @@ def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None
     step = best_manager.best_step()
     variables = checkpoints.load_variables(best_manager.directory, step)
   if jax.process_index() == 0:
-    interop.save_torch_checkpoint(config.export_torch, variables, global_ite=step)
+    torch_interop.save_torch_checkpoint(config.export_torch, variables, global_ite=step)
     logging.info('Wrote the variables of step %d to %s', step, config.export_torch)
 
 

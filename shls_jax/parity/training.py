@@ -1,7 +1,7 @@
 """Recomputes the reference training iteration (`train.*` of a parity directory) with
-`shls_jax.reference_step` and compares every stage with the reference.
+`shls_jax.training.reference_step` and compares every stage with the reference.
 
-    python -m shls_jax.tools.parity --vectors DIR --stages training
+    python -m shls_jax.parity --vectors DIR --stages training
 
 The iteration runs on the first T frames of DIR, T being the number of recorded
 `train.triplets<t>` arrays, with those triplets. Stage groups are plain functions
@@ -16,10 +16,9 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 from flax.traverse_util import flatten_dict
 
-from shls_jax import reference_step
-from shls_jax.interop.torch_checkpoint import variables_to_arrays
-from shls_jax.tools import parity
-
+from shls_jax.checkpoints.torch_interop import variables_to_arrays
+from shls_jax.parity import reference as parity
+from shls_jax.training import reference_step
 
 # One run of the iteration per Reference (by identity; the Reference is kept alive with it).
 _RUNS: Dict[int, Tuple[parity.Reference, reference_step.StepResult]] = {}

@@ -11,10 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from shls_jax.memory import kmeans
-from shls_jax.memory import knn
-from shls_jax.memory import rois
-from shls_jax.pools import mode_pools
+from shls_jax.memory import kmeans, knn, rois
+from shls_jax.memory.pools import mode_pools
 
 # Per-class memory cap, in multiples of the frame-0 superfeature count; on overflow a class keeps
 # this many multiples of its own frame-0 count from its oldest entries.

@@ -133,7 +133,7 @@ def arrays_to_variables(state_dict: Mapping[str, Any], template: Variables) -> V
 
 
 def _template() -> Variables:
-  from shls_jax.models import init_variables  # pylint: disable=g-import-not-at-top
+  from shls_jax.model.shls import init_variables
   return jax.eval_shape(init_variables, jax.random.PRNGKey(0))
 
 

@@ -3,7 +3,7 @@ decoder (feature modulator + refinement decoder), as one Flax module.
 
 Variables are {'params', 'batch_stats'}; a variable path joined by '.' is the PyTorch
 state_dict name of the same tensor (children `spx_embedding.feat_extractor`, `mem_select`,
-`segmenter`, `sf_head_L1`, `sf_head_L4`, `sf_conv_1x1`), see `shls_jax.interop`.
+`segmenter`, `sf_head_L1`, `sf_head_L4`, `sf_conv_1x1`), see `shls_jax.checkpoints.torch_interop`.
 Call methods with `model.apply(variables, ..., method=SHLS.embed)`; in train mode pass
 `mutable=['batch_stats']`.
 """
@@ -14,11 +14,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shls_jax.backbone import ResNet18
-from shls_jax.decoder import MemSelect, Segmenter
-from shls_jax.resample import resize_bilinear, resize_nearest
-from shls_jax.superfeatures import (HeadCombination, SuperfeatureHead, info_map,
-                                    label_range_mask, segment_means)
+from shls_jax.crops.resample import resize_bilinear, resize_nearest
+from shls_jax.model.backbone import ResNet18
+from shls_jax.model.decoder import MemSelect, Segmenter
+from shls_jax.model.superfeatures import (
+  HeadCombination,
+  SuperfeatureHead,
+  info_map,
+  label_range_mask,
+  segment_means,
+)
 
 
 class SpxEmbedding(nn.Module):

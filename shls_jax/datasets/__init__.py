@@ -1,1 +1,0 @@
-"""Video object segmentation datasets."""

@@ -1,0 +1,1 @@
+"""The SHLS network: backbone, superfeature embedding, feature modulator and refinement decoder."""
