@@ -22,7 +22,8 @@ import numpy as np
 
 from shls_jax import superpixels
 from shls_jax.data import davis
-from shls_jax.inference.propagation import Propagator, default_config
+from shls_jax.inference import defaults as inference_defaults
+from shls_jax.inference.propagation import Propagator
 from shls_jax.model.shls import init_variables
 
 STAGES = ("superpixels", "embed", "memory", "decode", "aggregation")
@@ -31,7 +32,7 @@ STAGES = ("superpixels", "embed", "memory", "decode", "aggregation")
 def _timed_run(variables, mode, frames, spx, mask, max_canvas):
   """(per-stage seconds per frame of one timed run after a warm-up run, the warm-up run's
   seconds per frame, the engine)."""
-  config = default_config()
+  config = inference_defaults.get_config()
   config.mode = mode
   if max_canvas is not None:
     config.max_canvas = max_canvas

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from shls_jax.training import defaults as step_defaults
 from shls_jax.training import train_step as ts
 
 SIZE = 256
@@ -69,7 +70,7 @@ def main():
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--batch_sizes', default='1,2')
   args = parser.parse_args()
-  config = ts.get_train_step_config()
+  config = step_defaults.get_config()
   print(f"{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, "
         f"T={FRAMES}, capacity {CAPACITY}, crop {tuple(config.crop_size)}")
   print(f"{'batch/device':>12} {'warm-up s':>10} {'steps/s':>9} {'sequences/s':>12}")

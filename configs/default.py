@@ -6,13 +6,13 @@ line (`--config.inference.mode=fast`).
 
 import ml_collections
 
-from shls_jax.inference import propagation
+from shls_jax.inference import defaults as inference_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
-  # Propagation engine (`shls_jax.inference.Propagator` takes this block; its fields and the
-  # modes are documented in `shls_jax.inference.propagation.default_config`).
-  config.inference = propagation.default_config()
+  # Propagation engine (`shls_jax.inference.propagation.Propagator` takes this block; its fields and the
+  # modes are documented in `shls_jax.inference.defaults`).
+  config.inference = inference_defaults.get_config()
   return config

@@ -17,15 +17,15 @@ validation J&F-Mean. The paper reports a DAVIS-2017 val J&F-Mean of 68.5 after t
 import ml_collections
 
 from configs import davis2017_val
-from shls_jax.data import input_pipeline
-from shls_jax.training import train_step
+from shls_jax.data import defaults as data_defaults
+from shls_jax.training import defaults as step_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = davis2017_val.get_config()
 
   # Training source: an MSRA10K-layout folder (`stills.list_msra10k`).
-  config.data = input_pipeline.default_config()
+  config.data = data_defaults.get_config()
   config.data.root = ""  # folder holding Imgs/ (and train.txt)
   config.data.split = ""  # '' = every image of Imgs/, else <root>/<split>.txt
   config.data.mask_dir = ""  # '' = masks beside the images; else a folder under root
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   # 'reference': the exact batch-1 iteration of the reference with the host memory
   # (`shls_jax.training.reference_step`; one process, one sequence per step, slow).
   config.step_mode = "pmap"
-  config.step = train_step.get_train_step_config()
+  config.step = step_defaults.get_config()
   config.batch_size_per_device = 1  # the reference trains on one sequence at a time
 
   # Schedule: num_epochs epochs of epoch_fraction x len(images) sequences (reference: a third);

@@ -30,11 +30,25 @@ def parity_vectors(parity_dir):
 
 
 @pytest.fixture(scope="session")
-def parity_reference(parity_dir):
-  """The parity directory with its checkpoint loaded (`shls_jax.parity.reference.Reference`), shared
-  by every test module so its jitted embedding compiles once."""
+def parity_references():
+  """`load(name)`: the parity directory `../shared/parity/<name>` with its checkpoint loaded
+  (`shls_jax.parity.reference.Reference`), one per name for the whole session so that its jitted
+  embedding compiles once and its training iterations run once."""
   from shls_jax.parity import reference as parity
-  return parity.Reference.load(parity_dir)
+  loaded = {}
+
+  def load(name: str):
+    if name not in loaded:
+      loaded[name] = parity.Reference.load(_require(SHARED / "parity" / name))
+    return loaded[name]
+
+  return load
+
+
+@pytest.fixture(scope="session")
+def parity_reference(parity_references):
+  """The `v1` parity directory, loaded (see `parity_references`)."""
+  return parity_references("v1")
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from configs import davis2016_val, davis2017_val
+from shls_jax import checkpoints
 from shls_jax.data import davis
-from shls_jax.evaluation import evaluator, results_io
+from shls_jax.evaluation import evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SEQUENCES = "blackswan,bmx-trees,car-shadow,dog,libby"
@@ -171,7 +172,7 @@ def _write_synthetic_sequence(root: Path, name: str) -> None:
     (root / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"),
                 cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    results_io.write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
+    davis.write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
 
 
 @pytest.fixture(scope="module")
@@ -250,15 +251,15 @@ def test_orbax_checkpoint_folder_is_restored(tmp_path):
   manager = ocp.CheckpointManager(tmp_path / "checkpoints")
   manager.save(7, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
-  variables = evaluator.load_variables(str(tmp_path / "checkpoints"))
+  variables = checkpoints.load_variables(str(tmp_path / "checkpoints"))
   np.testing.assert_array_equal(variables["params"]["w"], state["params"]["w"])
   np.testing.assert_array_equal(variables["batch_stats"]["m"], state["batch_stats"]["m"])
   assert evaluator.describe_weights(str(tmp_path / "checkpoints")).endswith("checkpoints@7")
   with pytest.raises(FileNotFoundError, match="no orbax checkpoint"):
-    evaluator.load_variables(str(tmp_path))
+    checkpoints.load_variables(str(tmp_path))
 
 
 def test_reference_checkpoint_is_loaded(parity_dir):
-  variables = evaluator.load_variables(str(parity_dir / "checkpoint.pth"))
+  variables = checkpoints.load_variables(str(parity_dir / "checkpoint.pth"))
   assert set(variables) == {"params", "batch_stats"}
   assert evaluator.describe_weights(str(parity_dir / "checkpoint.pth")).endswith("checkpoint.pth")

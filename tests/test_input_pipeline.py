@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
+from shls_jax.data import defaults as data_defaults
 from shls_jax.data import input_pipeline, synthetic
 
 T, H, W, CAP = 2, 48, 48, 96
 
 
 def _config(**overrides):
-  config = input_pipeline.default_config()
+  config = data_defaults.get_config()
   config.seq_len = T
   config.image_size = (H, W)
   config.slic_segments = 30
@@ -58,8 +59,8 @@ def test_padding_masks_match_contents(batch):
 
 
 def test_images_are_normalised_with_msra_statistics(batch):
-  image = batch['image'] * np.float32(input_pipeline.MSRA_STD) + np.float32(
-      input_pipeline.MSRA_MEAN)
+  image = batch['image'] * np.float32(data_defaults.MSRA_STD) + np.float32(
+      data_defaults.MSRA_MEAN)
   assert image.min() >= -1e-5 and image.max() <= 1 + 1e-5
 
 

@@ -85,7 +85,7 @@ def test_statistics_decay_bins():
 # ------------------------------------------------------------------------------------- results io
 
 def test_results_io_roundtrip(tmp_path):
-  palette = results_io.davis_palette()
+  palette = davis.palette()
   np.testing.assert_array_equal(palette[:5], [[0, 0, 0], [128, 0, 0], [0, 128, 0],
                                               [128, 128, 0], [0, 0, 128]])
   masks = np.zeros((2, 6, 8), np.int64)
@@ -98,11 +98,11 @@ def test_results_io_roundtrip(tmp_path):
   np.testing.assert_array_equal(results_io.read_sequence_masks(tmp_path, "seq", ["00001", "00002"]),
                                 masks)
   Image.fromarray((masks[0] * 255).astype(np.uint8)).save(tmp_path / "binarised.png")
-  np.testing.assert_array_equal(results_io.read_mask(tmp_path / "binarised.png"), masks[0])
+  np.testing.assert_array_equal(davis.read_mask(tmp_path / "binarised.png", binary_255=None), masks[0])
   Image.fromarray(masks[1].astype(np.uint8)).save(tmp_path / "plain.png")
-  np.testing.assert_array_equal(results_io.read_mask(tmp_path / "plain.png"), masks[1])
+  np.testing.assert_array_equal(davis.read_mask(tmp_path / "plain.png", binary_255=None), masks[1])
   with pytest.raises(ValueError, match="object ids must lie in 0..255"):
-    results_io.write_mask(tmp_path / "bad.png", np.full((2, 2), 300))
+    davis.write_mask(tmp_path / "bad.png", np.full((2, 2), 300))
   with pytest.raises(FileNotFoundError, match="does not exist"):
     results_io.read_sequence_masks(tmp_path, "other", ["00001"])
 
@@ -159,7 +159,7 @@ def test_sample_errors(davis_sample, tmp_path):
   sequence = davis.load_sequence(davis_sample, "car-shadow")
   masks = np.zeros((len(sequence.frames), 480, 854), np.uint8)
   results_io.write_sequence_masks(tmp_path, "car-shadow", masks, sequence.frame_names)
-  results_io.write_mask(tmp_path / "car-shadow" / "00007.png", np.zeros((240, 427), np.uint8))
+  davis.write_mask(tmp_path / "car-shadow" / "00007.png", np.zeros((240, 427), np.uint8))
   with pytest.raises(ValueError, match=r"00007.png is \(240, 427\).*annotation is \(480, 854\)"):
     scoring.score_results(davis_sample, tmp_path, ["car-shadow"])
   (tmp_path / "car-shadow" / "00007.png").unlink()
@@ -195,7 +195,7 @@ def synthetic(tmp_path):
     frame_path = tmp_path / "davis" / "JPEGImages" / "480p" / "synth" / f"{name}.jpg"
     frame_path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(frame_path), np.zeros((40, 60, 3), np.uint8))
-    results_io.write_mask(tmp_path / "davis" / "Annotations" / "480p" / "synth" / f"{name}.png",
+    davis.write_mask(tmp_path / "davis" / "Annotations" / "480p" / "synth" / f"{name}.png",
                           gt[i])
   results_io.write_sequence_masks(tmp_path / "results", "synth", pred, names)
   return tmp_path / "davis", tmp_path / "results"
@@ -228,7 +228,7 @@ def test_synthetic_unknown_object_id(synthetic):
   root, results = synthetic
   for folder in (root / "JPEGImages" / "480p", root / "Annotations" / "480p", results):
     shutil.copytree(folder / "synth", folder / "copy")
-  results_io.write_mask(results / "copy" / "00003.png", np.full((40, 60), 3, np.uint8))
+  davis.write_mask(results / "copy" / "00003.png", np.full((40, 60), 3, np.uint8))
   # Raised in a worker process, re-raised here with the worker's message.
   with pytest.raises(ValueError, match="00003.png holds object id 3 but sequence 'copy' has 2"):
     scoring.score_results(root, results, ["synth", "copy"], workers=2)

@@ -14,8 +14,7 @@ import pytest
 from configs import demo
 from shls_jax import checkpoints
 from shls_jax.data import synthetic
-from shls_jax.evaluation import evaluator
-from shls_jax.training import loop as train
+from shls_jax.training import loop
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.
@@ -59,23 +58,23 @@ def _assert_trees_close(a, b, atol=1e-6):
 def uninterrupted(stills_root, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('uninterrupted')
   config = _config(stills_root, num_train_steps=4, export_torch=str(workdir / 'final.pth'))
-  return workdir, train.train_and_evaluate(config, workdir)
+  return workdir, loop.train_and_evaluate(config, workdir)
 
 
 @pytest.fixture(scope='module')
 def interrupted(stills_root, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('interrupted')
-  first = train.train_and_evaluate(_config(stills_root, num_train_steps=2), workdir)
-  second = train.train_and_evaluate(_config(stills_root, num_train_steps=4), workdir)
+  first = loop.train_and_evaluate(_config(stills_root, num_train_steps=2), workdir)
+  second = loop.train_and_evaluate(_config(stills_root, num_train_steps=4), workdir)
   return workdir, first, second
 
 
 def test_real_steps_write_checkpoints_and_scalars(stills_root, interrupted):
   workdir, first, _ = interrupted
   assert int(first.step) == 2
-  assert checkpoints.latest_step(workdir / train.CHECKPOINT_DIR) == 4
-  assert list((workdir / train.TENSORBOARD_DIR).glob('events.out.tfevents.*'))
-  initial = train.initial_state(_config(stills_root))
+  assert checkpoints.latest_step(workdir / loop.CHECKPOINT_DIR) == 4
+  assert list((workdir / loop.TENSORBOARD_DIR).glob('events.out.tfevents.*'))
+  initial = loop.initial_state(_config(stills_root))
   assert not np.allclose(first.params['segmenter']['pred']['kernel'],
                          initial.params['segmenter']['pred']['kernel'])
 
@@ -97,7 +96,7 @@ def test_export_torch_reads_back_identical(uninterrupted):
 
 def test_evaluate_reads_the_train_checkpoints(uninterrupted):
   workdir, state = uninterrupted
-  _assert_trees_close(evaluator.load_variables(str(workdir / train.CHECKPOINT_DIR)),
+  _assert_trees_close(checkpoints.load_variables(str(workdir / loop.CHECKPOINT_DIR)),
                       _variables(state), atol=0)
 
 
@@ -105,12 +104,12 @@ def test_existing_export_is_not_overwritten(stills_root, uninterrupted, tmp_path
   workdir, _ = uninterrupted
   config = _config(stills_root, num_train_steps=1, export_torch=str(workdir / 'final.pth'))
   with pytest.raises(FileExistsError, match='overwrite'):
-    train.train_and_evaluate(config, tmp_path)
+    loop.train_and_evaluate(config, tmp_path)
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):
   with pytest.raises(FloatingPointError, match='loss is nan at step 7'):
-    train._check_finite({'loss': float('nan')}, 7, tmp_path)  # pylint: disable=protected-access
+    loop._check_finite({'loss': float('nan')}, 7, tmp_path)  # pylint: disable=protected-access
 
 
 def _free_port():
@@ -149,13 +148,13 @@ def distributed_run(stills_root, tmp_path_factory):
 
 def test_two_processes_train_two_steps(distributed_run):
   workdir, _ = distributed_run
-  assert checkpoints.latest_step(workdir / train.CHECKPOINT_DIR) == 2
+  assert checkpoints.latest_step(workdir / loop.CHECKPOINT_DIR) == 2
 
 
 def test_frozen_modules_do_not_change(distributed_run):
   workdir, config = distributed_run
-  initial = train.initial_state(config)
-  trained = checkpoints.load_variables(workdir / train.CHECKPOINT_DIR)
+  initial = loop.initial_state(config)
+  trained = checkpoints.load_variables(workdir / loop.CHECKPOINT_DIR)
   for name in ('mem_select', 'segmenter'):
     _assert_trees_close(trained['params'][name], initial.params[name], atol=0)
     _assert_trees_close(trained['batch_stats'].get(name, {}),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from shls_jax.memory import device_memory, host_memory, knn, rois
+from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses
 from shls_jax.training import train_step as ts
 
@@ -46,7 +47,7 @@ def fake_batch(seed, devices, per_device, frames=3, size=32, capacity=64):
 
 
 def tiny_config(**overrides):
-  config = ts.get_train_step_config()
+  config = step_defaults.get_config()
   config.crop_size = (8, 8)
   config.kmeans_iterations = 3
   config.update(overrides)
@@ -60,7 +61,8 @@ def test_knn_scores_match_host():
   stored = rng.normal(size=(20, 8)).astype(np.float32)
   pools = rng.integers(1, 4, 20).astype(np.int32)
   queries = rng.normal(size=(15, 8)).astype(np.float32)
-  memory = device_memory.fit(jnp.asarray(stored), jnp.asarray(pools), capacity=32, num_classes=4)
+  memory = device_memory.fit(jnp.asarray(stored), jnp.asarray(pools), capacity=32, num_classes=4,
+                             iterations=10)
   pred, scores = device_memory.knn_predict(memory, jnp.asarray(queries))
   sims, ids = knn.knn_search(stored, queries)
   weights = knn.vote_weights()
@@ -73,7 +75,7 @@ def test_kmeans_centroids_are_unit_and_score_members():
   centres = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
   points = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(20, 3)).astype(np.float32)
   memory = device_memory.fit(jnp.asarray(points), jnp.ones(20, jnp.int32), capacity=20,
-                             num_classes=2)
+                             num_classes=2, iterations=10)
   np.testing.assert_allclose(np.linalg.norm(memory.centroids[0], axis=-1), 1.0, atol=1e-6)
   # The two clusters are found: every point is close to its nearest centroid.
   assert float(device_memory.centroid_scores(memory, jnp.asarray(points))[:, 0].min()) > 0.99

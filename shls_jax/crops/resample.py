@@ -2,8 +2,8 @@
 
 All arrays are NHWC-style: spatial axes are the two before the trailing channel axis,
 `[..., H, W, C]`. Index and weight tables depend only on static sizes, so they are computed on
-the host in float32 (the precision PyTorch's CPU kernels use for float32 input) and baked into the
-traced program as constants.
+the host, in the data's precision as PyTorch computes them, and baked into the traced program as
+constants.
 """
 
 import functools
@@ -27,19 +27,23 @@ def _check_spatial(x, size: Sequence[int], name: str) -> Tuple[int, int]:
   return int(size[0]), int(size[1])
 
 
-def _linear_table(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _linear_table(in_size: int, out_size: int,
+                  dtype=np.float32) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Source indices (lo, hi) and weight of hi for one axis of a half-pixel bilinear resize.
 
-  Follows PyTorch's `align_corners=False` rule: src = (dst + 0.5) * scale - 0.5 with the float32
-  scale in / out, clamped below at 0; hi = lo + 1 except on the last source row. PyTorch's kernels
-  evaluate the multiply-add fused (one rounding to float32); the float64 product of a float32 and
-  a half-integer is exact, so rounding once after the subtraction reproduces it.
+  Follows PyTorch's `align_corners=False` rule: src = (dst + 0.5) * scale - 0.5 with the scale
+  in / out computed in the data's precision (PyTorch's `opmath` type: float32 for float32 input,
+  float64 for float64), clamped below at 0; hi = lo + 1 except on the last source row. For
+  float32, PyTorch's kernels evaluate the multiply-add fused (one rounding to float32); the
+  float64 product of a float32 and a half-integer is exact, so rounding once after the
+  subtraction reproduces it.
   """
-  scale = np.float32(in_size) / np.float32(out_size)
+  dtype = np.dtype(dtype)
+  scale = dtype.type(in_size) / dtype.type(out_size)
   src = np.float64(scale) * (np.arange(out_size) + 0.5) - 0.5
-  src = np.maximum(src.astype(np.float32), np.float32(0))
+  src = np.maximum(src.astype(dtype), dtype.type(0))
   lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-  lam = np.clip(src - lo.astype(np.float32), np.float32(0), np.float32(1))
+  lam = np.clip(src - lo.astype(dtype), dtype.type(0), dtype.type(1))
   hi = lo + (lo < in_size - 1)
   return lo, hi, lam
 
@@ -53,8 +57,8 @@ def _nearest_table(in_size: int, out_size: int) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=1)
 def _resize_bilinear(x, size):
-  x0, x1, lx = _linear_table(x.shape[-2], size[1])
-  y0, y1, ly = _linear_table(x.shape[-3], size[0])
+  x0, x1, lx = _linear_table(x.shape[-2], size[1], x.dtype)
+  y0, y1, ly = _linear_table(x.shape[-3], size[0], x.dtype)
   lx = jnp.asarray(lx, x.dtype)[:, None]
   ly = jnp.asarray(ly, x.dtype)[:, None, None]
   cols = jnp.take(x, x0, axis=-2) * (1 - lx) + jnp.take(x, x1, axis=-2) * lx

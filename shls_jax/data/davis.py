@@ -217,10 +217,17 @@ def resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
   return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def read_mask(path, size: tuple[int, int] | None = None, binary_255: bool = False,
+def read_mask(path, size: tuple[int, int] | None = None, binary_255: bool | None = False,
               single_object: bool = False) -> np.ndarray:
-  """[H, W] uint8 object ids of an annotation PNG (see `decode_mask`); `size` resizes nearest."""
-  return resize_ids(decode_mask(read_indexed_png(path), binary_255, single_object), size)
+  """[H, W] uint8 object ids of an annotation or result PNG (see `decode_mask`).
+
+  binary_255 None decides per mask: one holding only 0 and 255 is a binarised single-object
+  mask (no id 255 exists: K < 255). `size` resizes nearest.
+  """
+  raw = read_indexed_png(path)
+  if binary_255 is None:
+    binary_255 = raw.max(initial=0) == 255 and bool(np.all((raw == 0) | (raw == 255)))
+  return resize_ids(decode_mask(raw, binary_255, single_object), size)
 
 
 def load_frames(sequence: Sequence, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -260,3 +267,30 @@ def load_masks(sequence: Sequence, indices=None, size: tuple[int, int] | None = 
                        f"is {frame_size} (H, W)")
     masks.append(resize_ids(mask, size))
   return np.stack(masks)
+
+
+def palette() -> np.ndarray:
+  """The DAVIS (PASCAL VOC) colour map: [256, 3] uint8, id 0 black, 1 red, 2 green, ..."""
+  ids = np.arange(256)
+  colours = np.zeros((256, 3), np.int64)
+  # Bits 0, 1, 2 of each id triple go to R, G, B, filling their bits from the top down.
+  for shift in range(8):
+    for channel in range(3):
+      colours[:, channel] |= ((ids >> (3 * shift + channel)) & 1) << (7 - shift)
+  return colours.astype(np.uint8)
+
+
+def write_mask(path, mask: np.ndarray) -> None:
+  """Writes [H, W] object ids (integers 0..255) as an indexed PNG with the DAVIS palette."""
+  mask = np.asarray(mask)
+  if mask.ndim != 2:
+    raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
+  if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
+    raise ValueError(f"mask must hold integer object ids, got dtype {mask.dtype}")
+  if mask.size and (mask.min() < 0 or mask.max() > 255):
+    raise ValueError(f"object ids must lie in 0..255, got {mask.min()}..{mask.max()}")
+  image = Image.fromarray(mask.astype(np.uint8), mode="P")
+  image.putpalette(palette().ravel().tolist())
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image.save(path)

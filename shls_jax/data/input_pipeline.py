@@ -27,27 +27,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from shls_jax.data import pseudo_sequences
-
-MSRA_MEAN = (0.4532, 0.4335, 0.3921)
-MSRA_STD = (0.3025, 0.2918, 0.3122)
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """Data settings of SHLS training (pseudo-sequences of MSRA10K-like still images)."""
-  config = ml_collections.ConfigDict()
-  config.image_size = (256, 256)  # (H, W) of the frames
-  config.seq_len = 3  # frames T per pseudo-sequence
-  config.max_labels = 4  # labels (background included) pasting aims for
-  config.slic_segments = 300
-  config.slic_compactness = 20.0
-  config.slic_sigma = 1.0
-  config.spx_capacity = 512  # superpixels per frame after padding
-  config.cls_capacity = 4  # classes per sequence after padding (background included)
-  config.max_redraws = 10  # replacements of an over-capacity sample before giving up
-  config.mean = MSRA_MEAN
-  config.std = MSRA_STD
-  return config
+from shls_jax.data import defaults, pseudo_sequences
 
 
 def hide_gpus_from_tensorflow() -> None:
@@ -104,7 +84,7 @@ def generate(source, indices: np.ndarray, index: int, seed: Sequence[int],
       and replacements of over-capacity samples are drawn.
     index: the image to start from.
     seed: entropy of this sample (same seed, same output).
-    config: see `default_config`.
+    config: see `defaults.get_config`.
   """
   rng = np.random.default_rng(list(seed))
 
@@ -152,7 +132,7 @@ def create_split(source, *, batch_size_per_device: int, local_devices: int, seed
     batch_size_per_device: sequences per device and step.
     local_devices: devices of this process (`jax.local_device_count()`).
     seed: shuffling and augmentation seed; the same seed gives the same batches.
-    config: see `default_config` (None uses it).
+    config: see `defaults.get_config` (None uses it).
     process_index, process_count: this process's shard (defaults: `jax.process_index()`,
       `jax.process_count()`); process p reads images p, p + count, p + 2 count, ...
     num_epochs: passes over the shard; None repeats forever.
@@ -163,7 +143,7 @@ def create_split(source, *, batch_size_per_device: int, local_devices: int, seed
     Iterator of numpy batches (see the module docstring); incomplete batches are dropped.
   """
   hide_gpus_from_tensorflow()
-  config = default_config() if config is None else config
+  config = defaults.get_config() if config is None else config
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:

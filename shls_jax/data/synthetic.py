@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shls_jax.evaluation import results_io
+from shls_jax.data import davis
 
 _JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 95]
 _MAX_VIDEO_DRAWS = 100
@@ -201,7 +201,7 @@ def write_videos(out, num_videos: int = 3, num_frames: int = 12, num_objects: in
     for t in range(num_frames):
       cv2.imwrite(str(image_dir / f'{t:05d}.jpg'), cv2.cvtColor(frames[t], cv2.COLOR_RGB2BGR),
                   _JPEG_QUALITY)
-      results_io.write_mask(out / 'Annotations' / '480p' / name / f'{t:05d}.png', masks[t])
+      davis.write_mask(out / 'Annotations' / '480p' / name / f'{t:05d}.png', masks[t])
   split = out / 'ImageSets' / '2017' / 'val.txt'
   split.parent.mkdir(parents=True, exist_ok=True)
   split.write_text(''.join(f'{n}\n' for n in names))

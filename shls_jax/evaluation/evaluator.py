@@ -128,7 +128,7 @@ def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = _OVERLAY_ALPHA) -> np.ndarray:
   """[H, W, 3] uint8 RGB frame with objects of the [H, W] id mask tinted in their DAVIS colour."""
-  colours = results_io.davis_palette()[mask].astype(np.float32)
+  colours = davis.palette()[mask].astype(np.float32)
   blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
   return np.where(mask[..., None] > 0, np.round(blended), frame).astype(np.uint8)
 
@@ -328,24 +328,12 @@ def sync(name: str) -> None:
 
 
 def describe_weights(checkpoint: str | None) -> str:
-  """What `load_variables(checkpoint)` loads, as recorded in `evaluation.json`: the absolute path
+  """What `evaluate` loads for `checkpoint`, as recorded in `evaluation.json`: the absolute path
   (with '@<step>' for an orbax folder) or 'random'."""
   if not checkpoint:
     return "random"
   path = Path(checkpoint).resolve()
   return f"{path}@{checkpoints.latest_step(path)}" if path.is_dir() else str(path)
-
-
-def load_variables(checkpoint: str | None) -> Any:
-  """Network variables {'params', 'batch_stats'}.
-
-  Args:
-    checkpoint: a reference-format PyTorch `.pth` file, an orbax checkpoint folder of `train.py`
-      (its latest step), or None for random weights (smoke tests only: the results mean nothing).
-  """
-  if not checkpoint:
-    return shls.init_variables(jax.random.PRNGKey(0))
-  return checkpoints.load_variables(checkpoint)
 
 
 def evaluate(config: ml_collections.ConfigDict, results_dir, *, checkpoint: str | None = None,
@@ -365,8 +353,11 @@ def evaluate(config: ml_collections.ConfigDict, results_dir, *, checkpoint: str 
   evaluator = Evaluator(config, results_dir, weights=describe_weights(checkpoint),
                         sequences=sequences, overwrite=overwrite, overlays=overlays)
   evaluator.check_results_dir()
-  variables = load_variables(checkpoint)
-  if not checkpoint:
+  if checkpoint:
+    variables = checkpoints.load_variables(checkpoint)
+  else:
+    # Smoke tests only: the results of random weights mean nothing.
+    variables = shls.init_variables(jax.random.PRNGKey(0))
     logging.warning("=" * 70)
     logging.warning("NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.")
     logging.warning("=" * 70)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from shls_jax.data import davis
-from shls_jax.evaluation import metrics, results_io
+from shls_jax.evaluation import metrics
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
@@ -89,7 +89,7 @@ def score_sequence(davis_root, results_dir, name: str, single_object: bool = Fal
       raise FileNotFoundError(f"sequence {name!r}: frame {frame} has no annotation mask")
     gt = davis.read_mask(sequence.annotations[i], binary_255=sequence.binary_255,
                          single_object=single_object)
-    pred = results_io.read_mask(folder / f"{frame}.png")
+    pred = davis.read_mask(folder / f"{frame}.png", binary_255=None)
     if pred.shape != gt.shape:
       raise ValueError(f"result {folder / frame}.png is {pred.shape} (H, W) but its annotation "
                        f"is {gt.shape}")

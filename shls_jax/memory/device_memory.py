@@ -32,7 +32,6 @@ from shls_jax.memory import host_memory, knn, rois
 from shls_jax.model.superfeatures import segment_means
 
 NUM_CENTROIDS = 2
-KMEANS_ITERATIONS = 10
 # The host memory caps each class at this many multiples of the frame-0 count.
 _MAX_FRAMES = host_memory.MEMORY_CAP_FACTOR + 1
 
@@ -82,7 +81,7 @@ def initial_centroids(features: jax.Array, labels: jax.Array, num_classes: int) 
 
 
 def fit_kmeans(features: jax.Array, labels: jax.Array, init: jax.Array,
-               iterations: int = KMEANS_ITERATIONS) -> jax.Array:
+               iterations: int) -> jax.Array:
   """Spherical k-means of every class, `iterations` Lloyd steps from `init`.
 
   Args:
@@ -110,7 +109,7 @@ def fit_kmeans(features: jax.Array, labels: jax.Array, init: jax.Array,
 
 
 def fit(superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classes: int,
-        iterations: int = KMEANS_ITERATIONS) -> DeviceMemory:
+        iterations: int) -> DeviceMemory:
   """Memory of frame 0.
 
   Args:
@@ -132,7 +131,7 @@ def fit(superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classe
 
 
 def add(memory: DeviceMemory, superfeatures: jax.Array, pools: jax.Array, *, offset,
-        iterations: int = KMEANS_ITERATIONS) -> DeviceMemory:
+        iterations: int) -> DeviceMemory:
   """Writes superfeatures [N, D] with classes pools [N] (0 = empty slot) into slots
   offset..offset + N - 1, then refits every class' k-means from its centroids.
 

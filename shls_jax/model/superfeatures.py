@@ -59,19 +59,20 @@ def segment_means(features: jax.Array, spx: jax.Array,
 
 
 def info_map(spx: jax.Array, num_segments: int) -> jax.Array:
-  """Info map [B, H, W, 3] float32 of `spx` [B, H, W].
+  """Info map [B, H, W, 3] of `spx` [B, H, W], in JAX's default float dtype.
 
   On every pixel of superpixel n: (pixel count of n / (H * W), mean of row / (H - 1) over n,
   mean of col / (W - 1) over n); zeros on label-0 pixels.
   """
   b, h, w = spx.shape
-  rows = jnp.arange(h, dtype=jnp.float32) / max(h - 1, 1)
-  cols = jnp.arange(w, dtype=jnp.float32) / max(w - 1, 1)
+  dtype = jnp.result_type(float)
+  rows = jnp.arange(h, dtype=dtype) / max(h - 1, 1)
+  cols = jnp.arange(w, dtype=dtype) / max(w - 1, 1)
   coords = jnp.stack(jnp.broadcast_arrays(rows[:, None], cols[None, :]), axis=-1)
   means, counts = segment_means(jnp.broadcast_to(coords, (b, h, w, 2)), spx, num_segments)
-  per_label = jnp.concatenate([(counts / (h * w)).astype(jnp.float32)[..., None], means], -1)
+  per_label = jnp.concatenate([(counts / (h * w)).astype(dtype)[..., None], means], -1)
   # A zero row for label 0, then gather each pixel's row.
-  per_label = jnp.concatenate([jnp.zeros((b, 1, 3), jnp.float32), per_label], axis=1)
+  per_label = jnp.concatenate([jnp.zeros((b, 1, 3), dtype), per_label], axis=1)
   return jnp.take_along_axis(per_label, spx.reshape(b, -1, 1).astype(jnp.int32), axis=1
                              ).reshape(b, h, w, 3)
 

@@ -26,6 +26,7 @@ from typing import Dict, List
 import jax.numpy as jnp
 import numpy as np
 
+from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference import propagation
 from shls_jax.memory import host_memory as memory
 from shls_jax.memory import pools
@@ -34,7 +35,7 @@ from shls_jax.parity import reference as parity
 
 
 def _propagator(ref: parity.Reference) -> propagation.Propagator:
-  config = propagation.default_config()
+  config = inference_defaults.get_config()
   config.mode = "exact"
   return propagation.Propagator(ref.variables, config)
 
@@ -110,6 +111,14 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   return out
 
 
+def pool_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
+  """Frame 0's superpixels merged with its labels and their pools; frame 1's pools unmerged."""
+  v = ref.vectors
+  merged = pools.merge_with_annotation(v["spx"][0], v["label"][0])
+  return {"pools.spx_merged0": merged, "pools.pools0": pools.mode_pools(merged, v["label"][0]),
+          "pools.pools1": pools.mode_pools(v["spx"][1], v["label"][1])}
+
+
 def recorded_superfeatures(vectors) -> List[np.ndarray]:
   """Per-frame recorded superfeatures, frame 0's on the merged superpixels."""
   return [vectors["embed.superfeatures"]] + [
@@ -126,4 +135,4 @@ def video_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
           "video.presegs": presegs.astype(v["video.presegs"].dtype)}
 
 
-STAGE_GROUPS = (frame_stages, video_stages)
+STAGE_GROUPS = (pool_stages, frame_stages, video_stages)

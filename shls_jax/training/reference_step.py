@@ -14,10 +14,14 @@ frame's backbone pass); the previous logits are detached. Every frame is a separ
 call and every object a separate decoder call, each with its own batch statistics, so running
 statistics are updated call by call in the iteration's order.
 
-Conventions: images [T, H, W, 3] float32 normalised (NHWC); superpixel maps [T, H, W] int,
+Conventions: images [T, H, W, 3] float normalised (NHWC); superpixel maps [T, H, W] int,
 labels 1..N per frame; class maps [T, H, W] int, 1 = background, 2..num_cls = objects; boxes
 [rmin, rmax, cmin, cmax] with exclusive max; logits [H, W, num_cls], channel j = class j + 1.
 Loss = sum(NT-Xent) / T + sum(CE) / (T - 1).
+
+The step runs in JAX's default float dtype: under `jax_enable_x64` with float64 variables it is
+the reference's iteration in float64, with the reference's own float32 casts kept (the host
+memory and its attention maps, the first mask and the previous logits).
 """
 
 import dataclasses
@@ -216,7 +220,9 @@ def _network_pass(params, batch_stats, c: IterationConstants, modes: Tuple[bool,
           params, batch_stats, first, prev, cur, first_mask, prev_logits, boxes[0],
           boxes[t - 1], attmaps[t - 1], boxes[t], attmaps[t], train_decoder)
       ce = ce + losses.cross_entropy(log_odds, c.labels[t])
-      prev_logits = jax.lax.stop_gradient(log_odds)
+      # The reference hands the previous logits to the decoder as `.float()` (float32): a no-op
+      # in float32, a rounding in a float64 run.
+      prev_logits = jax.lax.stop_gradient(log_odds).astype(jnp.float32)
       preds.append(log_odds)
       after_decode(t, sf, log_odds)
     prev = cur
@@ -259,8 +265,10 @@ def loss_fn(params, batch_stats, constants: IterationConstants,
 
 
 def _check_sequence(images, spx, labels, num_cls: int):
-  """Validated numpy copies: images float32, spx and labels int32."""
-  images, spx, labels = np.asarray(images, np.float32), np.asarray(spx), np.asarray(labels)
+  """Validated numpy copies: images in JAX's default float dtype (float32, or float64 under
+  `jax_enable_x64`), spx and labels int32."""
+  float_dtype = jax.dtypes.canonicalize_dtype(np.float64)
+  images, spx, labels = np.asarray(images, float_dtype), np.asarray(spx), np.asarray(labels)
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f'images must be [T, H, W, 3]; got shape {images.shape}')
   if spx.shape != images.shape[:3] or labels.shape != images.shape[:3]:

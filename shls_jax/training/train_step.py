@@ -56,27 +56,6 @@ _ABSENT_CLASS_LOGIT = -1e9
 _MODEL = shls.SHLS()
 
 
-def get_train_step_config() -> ml_collections.ConfigDict:
-  """Settings `train_step` and `create_train_state` read (the paper's end-to-end training)."""
-  config = ml_collections.ConfigDict()
-  config.learning_rate = 1e-4  # per device; see scale_learning_rate
-  config.scale_learning_rate = True  # multiply by jax.device_count(), as the reference
-  config.crop_size = (128, 128)  # static (h, w) of every object crop, multiples of 4
-  config.object_capacity = 3  # objects decoded per frame (classes 2..object_capacity + 1)
-  config.use_ntxent = True
-  config.use_ce = True
-  config.ntxent_mode = 'sampled'  # 'sampled' (16 random triplets per anchor) or 'all_pairs'
-  config.triplets_per_anchor = 16
-  config.ntxent_temperature = 0.07
-  config.kmeans_iterations = device_memory.KMEANS_ITERATIONS
-  config.frozen = ()  # names of FROZEN_GROUPS: no updates, BatchNorms in eval mode
-  # > 0: clip the averaged gradients of the trained groups to this global L2 norm before Adam.
-  # The reference does not clip; an option for learning rates well above the paper's, where
-  # crops with confidently wrong decoder outputs give CE and gradient-norm spikes.
-  config.grad_clip_norm = 0.0
-  return config
-
-
 class TrainState(train_state.TrainState):
   """Flax TrainState with the BatchNorm statistics and the base random key of the run."""
   batch_stats: Any
@@ -121,7 +100,7 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
 
   Args:
     rng: PRNG key; initialises the variables (when not given) and seeds the steps' randomness.
-    config: `get_train_step_config()` fields.
+    config: `defaults.get_config()` fields.
     variables: optional {'params', 'batch_stats'} to start from (e.g. a converted checkpoint).
 
   Returns:
@@ -390,7 +369,7 @@ def compute_gradients(params, batch_stats, batch: Dict[str, jax.Array], rng: jax
     params, batch_stats: model variables.
     batch: per-device batch (see the module docstring; extra keys are ignored).
     rng: this device's key for the step.
-    config: `get_train_step_config()` fields.
+    config: `defaults.get_config()` fields.
 
   Returns:
     (grads, new batch_stats, metrics dict of scalars: loss, ntxent, ce).

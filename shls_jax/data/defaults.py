@@ -1,0 +1,25 @@
+"""Default data settings of SHLS training (`config.data`): plain data, importable without
+TensorFlow or JAX so that config files load instantly."""
+
+import ml_collections
+
+# Normalisation of MSRA10K stills (the reference's statistics).
+MSRA_MEAN = (0.4532, 0.4335, 0.3921)
+MSRA_STD = (0.3025, 0.2918, 0.3122)
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Data settings of SHLS training (pseudo-sequences of MSRA10K-like still images)."""
+  config = ml_collections.ConfigDict()
+  config.image_size = (256, 256)  # (H, W) of the frames
+  config.seq_len = 3  # frames T per pseudo-sequence
+  config.max_labels = 4  # labels (background included) pasting aims for
+  config.slic_segments = 300
+  config.slic_compactness = 20.0
+  config.slic_sigma = 1.0
+  config.spx_capacity = 512  # superpixels per frame after padding
+  config.cls_capacity = 4  # classes per sequence after padding (background included)
+  config.max_redraws = 10  # replacements of an over-capacity sample before giving up
+  config.mean = MSRA_MEAN
+  config.std = MSRA_STD
+  return config

@@ -1,0 +1,25 @@
+"""Default settings of the training step (`config.step`): plain data, importable without JAX
+or TensorFlow so that config files load instantly."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Settings `train_step` and `create_train_state` read (the paper's end-to-end training)."""
+  config = ml_collections.ConfigDict()
+  config.learning_rate = 1e-4  # per device; see scale_learning_rate
+  config.scale_learning_rate = True  # multiply by jax.device_count(), as the reference
+  config.crop_size = (128, 128)  # static (h, w) of every object crop, multiples of 4
+  config.object_capacity = 3  # objects decoded per frame (classes 2..object_capacity + 1)
+  config.use_ntxent = True
+  config.use_ce = True
+  config.ntxent_mode = 'sampled'  # 'sampled' (16 random triplets per anchor) or 'all_pairs'
+  config.triplets_per_anchor = 16
+  config.ntxent_temperature = 0.07
+  config.kmeans_iterations = 10  # spherical k-means iterations of the device memory
+  config.frozen = ()  # names of FROZEN_GROUPS: no updates, BatchNorms in eval mode
+  # > 0: clip the averaged gradients of the trained groups to this global L2 norm before Adam.
+  # The reference does not clip; an option for learning rates well above the paper's, where
+  # crops with confidently wrong decoder outputs give CE and gradient-norm spikes.
+  config.grad_clip_norm = 0.0
+  return config
