@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from shls_jax import checkpoints
 from shls_jax.data import input_pipeline
-from shls_jax.training import loop as train
+from shls_jax.training import loop
 
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder of checkpoints, logs and validation results.")
@@ -46,7 +46,7 @@ def main(argv):
     config.export_torch = FLAGS["export-torch"].value
   config.export_overwrite = FLAGS["overwrite-export"].value or config.export_overwrite
   try:
-    train.train_and_evaluate(config, FLAGS.workdir)
+    loop.train_and_evaluate(config, FLAGS.workdir)
   except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as error:
     raise SystemExit(f"error: {error}") from None
 

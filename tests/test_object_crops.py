@@ -24,7 +24,7 @@ def _nhwc(x):
 
 @pytest.fixture(scope="module")
 def crops(parity_vectors):
-  """ObjectInputs of frames 1 and 2 for every object, keyed (frame, k)."""
+  """(ObjectInputs, pads) of frames 1 and 2 for every object, keyed (frame, k)."""
   v = parity_vectors
   l1 = _nhwc(v["embed.feat_l1"][0])
   l4 = _nhwc(v["embed.feat_l4"][0])
@@ -35,20 +35,21 @@ def crops(parity_vectors):
       first_mask = (v["label"][0] == k + 2).astype(np.float32)
       prev_logits = first_mask if frame == 1 else v[f"frame{frame - 1}.pred"][0, k + 1]
       out[frame, k] = object_crops.object_inputs(
-          first_l1=l1, first_l4=l4, first_mask=first_mask, first_box=v["frame0.bbox"][k],
+          object_crops.CropSource(l1, l4, v["frame0.bbox"][k], plane=first_mask),
           # At frame 1 the previous frame is frame 0, whose features are the first ones.
-          prev_l1=l1 if frame == 1 else zeros_l1, prev_l4=l4 if frame == 1 else zeros_l4,
-          prev_logits=prev_logits, prev_box=v[f"frame{frame - 1}.bbox"][k],
-          prev_attention=_nhwc(v[f"frame{frame - 1}.attmap{k}"]),
-          cur_l1=zeros_l1, cur_l4=zeros_l4, cur_box=v[f"frame{frame}.bbox"][k],
-          cur_attention=_nhwc(v[f"frame{frame}.attmap{k}"]))
+          object_crops.CropSource(l1 if frame == 1 else zeros_l1,
+                                  l4 if frame == 1 else zeros_l4,
+                                  v[f"frame{frame - 1}.bbox"][k], plane=prev_logits,
+                                  attention=_nhwc(v[f"frame{frame - 1}.attmap{k}"])),
+          object_crops.CropSource(zeros_l1, zeros_l4, v[f"frame{frame}.bbox"][k],
+                                  attention=_nhwc(v[f"frame{frame}.attmap{k}"])))
   return out
 
 
 @pytest.mark.parametrize("frame", [1, 2])
 @pytest.mark.parametrize("k", range(NUM_OBJECTS))
 def test_attention_inputs(crops, parity_vectors, frame, k):
-  inputs = crops[frame, k]
+  inputs, _ = crops[frame, k]
   prefix = f"frame{frame}"
   assert _rel(inputs.attention, _nhwc(parity_vectors[f"{prefix}.mem_select{k}.in0"])) < 1e-4
   assert _rel(inputs.decoder_attention,
@@ -58,7 +59,7 @@ def test_attention_inputs(crops, parity_vectors, frame, k):
 @pytest.mark.parametrize("frame", [1, 2])
 @pytest.mark.parametrize("k", range(NUM_OBJECTS))
 def test_decoder_l1_and_first_l4(crops, parity_vectors, frame, k):
-  inputs = crops[frame, k]
+  inputs, _ = crops[frame, k]
   ref_l1 = _nhwc(parity_vectors[f"frame{frame}.segmenter{k}.in0"][0])
   np.testing.assert_array_equal(inputs.decoder_l1[..., 0], ref_l1[..., 0])
   assert _rel(inputs.decoder_l1[..., 1], ref_l1[..., 1]) < 1e-4
@@ -69,7 +70,7 @@ def test_decoder_l1_and_first_l4(crops, parity_vectors, frame, k):
 
 @pytest.mark.parametrize("k", range(NUM_OBJECTS))
 def test_frame1_previous_crops(crops, parity_vectors, k):
-  inputs = crops[1, k]
+  inputs, _ = crops[1, k]
   assert _rel(inputs.l1[0], _nhwc(parity_vectors[f"frame1.mem_select{k}.in1"][0])) < 1e-4
   assert _rel(inputs.l4[0], _nhwc(parity_vectors[f"frame1.mem_select{k}.in2"][0])) < 1e-4
   # Current-frame parts are zero features here; their shapes must still match.
@@ -78,13 +79,13 @@ def test_frame1_previous_crops(crops, parity_vectors, k):
 
 
 def test_paste_back_places_unpadded_output(crops, parity_vectors):
-  inputs = crops[1, 0]
+  inputs, pads = crops[1, 0]
   box = parity_vectors["frame1.bbox"][0]
   hp, wp = inputs.l1.shape[1:3]
   logits = np.random.default_rng(0).normal(size=(hp, wp, 2)).astype(np.float32)
   frame_hw = parity_vectors["label"].shape[1:]
-  pasted = np.asarray(object_crops.paste_back(logits, inputs.pads, box, frame_hw))
-  (top, _), (left, _) = inputs.pads
+  pasted = np.asarray(object_crops.paste_back(logits, pads, box, frame_hw))
+  (top, _), (left, _) = pads
   h, w = object_crops.box_size(box)
   np.testing.assert_array_equal(pasted[box[0]:box[1], box[2]:box[3]],
                                 logits[top:top + h, left:left + w])

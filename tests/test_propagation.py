@@ -92,26 +92,26 @@ def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
 
 
 def _canvas_case(rng, frame_hw=(37, 53), l4_hw=(10, 14)):
-  """Random inputs of one object, with boxes of different sizes (full-frame attention maps)."""
+  """Random (first, prev, cur) `CropSource`s of one object, with boxes of different sizes
+  (full-frame attention maps)."""
   normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
-  return dict(first_l1=normal(*frame_hw, 5), first_l4=normal(*l4_hw, 3),
-              first_mask=(rng.random(frame_hw) > 0.5).astype(np.float32),
-              first_box=np.array([3, 30, 4, 40], np.int32), prev_l1=normal(*frame_hw, 5),
-              prev_l4=normal(*l4_hw, 3), prev_logits=normal(*frame_hw),
-              prev_box=np.array([5, 12, 9, 20], np.int32), prev_attention=normal(*frame_hw, 4),
-              cur_l1=normal(*frame_hw, 5), cur_l4=normal(*l4_hw, 3),
-              cur_box=np.array([2, 17, 6, 29], np.int32), cur_attention=normal(*frame_hw, 4))
+  source = object_crops.CropSource
+  return (source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([3, 30, 4, 40], np.int32),
+                 plane=(rng.random(frame_hw) > 0.5).astype(np.float32)),
+          source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([5, 12, 9, 20], np.int32),
+                 plane=normal(*frame_hw), attention=normal(*frame_hw, 4)),
+          source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([2, 17, 6, 29], np.int32),
+                 attention=normal(*frame_hw, 4)))
 
 
 def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
-  case = _canvas_case(np.random.default_rng(2))
-  crop = lambda x, box: x[box[0]:box[1], box[2]:box[3]]
-  exact = object_crops.object_inputs(
-      **dict(case, prev_attention=crop(case["prev_attention"], case["prev_box"]),
-             cur_attention=crop(case["cur_attention"], case["cur_box"])))
+  first, prev, cur = _canvas_case(np.random.default_rng(2))
+  own_box = lambda s: s._replace(attention=s.attention[s.box[0]:s.box[1], s.box[2]:s.box[3]])
+  exact, pads = object_crops.object_inputs(first, own_box(prev), own_box(cur))
   # Jitted: eager dispatch of its many small ops takes seconds.
-  canvas = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(24, 32)))(**case)
-  for name in static_crops.StaticInputs._fields:
+  canvas = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(24, 32)))(
+      first, prev, cur)
+  for name in object_crops.ObjectInputs._fields:
     want, got = np.asarray(getattr(exact, name)), np.array(getattr(canvas, name))
     hp, wp = want.shape[-3:-1]
     np.testing.assert_allclose(got[..., :hp, :wp, :], want, atol=1e-5, err_msg=name)
@@ -120,8 +120,8 @@ def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
   logits = np.random.default_rng(3).normal(size=(24, 32, 2)).astype(np.float32)
   hp, wp = exact.l1.shape[1:3]
   np.testing.assert_array_equal(
-      static_crops.paste_canvas(logits, case["cur_box"], (37, 53)),
-      object_crops.paste_back(logits[:hp, :wp], exact.pads, case["cur_box"], (37, 53)))
+      static_crops.paste_canvas(logits, cur.box, (37, 53)),
+      object_crops.paste_back(logits[:hp, :wp], pads, cur.box, (37, 53)))
 
 
 def test_canvas_size_is_the_smallest_bucket_capped_at_the_frame():
@@ -141,24 +141,24 @@ def test_decode_extents_scale_only_rois_longer_than_max_canvas():
 
 
 def test_downscaled_canvas_resamples_the_exact_inputs_and_pastes_back():
-  case = _canvas_case(np.random.default_rng(4))
+  first, prev, cur = _canvas_case(np.random.default_rng(4))
   extent = np.array([9, 13], np.int32)  # The current ROI is 15 x 23.
   resized = lambda x, box: np.asarray(resample.resize_bilinear(
       x[box[0]:box[1], box[2]:box[3]], tuple(extent)))
   inputs = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(16, 16)))(
-      **case, extent=extent)
+      first, prev, cur, extent=extent)
   # Padded to 12 x 16: one zero row above, two below, one column left, two right.
-  np.testing.assert_allclose(inputs.l1[1, 1:10, 1:14], resized(case["cur_l1"], case["cur_box"]),
+  np.testing.assert_allclose(inputs.l1[1, 1:10, 1:14], resized(cur.l1, cur.box),
                              atol=1e-5)
   np.testing.assert_allclose(inputs.attention[0, 1:10, 1:14],
-                             resized(case["prev_attention"], case["prev_box"]), atol=1e-5)
+                             resized(prev.attention, prev.box), atol=1e-5)
   assert not np.asarray(inputs.l1[:, 10:]).any() and not np.asarray(inputs.l4[:, 3:]).any()
   np.testing.assert_allclose(
       inputs.first_l4[:3, :4],
-      resample.roi_align(case["first_l4"], case["first_box"], (3, 4), object_crops.L4_SCALE),
+      resample.roi_align(first.l4, first.box, (3, 4), object_crops.L4_SCALE),
       atol=1e-5)
   logits = np.random.default_rng(5).normal(size=(16, 16, 2)).astype(np.float32)
-  box = case["cur_box"]
+  box = cur.box
   pasted = np.asarray(static_crops.paste_canvas(logits, box, (37, 53), extent))
   np.testing.assert_allclose(pasted[box[0]:box[1], box[2]:box[3]], resample.resize_bilinear(
       logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])), atol=1e-5)

@@ -124,7 +124,7 @@ def distributed_run(stills_root, tmp_path_factory):
   frozen; returns (workdir, config). One run checks both the distributed loop and freezing."""
   workdir = tmp_path_factory.mktemp('distributed')
   overrides = {**TINY, 'data.root': str(stills_root), 'num_train_steps': 2,
-               'step.frozen': ('decoder',)}
+               'step.frozen': ('modulator', 'decoder')}
   port = _free_port()
   flags = [f"--config.{k}={v}" for k, v in overrides.items()]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
@@ -143,7 +143,7 @@ def distributed_run(stills_root, tmp_path_factory):
       proc.kill()
   for proc, output in zip(procs, outputs):
     assert proc.returncode == 0, output[-3000:]
-  return workdir, _config(stills_root, **{'step.frozen': ('decoder',)})
+  return workdir, _config(stills_root, **{'step.frozen': ('modulator', 'decoder')})
 
 
 def test_two_processes_train_two_steps(distributed_run):

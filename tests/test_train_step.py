@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shls_jax.memory import device_memory, host_memory, knn, rois
+from shls_jax.memory import device_memory, host_memory, knn, rois, rules
 from shls_jax.training import defaults as step_defaults
-from shls_jax.training import losses
+from shls_jax.training import losses, optimizer
 from shls_jax.training import train_step as ts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_knn_scores_match_host():
                              iterations=10)
   pred, scores = device_memory.knn_predict(memory, jnp.asarray(queries))
   sims, ids = knn.knn_search(stored, queries)
-  weights = knn.vote_weights()
+  weights = rules.vote_weights()
   np.testing.assert_array_equal(pred, knn.weighted_vote(pools[ids], weights, 4))
   np.testing.assert_allclose(scores, knn.class_scores(sims, pools[ids], weights, 4), atol=1e-6)
 
@@ -88,7 +88,7 @@ def test_annotation_box_matches_host(box):
   if box is not None:
     mask[box[0]:box[1], box[2]:box[3]] = True
   np.testing.assert_array_equal(device_memory.annotation_box(jnp.asarray(mask)),
-                                rois.roi(mask, widening=rois.ANNOTATION_WIDENING))
+                                rois.roi(mask, widening=rules.ANNOTATION_WIDENING))
 
 
 def test_confident_superpixels_match_host():
@@ -112,9 +112,9 @@ def test_masked_ntxent_equals_triplet_loss():
   rng = np.random.default_rng(3)
   features = rng.normal(size=(12, 6)).astype(np.float32)
   labels = np.array([1, 1, 2, 2, 2, 3, 1, 2, 0, 0, 4, 1], np.int32)
-  pos, neg, ok = ts.sample_triplets(jax.random.PRNGKey(0), jnp.asarray(labels), 4)
+  pos, neg, ok = losses.sample_triplets(jax.random.PRNGKey(0), jnp.asarray(labels), 4)
   mask = jnp.broadcast_to(ok[:, None], pos.shape)
-  got = ts.masked_ntxent(jnp.asarray(features), pos, mask, neg, mask)
+  got = losses.masked_ntxent(jnp.asarray(features), pos, mask, neg, mask)
   anchors = np.repeat(np.flatnonzero(ok), 4)
   triplets = np.stack([anchors, np.asarray(pos)[ok].ravel(), np.asarray(neg)[ok].ravel()])
   want = losses.ntxent_loss(features, labels, triplets)
@@ -123,7 +123,7 @@ def test_masked_ntxent_equals_triplet_loss():
 
 def test_sample_triplets_follow_the_classes():
   labels = jnp.array([1, 1, 2, 2, 2, 3, 0, 0], jnp.int32)
-  pos, neg, ok = ts.sample_triplets(jax.random.PRNGKey(1), labels, 200)
+  pos, neg, ok = losses.sample_triplets(jax.random.PRNGKey(1), labels, 200)
   np.testing.assert_array_equal(ok, [1, 1, 1, 1, 1, 0, 0, 0])
   pos, neg, labels = np.asarray(pos), np.asarray(neg), np.asarray(labels)
   for anchor in np.flatnonzero(ok):
@@ -154,11 +154,11 @@ def _max_change(a, b):
 
 
 def test_frozen_embedding_without_ntxent():
-  config = tiny_config(frozen=('embedding',), use_ntxent=False)
+  config = tiny_config(frozen=('backbone', 'heads'), use_ntxent=False)
   # Two frames (one decoder frame) keep the compilation short; the 4-device test runs three.
   before, after, history = _run_steps(config, fake_batch(0, 1, 1, frames=2), 1)
   assert history[0]['ntxent'] == 0.0 and history[0]['ce'] > 0.0
-  for name in ts.FROZEN_GROUPS['embedding']:
+  for name in optimizer.FROZEN_GROUPS['backbone'] + optimizer.FROZEN_GROUPS['heads']:
     assert _max_change(before.params[name], after.params[name]) == 0.0
     if name in before.batch_stats:
       assert _max_change(before.batch_stats[name], after.batch_stats[name]) == 0.0

@@ -37,7 +37,6 @@ class ObjectInputs(NamedTuple):
     decoder_l1: [hp, wp, 69] float, [first mask (nearest), previous logits, first L1 crop], padded.
     first_l4: [hp/4, wp/4, 259] float, RoIAlign of the first frame's L4 on the first ROI.
     decoder_attention: [hp, wp, 4] float, the current attention map, padded.
-    pads: ((top, bottom), (left, right)) zero padding that `paste_back` removes.
   """
   attention: jnp.ndarray
   l1: jnp.ndarray
@@ -45,7 +44,26 @@ class ObjectInputs(NamedTuple):
   decoder_l1: jnp.ndarray
   first_l4: jnp.ndarray
   decoder_attention: jnp.ndarray
-  pads: resample.Pads
+
+
+class CropSource(NamedTuple):
+  """What one frame contributes to an object's decoder inputs.
+
+  Attributes:
+    l1: [H, W, 67] L1 features of the frame.
+    l4: [h4, w4, 259] L4 features of the frame.
+    box: the object's ROI [rmin, rmax, cmin, cmax] in that frame.
+    plane: [H, W] float, the object's channel of the frame's labels: the one-hot ground truth for
+      the first frame, the logits for the previous frame (the one-hot ground truth when that is
+      the first frame); None for the current frame.
+    attention: the object's attention map: [h, w, 4] over its ROI for `object_inputs`, [H, W, 4]
+      over the whole frame for the static crops; None for the first frame.
+  """
+  l1: jnp.ndarray
+  l4: jnp.ndarray
+  box: Sequence[int]
+  plane: Optional[jnp.ndarray] = None
+  attention: Optional[jnp.ndarray] = None
 
 
 def check_box(box: Sequence[int], frame_hw: Sequence[int], name: str = "box") -> Box:
@@ -82,52 +100,45 @@ def _check_map(x, frame_hw, channels: Optional[int], name: str):
     raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected}")
 
 
-def object_inputs(*, first_l1, first_l4, first_mask, first_box: Sequence[int],
-                  prev_l1, prev_l4, prev_logits, prev_box: Sequence[int], prev_attention,
-                  cur_l1, cur_l4, cur_box: Sequence[int], cur_attention,
-                  size: Optional[Tuple[int, int]] = None) -> ObjectInputs:
+def object_inputs(first: CropSource, prev: CropSource, cur: CropSource,
+                  size: Optional[Tuple[int, int]] = None) -> Tuple[ObjectInputs, resample.Pads]:
   """Crops, resizes and pads the inputs of one object.
 
   Args:
-    first_l1, prev_l1, cur_l1: [H, W, 67] L1 features of the first, previous and current frames.
-    first_l4, prev_l4, cur_l4: [h4, w4, 259] L4 features of those frames.
-    first_mask: [H, W] float, the object's channel of the first frame's one-hot labels (0/1).
-    first_box, prev_box, cur_box: the object's ROIs [rmin, rmax, cmin, cmax] at those frames.
-    prev_logits: [H, W] float, the object's channel of the previous frame's logits (the one-hot
-      ground truth when the previous frame is the first one).
-    prev_attention: [h', w', 4] attention map of the previous ROI.
-    cur_attention: [h, w, 4] attention map of the current ROI.
+    first, prev, cur: the first, previous and current frames' parts (see `CropSource`; the
+      attention maps cover their ROIs).
     size: working size (h, w) of the crops before padding; default the current ROI size, which is
       what the reference computes. Another size resamples the current crops too.
 
   Returns:
-    ObjectInputs at the working size padded to multiples of 4.
+    (ObjectInputs at the working size padded to multiples of 4, the pads ((top, bottom), (left,
+    right)) that `paste_back` removes).
   """
-  frame_hw = tuple(first_l1.shape[:2])
-  first_box = check_box(first_box, frame_hw, "first_box")
-  prev_box = check_box(prev_box, frame_hw, "prev_box")
-  cur_box = check_box(cur_box, frame_hw, "cur_box")
-  for name, x in [("prev_l1", prev_l1), ("cur_l1", cur_l1)]:
-    _check_map(x, frame_hw, first_l1.shape[2], name)
-  for name, x in [("first_mask", first_mask), ("prev_logits", prev_logits)]:
+  frame_hw = tuple(first.l1.shape[:2])
+  first_box = check_box(first.box, frame_hw, "first box")
+  prev_box = check_box(prev.box, frame_hw, "previous box")
+  cur_box = check_box(cur.box, frame_hw, "current box")
+  for name, x in [("previous l1", prev.l1), ("current l1", cur.l1)]:
+    _check_map(x, frame_hw, first.l1.shape[2], name)
+  for name, x in [("first plane (mask)", first.plane), ("previous plane (logits)", prev.plane)]:
     _check_map(x, frame_hw, None, name)
   if size is None:
     size = box_size(cur_box)
-  if tuple(cur_attention.shape[:2]) != box_size(cur_box):
-    raise ValueError(f"cur_attention has shape {tuple(cur_attention.shape)}, expected the "
+  if tuple(cur.attention.shape[:2]) != box_size(cur_box):
+    raise ValueError(f"current attention has shape {tuple(cur.attention.shape)}, expected the "
                      f"current ROI size {box_size(cur_box)} x 4")
-  if tuple(prev_attention.shape[:2]) != box_size(prev_box):
-    raise ValueError(f"prev_attention has shape {tuple(prev_attention.shape)}, expected the "
+  if tuple(prev.attention.shape[:2]) != box_size(prev_box):
+    raise ValueError(f"previous attention has shape {tuple(prev.attention.shape)}, expected the "
                      f"previous ROI size {box_size(prev_box)} x 4")
 
   bilinear = lambda x, box: _fit(crop(x, box), size, resample.resize_bilinear)
-  attention = jnp.stack([_fit(jnp.asarray(prev_attention), size, resample.resize_bilinear),
-                         _fit(jnp.asarray(cur_attention), size, resample.resize_bilinear)])
-  l1 = jnp.stack([bilinear(prev_l1, prev_box), bilinear(cur_l1, cur_box)])
+  attention = jnp.stack([_fit(jnp.asarray(prev.attention), size, resample.resize_bilinear),
+                         _fit(jnp.asarray(cur.attention), size, resample.resize_bilinear)])
+  l1 = jnp.stack([bilinear(prev.l1, prev_box), bilinear(cur.l1, cur_box)])
   decoder_l1 = jnp.concatenate([
-      _fit(crop(jnp.asarray(first_mask)[..., None], first_box), size, resample.resize_nearest),
-      bilinear(jnp.asarray(prev_logits)[..., None], prev_box),
-      bilinear(first_l1, first_box)], axis=-1)
+      _fit(crop(jnp.asarray(first.plane)[..., None], first_box), size, resample.resize_nearest),
+      bilinear(jnp.asarray(prev.plane)[..., None], prev_box),
+      bilinear(first.l1, first_box)], axis=-1)
 
   attention, pads = resample.pad_to_multiple(attention, MULTIPLE)
   l1, _ = resample.pad_to_multiple(l1, MULTIPLE)
@@ -137,11 +148,10 @@ def object_inputs(*, first_l1, first_l4, first_mask, first_box: Sequence[int],
   return ObjectInputs(
       attention=attention,
       l1=l1,
-      l4=jnp.stack([roi(prev_l4, prev_box), roi(cur_l4, cur_box)]),
+      l4=jnp.stack([roi(prev.l4, prev_box), roi(cur.l4, cur_box)]),
       decoder_l1=decoder_l1,
-      first_l4=roi(first_l4, first_box),
-      decoder_attention=attention[1],
-      pads=pads)
+      first_l4=roi(first.l4, first_box),
+      decoder_attention=attention[1]), pads
 
 
 def paste_back(logits, pads: resample.Pads, box: Sequence[int],

@@ -27,13 +27,14 @@ Conventions: maps are [H, W, C]; boxes are int32 [4] arrays [rmin, rmax, cmin, c
 exclusive max, in full-resolution pixels, non-empty and inside the frame.
 """
 
-from typing import NamedTuple, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shls_jax.crops import object_crops, resample
+from shls_jax.crops.object_crops import CropSource
 
 
 def _resize_axis(start, in_extent, out_extent, offset, count: int):
@@ -136,19 +137,6 @@ def paste(logits, box, frame_hw: Tuple[int, int]) -> jax.Array:
   return _outside_roi(placed, box, frame_hw)
 
 
-class StaticInputs(NamedTuple):
-  """Decoder inputs of one object at a static size (h, w); same layout as
-  `object_crops.ObjectInputs` without pads: attention [2, h, w, 4], l1 [2, h, w, 67],
-  l4 [2, h/4, w/4, 259], decoder_l1 [h, w, 69], first_l4 [h/4, w/4, 259],
-  decoder_attention [h, w, 4]."""
-  attention: jax.Array
-  l1: jax.Array
-  l4: jax.Array
-  decoder_l1: jax.Array
-  first_l4: jax.Array
-  decoder_attention: jax.Array
-
-
 def max_roi_grid(l4_hw: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, int]:
   """Static bound of RoIAlign's adaptive sample counts for any box of a frame whose L4 map is
   l4_hw, cropped to `size` (h/4, w/4 outputs)."""
@@ -156,38 +144,32 @@ def max_roi_grid(l4_hw: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, in
                for n, s in zip(l4_hw, size))
 
 
-def object_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4, prev_logits,
-                  prev_box, prev_attention, cur_l1, cur_l4, cur_box, cur_attention,
-                  size: Tuple[int, int]) -> StaticInputs:
+def object_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
+                  size: Tuple[int, int]) -> object_crops.ObjectInputs:
   """Static-shape decoder inputs of one object resampled to `size` (traceable; vmap it over
   objects).
 
   Args:
-    first_l1, prev_l1, cur_l1: [H, W, 67] L1 features of the first, previous, current frames.
-    first_l4, prev_l4, cur_l4: [h4, w4, 259] their L4 features.
-    first_mask: [H, W] float, the object's channel of the first frame's one-hot labels.
-    prev_logits: [H, W] float, the object's channel of the previous frame's logits.
-    prev_attention, cur_attention: [H, W, 4] full-frame attention maps of the object at the
-      previous and current frames (each cropped here with its own frame's box).
-    first_box, prev_box, cur_box: int32 [4] ROIs.
+    first, prev, cur: the first, previous and current frames' parts (`CropSource`), boxes int32
+      [4], attention maps [H, W, 4] over the whole frame (each cropped here with its own box).
     size: static crop size (h, w), multiples of 4.
   """
   if size[0] % object_crops.MULTIPLE or size[1] % object_crops.MULTIPLE:
     raise ValueError(f"crop size {tuple(size)} must be multiples of {object_crops.MULTIPLE}")
   out4 = (size[0] // object_crops.MULTIPLE, size[1] // object_crops.MULTIPLE)
-  grid = max_roi_grid(cur_l4.shape[:2], size)
+  grid = max_roi_grid(cur.l4.shape[:2], size)
   roi = lambda x, box: resample.roi_align(x, box, out4, object_crops.L4_SCALE, max_grid=grid)
-  cur_att = sample_bilinear(cur_attention, cur_box, size)
-  return StaticInputs(
-      attention=jnp.stack([sample_bilinear(prev_attention, prev_box, size), cur_att]),
-      l1=jnp.stack([sample_bilinear(prev_l1, prev_box, size),
-                    sample_bilinear(cur_l1, cur_box, size)]),
-      l4=jnp.stack([roi(prev_l4, prev_box), roi(cur_l4, cur_box)]),
+  cur_att = sample_bilinear(cur.attention, cur.box, size)
+  return object_crops.ObjectInputs(
+      attention=jnp.stack([sample_bilinear(prev.attention, prev.box, size), cur_att]),
+      l1=jnp.stack([sample_bilinear(prev.l1, prev.box, size),
+                    sample_bilinear(cur.l1, cur.box, size)]),
+      l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
       decoder_l1=jnp.concatenate([
-          sample_nearest(first_mask[..., None], first_box, size),
-          sample_bilinear(prev_logits[..., None], prev_box, size),
-          sample_bilinear(first_l1, first_box, size)], axis=-1),
-      first_l4=roi(first_l4, first_box),
+          sample_nearest(first.plane[..., None], first.box, size),
+          sample_bilinear(prev.plane[..., None], prev.box, size),
+          sample_bilinear(first.l1, first.box, size)], axis=-1),
+      first_l4=roi(first.l4, first.box),
       decoder_attention=cur_att)
 
 
@@ -251,9 +233,8 @@ def _box_extent(box):
   return box[1] - box[0], box[3] - box[2]
 
 
-def canvas_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4, prev_logits,
-                  prev_box, prev_attention, cur_l1, cur_l4, cur_box, cur_attention,
-                  canvas: Tuple[int, int], extent=None) -> StaticInputs:
+def canvas_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
+                  canvas: Tuple[int, int], extent=None) -> object_crops.ObjectInputs:
   """Exact mode's decoder inputs of one object on a static canvas (traceable; vmap it over
   objects).
 
@@ -271,26 +252,26 @@ def canvas_inputs(*, first_l1, first_l4, first_mask, first_box, prev_l1, prev_l4
   """
   if canvas[0] % object_crops.MULTIPLE or canvas[1] % object_crops.MULTIPLE:
     raise ValueError(f"canvas {tuple(canvas)} must be multiples of {object_crops.MULTIPLE}")
-  extent = _box_extent(cur_box) if extent is None else (extent[0], extent[1])
+  extent = _box_extent(cur.box) if extent is None else (extent[0], extent[1])
   (height, padded_h, top), (width, padded_w, left) = _placement(extent)
   place = lambda resize, x, box: resize(x, box, (height, width), (top, left), canvas)
   canvas4 = (canvas[0] // object_crops.MULTIPLE, canvas[1] // object_crops.MULTIPLE)
   extent4 = (padded_h // object_crops.MULTIPLE, padded_w // object_crops.MULTIPLE)
   # Any output extent down to 1 sample: the previous and first ROIs may be far larger than the
   # current one.
-  grid = max_roi_grid(cur_l4.shape[:2], (object_crops.MULTIPLE,) * 2)
+  grid = max_roi_grid(cur.l4.shape[:2], (object_crops.MULTIPLE,) * 2)
   roi = lambda x, box: resample.roi_align(x, box, canvas4, object_crops.L4_SCALE, max_grid=grid,
                                           output_extent=extent4)
-  cur_att = place(_bilinear, cur_attention, cur_box)
-  return StaticInputs(
-      attention=jnp.stack([place(_bilinear, prev_attention, prev_box), cur_att]),
-      l1=jnp.stack([place(_bilinear, prev_l1, prev_box), place(_bilinear, cur_l1, cur_box)]),
-      l4=jnp.stack([roi(prev_l4, prev_box), roi(cur_l4, cur_box)]),
+  cur_att = place(_bilinear, cur.attention, cur.box)
+  return object_crops.ObjectInputs(
+      attention=jnp.stack([place(_bilinear, prev.attention, prev.box), cur_att]),
+      l1=jnp.stack([place(_bilinear, prev.l1, prev.box), place(_bilinear, cur.l1, cur.box)]),
+      l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
       decoder_l1=jnp.concatenate([
-          place(_nearest, first_mask[..., None], first_box),
-          place(_bilinear, prev_logits[..., None], prev_box),
-          place(_bilinear, first_l1, first_box)], axis=-1),
-      first_l4=roi(first_l4, first_box),
+          place(_nearest, first.plane[..., None], first.box),
+          place(_bilinear, prev.plane[..., None], prev.box),
+          place(_bilinear, first.l1, first.box)], axis=-1),
+      first_l4=roi(first.l4, first.box),
       decoder_attention=cur_att)
 
 

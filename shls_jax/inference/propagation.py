@@ -50,8 +50,7 @@ import tqdm
 from shls_jax.crops import object_crops, static_crops
 from shls_jax.memory import host_memory as memory
 from shls_jax.memory import pools, rois
-from shls_jax.model import decoder
-from shls_jax.model.shls import SHLS
+from shls_jax.model import decoder, shls
 
 MODES = ("exact", "fast")
 # 255 is DAVIS' "void" label, never an object id.
@@ -165,16 +164,13 @@ TRACE_COUNTS = collections.Counter()
 @functools.partial(jax.jit, static_argnums=3)
 def _embed(variables, image, spx, num_segments):
   TRACE_COUNTS["embed"] += 1
-  return SHLS().apply(variables, image, spx, num_segments=num_segments, train=False,
-                      method=SHLS.embed)
+  return shls.embed(variables, image, spx, num_segments=num_segments)[0]
 
 
 def _decode_object_traced(variables, inputs):
-  """Decoder logits [h, w, 2] of one object's inputs (ObjectInputs or StaticInputs)."""
+  """Decoder logits [h, w, 2] of one object's `ObjectInputs`."""
   TRACE_COUNTS["decode"] += 1
-  return SHLS().apply(variables, inputs.attention, inputs.l1, inputs.l4, inputs.first_l4[None],
-                      inputs.decoder_l1[None], inputs.decoder_attention[None],
-                      method=SHLS.decode_object)[0]
+  return shls.decode_object(variables, inputs)[0]
 
 
 _decode_object = jax.jit(_decode_object_traced)
@@ -187,19 +183,23 @@ def _aggregate(frame_logits):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _decode_all(canvas, variables, per_object, valid):
-  """Fast-mode decoding of a padded object batch on one static canvas (ch, cw): log-odds
-  [H, W, capacity + 1]."""
-  shared = ("first_l1", "first_l4", "prev_l1", "prev_l4", "cur_l1", "cur_l4")
-  frame_hw = per_object["cur_l1"].shape[:2]
+def _decode_all(canvas, variables, first, prev, cur, extents, valid):
+  """Fast-mode decoding of a padded object batch on one static canvas (ch, cw).
 
-  def one(obj):
-    inputs = static_crops.canvas_inputs(**{k: per_object[k] for k in shared}, **obj,
-                                        canvas=canvas)
-    return static_crops.paste_canvas(_decode_object_traced(variables, inputs), obj["cur_box"],
-                                     frame_hw, obj["extent"])
+  first, prev, cur: `CropSource`s whose boxes, planes and attention maps have a leading object
+  axis [capacity] (the features are shared); extents: [capacity, 2] decode sizes; valid:
+  [capacity] bool. Returns log-odds [H, W, capacity + 1].
+  """
+  frame_hw = cur.l1.shape[:2]
 
-  frame_logits = jax.vmap(one)({k: v for k, v in per_object.items() if k not in shared})
+  def one(first, prev, cur, extent):
+    inputs = static_crops.canvas_inputs(first, prev, cur, canvas=canvas, extent=extent)
+    return static_crops.paste_canvas(_decode_object_traced(variables, inputs), cur.box,
+                                     frame_hw, extent)
+
+  per_object = object_crops.CropSource(l1=None, l4=None, box=0, plane=0, attention=0)
+  frame_logits = jax.vmap(one, in_axes=(per_object, per_object, per_object, 0))(
+      first, prev, cur, extents)
   probs = jax.nn.softmax(frame_logits, axis=-1)[..., 1] * valid[:, None, None]
   return decoder.soft_aggregate(probs)
 
@@ -298,13 +298,14 @@ class Propagator:
     objects = lambda x: pad(jnp.moveaxis(jnp.asarray(x)[..., 1:], -1, 0), 0.0)
     logodds = _decode_all(
         canvas, self.variables,
-        dict(first_l1=first.l1, first_l4=first.l4, first_mask=objects(first.onehot),
-             first_box=boxes(first.boxes), prev_l1=carry.l1, prev_l4=carry.l4,
-             prev_logits=objects(carry.logodds), prev_box=boxes(carry.boxes),
-             prev_attention=pad(carry.attention, 0.0), cur_l1=emb.l1, cur_l4=emb.l4,
-             cur_box=boxes(pred.boxes), cur_attention=pad(attention, 0.0),
-             extent=pad(extents, np.array([1, 1], np.int32))),
-        jnp.arange(capacity) < num_objects)
+        object_crops.CropSource(first.l1, first.l4, boxes(first.boxes),
+                                plane=objects(first.onehot)),
+        object_crops.CropSource(carry.l1, carry.l4, boxes(carry.boxes),
+                                plane=objects(carry.logodds),
+                                attention=pad(carry.attention, 0.0)),
+        object_crops.CropSource(emb.l1, emb.l4, boxes(pred.boxes),
+                                attention=pad(attention, 0.0)),
+        pad(extents, np.array([1, 1], np.int32)), jnp.arange(capacity) < num_objects)
     logodds = np.asarray(logodds[..., :num_objects + 1])
     self.timings["decode"] += time.perf_counter() - start
     return logodds, attention
@@ -340,23 +341,24 @@ class Propagator:
   # Decoding ---------------------------------------------------------------------------------
 
   def exact_inputs(self, first: FirstFrame, carry: Carry, emb: Embedding,
-                   pred: memory.MemoryPrediction, k: int) -> object_crops.ObjectInputs:
-    """Exact-mode decoder inputs of object k (class k + 2)."""
+                   pred: memory.MemoryPrediction, k: int):
+    """Exact-mode decoder inputs of object k (class k + 2): (ObjectInputs, pads)."""
     return object_crops.object_inputs(
-        first_l1=first.l1, first_l4=first.l4, first_mask=first.onehot[..., k + 1],
-        first_box=first.boxes[k], prev_l1=carry.l1, prev_l4=carry.l4,
-        prev_logits=jnp.asarray(carry.logodds[..., k + 1]), prev_box=carry.boxes[k],
-        prev_attention=carry.attmaps[k], cur_l1=emb.l1, cur_l4=emb.l4, cur_box=pred.boxes[k],
-        cur_attention=pred.attmaps[k])
+        object_crops.CropSource(first.l1, first.l4, first.boxes[k],
+                                plane=first.onehot[..., k + 1]),
+        object_crops.CropSource(carry.l1, carry.l4, carry.boxes[k],
+                                plane=jnp.asarray(carry.logodds[..., k + 1]),
+                                attention=carry.attmaps[k]),
+        object_crops.CropSource(emb.l1, emb.l4, pred.boxes[k], attention=pred.attmaps[k]))
 
   def _decode_exact(self, first, carry, emb, pred) -> np.ndarray:
     start = time.perf_counter()
     frame_hw = carry.mask.shape
     frame_logits = []
     for k, box in enumerate(pred.boxes):
-      inputs = self.exact_inputs(first, carry, emb, pred, k)
-      logits = _decode_object(self.variables, inputs._replace(pads=None))
-      frame_logits.append(object_crops.paste_back(logits, inputs.pads, box, frame_hw))
+      inputs, pads = self.exact_inputs(first, carry, emb, pred, k)
+      logits = _decode_object(self.variables, inputs)
+      frame_logits.append(object_crops.paste_back(logits, pads, box, frame_hw))
     frame_logits = jax.block_until_ready(jnp.stack(frame_logits))
     middle = time.perf_counter()
     logodds = np.asarray(_aggregate(frame_logits))

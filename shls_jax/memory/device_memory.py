@@ -28,12 +28,11 @@ from typing import NamedTuple, Tuple
 import jax
 import jax.numpy as jnp
 
-from shls_jax.memory import host_memory, knn, rois
-from shls_jax.model.superfeatures import segment_means
+from shls_jax.memory import rules
+from shls_jax.model.superfeatures import l2_normalise, segment_means
 
-NUM_CENTROIDS = 2
 # The host memory caps each class at this many multiples of the frame-0 count.
-_MAX_FRAMES = host_memory.MEMORY_CAP_FACTOR + 1
+_MAX_FRAMES = rules.MEMORY_CAP_FACTOR + 1
 
 
 class DeviceMemory(NamedTuple):
@@ -55,12 +54,6 @@ def memory_capacity(num_segments: int, num_frames: int) -> int:
     raise ValueError(f"training sequences need 2..{_MAX_FRAMES} frames (the per-class memory "
                      f"cap is not applied on device), got {num_frames}")
   return num_segments * max(num_frames - 1, 1)
-
-
-def l2_normalise(x: jax.Array) -> jax.Array:
-  """Rows of x [..., D] scaled to unit L2 norm; zero rows stay zero with finite gradients."""
-  sq = jnp.sum(x * x, axis=-1, keepdims=True)
-  return x * jnp.where(sq > 0, jax.lax.rsqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
 
 
 def initial_centroids(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
@@ -165,9 +158,9 @@ def knn_predict(memory: DeviceMemory, queries: jax.Array) -> Tuple[jax.Array, ja
   num_classes = memory.centroids.shape[0]
   sims = l2_normalise(queries.astype(jnp.float32)) @ memory.features.T
   sims = jnp.where(memory.labels[None, :] > 0, sims, -jnp.inf)
-  top, slots = jax.lax.top_k(sims, knn.NUM_NEIGHBOURS)
+  top, slots = jax.lax.top_k(sims, rules.NUM_NEIGHBOURS)
   neighbour_cls = memory.labels[slots]
-  weights = jnp.asarray(knn.vote_weights())
+  weights = jnp.asarray(rules.vote_weights())
   classes = jnp.arange(1, num_classes + 1)
   own = neighbour_cls[:, None, :] == classes[None, :, None]
   votes = jnp.sum(own * weights, axis=-1)
@@ -210,8 +203,8 @@ def attention_table(knn_scores: jax.Array, cent_scores: jax.Array,
                     cent_scores[:, 1:], other_max(cent_scores)], axis=-1)
 
 
-def annotation_box(mask: jax.Array, widening: float = rois.ANNOTATION_WIDENING,
-                   min_extent: float = rois.MIN_EXTENT) -> jax.Array:
+def annotation_box(mask: jax.Array, widening: float = rules.ANNOTATION_WIDENING,
+                   min_extent: float = rules.MIN_EXTENT) -> jax.Array:
   """Traced `rois.roi`: box of mask [H, W] bool widened by floor(widening x extent) per side,
   clipped, an axis shorter than min_extent of the frame made full-range; empty -> full frame.
 
@@ -232,7 +225,7 @@ def annotation_box(mask: jax.Array, widening: float = rois.ANNOTATION_WIDENING,
 
 def confident_superpixels(spx: jax.Array, seg: jax.Array, logodds: jax.Array, *,
                           num_segments: int,
-                          ratio: float = host_memory.CONFIDENCE_RATIO) -> jax.Array:
+                          ratio: float = rules.CONFIDENCE_RATIO) -> jax.Array:
   """Traced `host_memory.confident_superpixels`.
 
   Args:

@@ -11,14 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from shls_jax.memory import kmeans, knn, rois
+from shls_jax.memory import kmeans, knn, rois, rules
 from shls_jax.memory.pools import mode_pools
-
-# Per-class memory cap, in multiples of the frame-0 superfeature count; on overflow a class keeps
-# this many multiples of its own frame-0 count from its oldest entries.
-MEMORY_CAP_FACTOR = 10
-KEPT_INITIAL_FACTOR = 5
-CONFIDENCE_RATIO = 0.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +90,8 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int) -> Memory:
   return Memory(
       features=per_class,
       centroids=tuple(kmeans.fit_spherical_kmeans(feats) for feats in per_class),
-      initial_sizes=tuple(KEPT_INITIAL_FACTOR * len(feats) for feats in per_class),
-      max_size=MEMORY_CAP_FACTOR * features.shape[0])
+      initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * len(feats) for feats in per_class),
+      max_size=rules.MEMORY_CAP_FACTOR * features.shape[0])
 
 
 def _scores(memory: Memory, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +99,7 @@ def _scores(memory: Memory, features: np.ndarray) -> tuple[np.ndarray, np.ndarra
   stored = np.concatenate(memory.features)
   stored_cls = np.repeat(np.arange(1, memory.num_cls + 1), [len(f) for f in memory.features])
   sims, ids = knn.knn_search(stored, features)
-  weights = knn.vote_weights()
+  weights = rules.vote_weights()
   neighbour_cls = stored_cls[ids]
   knn_pred = knn.weighted_vote(neighbour_cls, weights, memory.num_cls)
   knn_scores = knn.class_scores(sims, neighbour_cls, weights, memory.num_cls)
@@ -151,9 +145,9 @@ def predict(memory: Memory, features: np.ndarray, spx: np.ndarray, prev_mask: np
   boxes = []
   for cls, min_box in zip(objects, memory.initial_boxes):
     if annotation is not None:
-      boxes.append(rois.roi(annotation == cls, widening=rois.ANNOTATION_WIDENING))
+      boxes.append(rois.roi(annotation == cls, widening=rules.ANNOTATION_WIDENING))
       continue
-    box = rois.roi(preseg == cls, widening=rois.INFERENCE_WIDENING)
+    box = rois.roi(preseg == cls, widening=rules.INFERENCE_WIDENING)
     # A vanished object already gets the full frame; the minimum size applies to found ones.
     if np.any(preseg == cls):
       box = rois.grow_to_min_size(box, min_box, spx.shape)
@@ -165,7 +159,7 @@ def predict(memory: Memory, features: np.ndarray, spx: np.ndarray, prev_mask: np
 
 
 def confident_superpixels(spx: np.ndarray, seg: np.ndarray, logodds: np.ndarray,
-                          ratio: float = CONFIDENCE_RATIO) -> np.ndarray:
+                          ratio: float = rules.CONFIDENCE_RATIO) -> np.ndarray:
   """Superpixels confident enough to join the memory.
 
   For each channel j, m_j is the mean of logodds[..., j] over pixels with seg == j + 1 (for the

@@ -3,16 +3,16 @@
 import faiss
 import numpy as np
 
+from shls_jax.memory import rules
 from shls_jax.memory.faiss_device import inner_product_index, use_gpu
 from shls_jax.memory.knn import l2_normalise
 
-NUM_CENTROIDS = 2
 NUM_ITERATIONS = 300
 NUM_RESTARTS = 10
 SEED = 1234
 
 
-def fit_spherical_kmeans(x: np.ndarray, num_centroids: int = NUM_CENTROIDS,
+def fit_spherical_kmeans(x: np.ndarray, num_centroids: int = rules.NUM_CENTROIDS,
                          init_centroids: np.ndarray | None = None) -> np.ndarray:
   """Unit-norm centroids of the L2-normalised rows of `x`.
 

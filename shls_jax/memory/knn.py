@@ -9,10 +9,8 @@ j + 1.
 import faiss
 import numpy as np
 
+from shls_jax.memory import rules
 from shls_jax.memory.faiss_device import inner_product_index
-
-NUM_NEIGHBOURS = 2
-VOTE_RATIO = 0.5
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -22,13 +20,8 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
   return x
 
 
-def vote_weights(num_neighbours: int = NUM_NEIGHBOURS, ratio: float = VOTE_RATIO) -> np.ndarray:
-  """[k] float32 weights ratio**i of the neighbours in similarity order."""
-  return (ratio ** np.arange(num_neighbours)).astype(np.float32)
-
-
 def knn_search(memory: np.ndarray, queries: np.ndarray,
-               num_neighbours: int = NUM_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+               num_neighbours: int = rules.NUM_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
   """Nearest memory entries of each query by cosine similarity.
 
   Args:

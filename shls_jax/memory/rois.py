@@ -9,16 +9,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-MIN_OVERLAP = 0.05
-MIN_EXTENT = 0.05
-INFERENCE_WIDENING = 0.15
-ANNOTATION_WIDENING = 0.25
+from shls_jax.memory import rules
 
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
 def clean_preseg(preseg: np.ndarray, prev_mask: np.ndarray, num_cls: int,
-                 min_overlap: float = MIN_OVERLAP) -> np.ndarray:
+                 min_overlap: float = rules.MIN_OVERLAP) -> np.ndarray:
   """Removes object pixels far from the object's previous position.
 
   For each object class c, the 4-connected components of `preseg == c` whose overlap with
@@ -53,7 +50,7 @@ def clean_preseg(preseg: np.ndarray, prev_mask: np.ndarray, num_cls: int,
   return cleaned
 
 
-def roi(mask: np.ndarray, widening: float, min_extent: float = MIN_EXTENT) -> np.ndarray:
+def roi(mask: np.ndarray, widening: float, min_extent: float = rules.MIN_EXTENT) -> np.ndarray:
   """Box of a binary mask, widened and with a minimum extent.
 
   The tight box is widened by int(widening * extent) per side and clipped to the frame; an axis

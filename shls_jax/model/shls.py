@@ -4,8 +4,8 @@ decoder (feature modulator + refinement decoder), as one Flax module.
 Variables are {'params', 'batch_stats'}; a variable path joined by '.' is the PyTorch
 state_dict name of the same tensor (children `spx_embedding.feat_extractor`, `mem_select`,
 `segmenter`, `sf_head_L1`, `sf_head_L4`, `sf_conv_1x1`), see `shls_jax.checkpoints.torch_interop`.
-Call methods with `model.apply(variables, ..., method=SHLS.embed)`; in train mode pass
-`mutable=['batch_stats']`.
+Every caller goes through the functions `embed` and `decode_object` at the bottom, which apply
+the module with explicit variables and return the batch statistics after the call.
 """
 
 from typing import Dict, Tuple
@@ -131,3 +131,33 @@ def init_variables(rng: jax.Array, image_size: Tuple[int, int] = (32, 32),
   return SHLS().init(rng, jnp.zeros((1, h, w, 3), jnp.float32), spx,
                      jnp.zeros((1,) + tuple(crop_size) + (1,), jnp.float32),
                      method=SHLS.initialize)
+
+
+def embed(variables, image: jax.Array, spx: jax.Array, *, num_segments: int,
+          train: bool = False) -> Tuple[Dict[str, jax.Array], Dict]:
+  """`SHLS.embed` of a batch of frames (arguments as there) with explicit variables.
+
+  Returns:
+    (the `SHLS.embed` dict, batch_stats after the call: updated in train mode, else as given).
+  """
+  out, updated = SHLS().apply(variables, image, spx, num_segments=num_segments, train=train,
+                              mutable=['batch_stats'], method=SHLS.embed)
+  return out, updated['batch_stats']
+
+
+def decode_object(variables, inputs, *, train: bool = False) -> Tuple[jax.Array, Dict]:
+  """Modulator and decoder on one object's crops.
+
+  Args:
+    variables: {'params', 'batch_stats'}.
+    inputs: `crops.object_crops.ObjectInputs` of one object (no leading object axis).
+    train: batch statistics in the decoder's BatchNorms.
+
+  Returns:
+    (logits [h, w, 2] (background, object), batch_stats after the call).
+  """
+  logits, updated = SHLS().apply(
+      variables, inputs.attention, inputs.l1, inputs.l4, inputs.first_l4[None],
+      inputs.decoder_l1[None], inputs.decoder_attention[None], train=train,
+      mutable=['batch_stats'], method=SHLS.decode_object)
+  return logits[0], updated['batch_stats']

@@ -153,3 +153,12 @@ def label_range_mask(spx: jax.Array, num_segments: int) -> jax.Array:
   """[B, num_segments] bool: label n <= the largest label of each image of `spx` [B, H, W]."""
   top = jnp.max(spx.reshape(spx.shape[0], -1), axis=1)
   return jnp.arange(1, num_segments + 1)[None, :] <= top[:, None]
+
+
+def l2_normalise(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """Rows of x [..., D] divided by max(L2 norm, eps) (torch.nn.functional.normalize); zero rows
+  stay zero, with finite gradients."""
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  positive = sq > 0
+  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+  return x / jnp.maximum(norm, eps)

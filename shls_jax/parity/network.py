@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict
 
+from shls_jax.model import shls
 from shls_jax.model.shls import SHLS
 from shls_jax.model.superfeatures import check_labels
 from shls_jax.parity.reference import Reference, to_nchw, to_nhwc
@@ -68,16 +69,14 @@ def train_embedding_stages(ref: Reference) -> Dict[str, np.ndarray]:
   frames = [n for (n,) in _frame_indices(v, r'train\.frame(\d+)\.superfeatures')]
   if not frames:
     return {}
-  apply = jax.jit(functools.partial(SHLS().apply, method=SHLS.embed, mutable=['batch_stats'],
-                                    num_segments=ref.capacity(), train=True))
+  apply = jax.jit(functools.partial(shls.embed, num_segments=ref.capacity(), train=True))
   params, stats = ref.variables['params'], ref.variables['batch_stats']
   out = {}
   for n in frames:
     spx = v['train.spx_merged0'] if n == 0 else v['spx'][n]
     check_labels(spx, ref.capacity())
-    emb, updated = apply({'params': params, 'batch_stats': stats},
-                         to_nhwc(v['image'][n][None]), jnp.asarray(spx[None]))
-    stats = updated['batch_stats']
+    emb, stats = apply({'params': params, 'batch_stats': stats}, to_nhwc(v['image'][n][None]),
+                       jnp.asarray(spx[None]))
     out[f'train.frame{n}.superfeatures'] = np.asarray(emb['superfeatures'][0, :int(spx.max())])
   for path, value in flatten_dict(stats).items():
     name = '.'.join(path[:-1])

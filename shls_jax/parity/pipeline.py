@@ -63,7 +63,7 @@ def _decoder_input_stages(ref, prop, first, carry, emb, pred, n: int) -> Dict[st
   for k in range(len(pred.boxes)):
     if f"frame{n}.mem_select{k}.in0" not in ref.vectors:
       continue
-    x = prop.exact_inputs(first, carry, emb, pred, k)
+    x, _ = prop.exact_inputs(first, carry, emb, pred, k)
     modulated = SHLS().apply(ref.variables, x.attention, x.l1, x.l4, method=SHLS.modulate)
     l4 = jnp.concatenate([x.first_l4[None], modulated], axis=-1)
     for i, value in enumerate((x.attention, x.l1, x.l4)):

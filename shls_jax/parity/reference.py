@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
-from shls_jax.model.shls import SHLS
+from shls_jax.model import shls
 
 FLOAT_TOLERANCE = 1e-4
 GRADIENT_TOLERANCE = 1e-3
@@ -55,9 +55,8 @@ class Reference:
   @functools.cached_property
   def embed(self) -> Callable:
     """Jitted eval-mode embedding: (image [1, H, W, 3], spx [1, H, W]) -> SHLS.embed dict."""
-    apply = functools.partial(SHLS().apply, self.variables, method=SHLS.embed,
-                              num_segments=self.capacity(), train=False)
-    return jax.jit(apply)
+    apply = functools.partial(shls.embed, self.variables, num_segments=self.capacity())
+    return jax.jit(lambda image, spx: apply(image, spx)[0])
 
 
 def to_nchw(x) -> np.ndarray:

@@ -46,7 +46,7 @@ from shls_jax import checkpoints
 from shls_jax.checkpoints import torch_interop
 from shls_jax.data import input_pipeline, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
-from shls_jax.training import reference_step
+from shls_jax.training import optimizer, reference_step
 from shls_jax.training import train_step as train_step_lib
 
 STEP_MODES = ('pmap', 'reference')
@@ -125,14 +125,6 @@ def pmapped_train_step(step_config_json: str):
                   axis_name='batch', donate_argnums=(0,))
 
 
-def reference_options(step_config: ml_collections.ConfigDict) -> reference_step.StepOptions:
-  """`reference_step` options equivalent to `train_step`'s loss switches and frozen groups."""
-  frozen = {m for g in step_config.frozen for m in train_step_lib.FROZEN_GROUPS[g]}
-  groups = {g for g, modules in reference_step.GROUPS.items() if set(modules) <= frozen}
-  return reference_step.StepOptions(ntxent=step_config.use_ntxent, ce=step_config.use_ce,
-                                    frozen=frozenset(groups))
-
-
 def _reference_train_step(state, batch, *, config):
   """One reference iteration on the first sequence of `batch` ([1, 1, ...] arrays), on host."""
   sequence = {k: v[0, 0] for k, v in batch.items()}
@@ -140,7 +132,7 @@ def _reference_train_step(state, batch, *, config):
   result = reference_step.reference_step(
       {'params': state.params, 'batch_stats': state.batch_stats}, sequence['image'],
       sequence['spx'], sequence['label'], int(sequence['num_cls']), rng=rng,
-      options=reference_options(config.step))
+      options=reference_step.StepOptions.from_config(config.step))
   metrics = dict(loss=result.loss, ntxent=result.ntxent, ce=result.ce)
   return _apply_gradients(state, result.grads, result.batch_stats, metrics)
 
@@ -273,7 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     local_devices = 1
 
   writer = MetricWriter(workdir / TENSORBOARD_DIR)
-  lr = train_step_lib.learning_rate(config.step)
+  lr = optimizer.learning_rate(config.step)
   sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
   logging.info('Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s', step,
                num_steps, sequences_per_step, lr, config.step_mode)

@@ -5,22 +5,23 @@ and the default mean reduction, fed an (anchor, positive, negative) index tuple:
 gives one positive pair (anchor, positive) and one negative pair (anchor, negative), pairs are
 kept with repetition, and each positive pair is contrasted with all negative pairs that share its
 anchor. `random_triplets` draws such tuples on the host.
+
+The jitted training step uses the static-shape form (`frame_ntxent`): triplets drawn on device
+(`sample_triplets`, distributed as `random_triplets`) or all pairs, padded rows masked out
+(`masked_ntxent`).
 """
+
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Norm floor of the cosine normalisation (torch.nn.functional.normalize's eps).
-_NORM_EPS = 1e-12
+from shls_jax.model.superfeatures import l2_normalise
 
-
-def _normalize(x: jnp.ndarray) -> jnp.ndarray:
-  """Rows of x [N, S] divided by max(L2 norm, eps); zero rows stay zero, with finite gradients."""
-  sq = jnp.sum(x * x, axis=-1, keepdims=True)
-  positive = sq > 0
-  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-  return x / jnp.maximum(norm, _NORM_EPS)
+NTXENT_MODES = ('sampled', 'all_pairs')
+TEMPERATURE = 0.07
+TRIPLETS_PER_ANCHOR = 16
 
 
 def ntxent_loss(features, labels, triplets, temperature: float = 0.07) -> jnp.ndarray:
@@ -50,7 +51,7 @@ def ntxent_loss(features, labels, triplets, temperature: float = 0.07) -> jnp.nd
   if np.shape(triplets)[1] <= 1:
     return jnp.zeros((), features.dtype)
   anchor, positive, negative = jnp.asarray(triplets)
-  unit = _normalize(features)
+  unit = l2_normalise(features)
   pos = jnp.sum(unit[anchor] * unit[positive], axis=-1) / temperature
   neg = jnp.sum(unit[anchor] * unit[negative], axis=-1) / temperature
 
@@ -124,3 +125,101 @@ def cross_entropy(logits, labels) -> jnp.ndarray:
   log_prob = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_prob, (labels - 1)[..., None].astype(jnp.int32), axis=-1)
   return -jnp.mean(picked)
+
+
+# Static-shape NT-Xent for the jitted training step --------------------------------------------------
+
+def sample_triplets(rng: jax.Array, labels: jax.Array,
+                    per_anchor: int) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """Random triplets on device, distributed as `random_triplets`.
+
+  Every row with a class (label > 0) whose class has >= 2 members and some member of another
+  class gets `per_anchor` positives drawn uniformly with replacement among the other members of
+  its class, and as many negatives drawn uniformly with replacement among rows of other classes.
+
+  Args:
+    rng: PRNG key.
+    labels: [N] int32 classes, 0 = padding.
+    per_anchor: static triplets per anchor P.
+
+  Returns:
+    (positives [N, P] int32, negatives [N, P] int32, anchor_ok [N] bool); rows of anchors that
+    are not usable hold arbitrary indices.
+  """
+  valid = labels > 0
+  same = (labels[:, None] == labels[None, :]) & valid[None, :]
+  members = jnp.sum(same, axis=1)
+  others = jnp.sum(valid) - members
+  # Valid rows sorted by (class, index): class c occupies [start_c, start_c + members_c).
+  order = jnp.argsort(jnp.where(valid, labels, jnp.iinfo(jnp.int32).max), stable=True)
+  start = jnp.sum(valid[None, :] & (labels[None, :] < labels[:, None]), axis=1)
+  rank = jnp.sum(same & (jnp.arange(labels.shape[0])[None, :] < jnp.arange(labels.shape[0])[:, None]),
+                 axis=1)
+  pos_key, neg_key = jax.random.split(rng)
+  shape = (labels.shape[0], per_anchor)
+  draw = jax.random.randint(pos_key, shape, 0, jnp.maximum(members - 1, 1)[:, None])
+  draw = draw + (draw >= rank[:, None])  # skip the anchor itself
+  positives = order[jnp.clip(start[:, None] + draw, 0, labels.shape[0] - 1)]
+  draw = jax.random.randint(neg_key, shape, 0, jnp.maximum(others, 1)[:, None])
+  draw = jnp.where(draw < start[:, None], draw, draw + members[:, None])
+  negatives = order[jnp.clip(draw, 0, labels.shape[0] - 1)]
+  anchor_ok = valid & (members >= 2) & (others > 0)
+  return positives.astype(jnp.int32), negatives.astype(jnp.int32), anchor_ok
+
+
+def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.Array,
+                  negatives: jax.Array, negative_mask: jax.Array,
+                  temperature: float = 0.07) -> jax.Array:
+  """NT-Xent with static shapes: per anchor row i, pairs (i, positives[i, p]) where
+  positive_mask[i, p], each contrasted with the negatives (i, negatives[i, q]) where
+  negative_mask[i, q] (repetitions count).
+
+  Equals `ntxent_loss` on the triplets (i, positives[i, p], negatives[i, p]) when both
+  masks are the anchor's usability (sampled mode); with index rows arange(N) and masks "same
+  class, other row" / "other class" it is the all-pairs loss.
+
+  Args:
+    features: [N, S] float superfeatures.
+    positives, negatives: [N, P], [N, Q] int32 row indices.
+    positive_mask, negative_mask: [N, P], [N, Q] bool.
+    temperature: softmax temperature.
+
+  Returns:
+    Scalar: mean over the positive pairs of -log(e^{s_ip/t} / (e^{s_ip/t} + sum_q e^{s_iq/t}) +
+    tiny), s the cosine similarity; 0 with at most one positive pair.
+  """
+  unit = l2_normalise(features)
+  sims = unit @ unit.T / temperature
+  pos = jnp.take_along_axis(sims, positives, axis=1)
+  neg = jnp.take_along_axis(sims, negatives, axis=1)
+  # Shifts carry no gradient (they cancel); they keep exp() in range.
+  neg_max = jax.lax.stop_gradient(jnp.max(jnp.where(negative_mask, neg, -jnp.inf), axis=1,
+                                          keepdims=True))
+  shift = jax.lax.stop_gradient(jnp.maximum(pos, neg_max))
+  neg_sum = jnp.sum(jnp.where(negative_mask, jnp.exp(neg - jnp.where(
+      jnp.isfinite(neg_max), neg_max, 0.0)), 0.0), axis=1, keepdims=True)
+  neg_term = neg_sum * jnp.exp(jnp.where(jnp.isfinite(neg_max), neg_max, shift) - shift)
+  numerator = jnp.exp(pos - shift)
+  tiny = jnp.finfo(features.dtype).tiny
+  per_pair = -jnp.log(numerator / (numerator + neg_term) + tiny)
+  count = jnp.sum(positive_mask)
+  total = jnp.sum(jnp.where(positive_mask, per_pair, 0.0))
+  return jnp.where(count > 1, total / jnp.maximum(count, 1), 0.0)
+
+
+def frame_ntxent(rng: jax.Array, superfeatures: jax.Array, labels: jax.Array, *,
+                 mode: str = 'sampled', per_anchor: int = TRIPLETS_PER_ANCHOR,
+                 temperature: float = TEMPERATURE) -> jax.Array:
+  """NT-Xent of one frame with static shapes: superfeatures [N, S], labels [N] int32 pools
+  (0 = padding); `mode` 'sampled' (per_anchor random triplets per anchor, `sample_triplets`)
+  or 'all_pairs'."""
+  if mode == 'all_pairs':
+    valid = labels > 0
+    same = labels[:, None] == labels[None, :]
+    both = valid[:, None] & valid[None, :]
+    rows = jnp.broadcast_to(jnp.arange(labels.shape[0]), same.shape)
+    positive_mask = both & same & ~jnp.eye(labels.shape[0], dtype=bool)
+    return masked_ntxent(superfeatures, rows, positive_mask, rows, both & ~same, temperature)
+  positives, negatives, ok = sample_triplets(rng, labels, per_anchor)
+  mask = jnp.broadcast_to(ok[:, None], positives.shape)
+  return masked_ntxent(superfeatures, positives, mask, negatives, mask, temperature)

@@ -1,5 +1,6 @@
 """The `reference` training step: one SHLS training iteration on a T-frame pseudo-sequence
-(batch 1), computed frame by frame with the memory in the loop, then one Adam step.
+(batch 1), computed frame by frame with the memory in the loop: loss, gradients and running
+statistics (the optimiser step is `train_step.apply_gradients`, shared with the pmap step).
 
 The iteration runs in two passes. `forward` runs the network in train mode frame by frame with
 the host-side memory in between (fit on frame 0, predict with each frame's ground truth, the
@@ -26,29 +27,19 @@ memory and its attention maps, the first mask and the previous logits).
 
 import dataclasses
 import functools
-from typing import Dict, FrozenSet, Optional, Sequence, Tuple
+from typing import FrozenSet, Optional, Sequence, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from shls_jax.crops import object_crops
 from shls_jax.memory import host_memory as memory_lib
 from shls_jax.memory.pools import merge_with_annotation, mode_pools
+from shls_jax.model import shls
 from shls_jax.model.decoder import aggregate_objects
-from shls_jax.model.shls import SHLS
-from shls_jax.training import losses
-
-# Module groups that can be frozen, by the top-level names of their variables.
-GROUPS: Dict[str, Tuple[str, ...]] = {
-    'backbone': ('spx_embedding',),
-    'heads': ('sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
-    'modulator': ('mem_select',),
-    'decoder': ('segmenter',),
-}
-LEARNING_RATE = 1e-4
+from shls_jax.training import losses, optimizer
 
 Box = Tuple[int, int, int, int]
 
@@ -60,30 +51,20 @@ class StepOptions:
   Attributes:
     ntxent: include the NT-Xent term.
     ce: include the cross-entropy term.
-    frozen: names from GROUPS; frozen groups get zero gradients and updates, and their
-      BatchNorms run in eval mode (running statistics unchanged). The backbone and the
-      superfeature heads share one embedding call, so they must be frozen together.
+    frozen: names of `optimizer.FROZEN_GROUPS`; frozen groups get zero gradients, and their
+      BatchNorms run in eval mode (running statistics unchanged).
   """
   ntxent: bool = True
   ce: bool = True
   frozen: FrozenSet[str] = frozenset()
 
   def __post_init__(self):
-    object.__setattr__(self, 'frozen', frozenset(self.frozen))
-    unknown = sorted(self.frozen - set(GROUPS))
-    if unknown:
-      raise ValueError(f'unknown module groups {unknown}; choose from {sorted(GROUPS)}')
-    if ('backbone' in self.frozen) != ('heads' in self.frozen):
-      raise ValueError("'backbone' and 'heads' run in one embedding call with one BatchNorm "
-                       'mode; freeze both or neither')
+    object.__setattr__(self, 'frozen', optimizer.check_frozen(self.frozen))
 
-  @property
-  def train_embedding(self) -> bool:
-    return 'backbone' not in self.frozen
-
-  @property
-  def train_decoder(self) -> bool:
-    return 'decoder' not in self.frozen
+  @classmethod
+  def from_config(cls, config) -> 'StepOptions':
+    """The options of a training-step config (`defaults.get_config()` fields)."""
+    return cls(ntxent=config.use_ntxent, ce=config.use_ce, frozen=config.frozen)
 
 
 @flax.struct.dataclass
@@ -139,20 +120,14 @@ class LossTerms:
 @functools.partial(jax.jit, static_argnames=('num_segments', 'train'))
 def _embed(params, batch_stats, image, spx, *, num_segments: int, train: bool):
   """Embedding of one frame: image [H, W, 3], spx [H, W] -> (SHLS.embed dict, batch_stats)."""
-  out, updated = SHLS().apply({'params': params, 'batch_stats': batch_stats}, image[None],
-                              spx[None], num_segments=num_segments, train=train,
-                              mutable=['batch_stats'], method=SHLS.embed)
-  return out, updated['batch_stats']
+  return shls.embed({'params': params, 'batch_stats': batch_stats}, image[None], spx[None],
+                    num_segments=num_segments, train=train)
 
 
 @functools.partial(jax.jit, static_argnames=('train',))
 def _decode_object(params, batch_stats, inputs: object_crops.ObjectInputs, *, train: bool):
   """Modulator and decoder of one object's crops -> (logits [hp, wp, 2], batch_stats)."""
-  logits, updated = SHLS().apply(
-      {'params': params, 'batch_stats': batch_stats}, inputs.attention, inputs.l1, inputs.l4,
-      inputs.first_l4[None], inputs.decoder_l1[None], inputs.decoder_attention[None],
-      train=train, mutable=['batch_stats'], method=SHLS.decode_object)
-  return logits[0], updated['batch_stats']
+  return shls.decode_object({'params': params, 'batch_stats': batch_stats}, inputs, train=train)
 
 
 def _decode_frame(params, batch_stats, first, prev, cur, first_mask, prev_logits,
@@ -166,17 +141,14 @@ def _decode_frame(params, batch_stats, first, prev, cur, first_mask, prev_logits
   frame_hw = first_mask.shape[:2]
   pasted = []
   for k, cur_box in enumerate(cur_boxes):
-    inputs = object_crops.object_inputs(
-        first_l1=first['feat_l1'][0], first_l4=first['feat_l4'][0],
-        first_mask=first_mask[..., k + 1], first_box=first_boxes[k],
-        prev_l1=prev['feat_l1'][0], prev_l4=prev['feat_l4'][0],
-        prev_logits=prev_logits[..., k + 1], prev_box=prev_boxes[k],
-        prev_attention=prev_attmaps[k],
-        cur_l1=cur['feat_l1'][0], cur_l4=cur['feat_l4'][0], cur_box=cur_box,
-        cur_attention=cur_attmaps[k])
-    pads = inputs.pads
-    logits, batch_stats = _decode_object(params, batch_stats, inputs._replace(pads=None),
-                                         train=train)
+    inputs, pads = object_crops.object_inputs(
+        object_crops.CropSource(first['feat_l1'][0], first['feat_l4'][0], first_boxes[k],
+                                plane=first_mask[..., k + 1]),
+        object_crops.CropSource(prev['feat_l1'][0], prev['feat_l4'][0], prev_boxes[k],
+                                plane=prev_logits[..., k + 1], attention=prev_attmaps[k]),
+        object_crops.CropSource(cur['feat_l1'][0], cur['feat_l4'][0], cur_box,
+                                attention=cur_attmaps[k]))
+    logits, batch_stats = _decode_object(params, batch_stats, inputs, train=train)
     pasted.append(object_crops.paste_back(logits, pads, cur_box, frame_hw))
   return aggregate_objects(jnp.stack(pasted)), batch_stats
 
@@ -245,7 +217,7 @@ def _weights(options: StepOptions) -> jax.Array:
 
 
 def _modes(options: StepOptions) -> Tuple[bool, bool]:
-  return options.train_embedding, options.train_decoder
+  return optimizer.trains_embedding(options.frozen), optimizer.trains_decoder(options.frozen)
 
 
 def loss_fn(params, batch_stats, constants: IterationConstants,
@@ -352,12 +324,6 @@ def forward(variables, images, spx, labels, num_cls: int, *,
   return constants, record
 
 
-def _frozen_mask(params, frozen: FrozenSet[str]):
-  """Pytree like params of bool scalars: True on the leaves of frozen groups."""
-  names = {name for group in frozen for name in GROUPS[group]}
-  return {k: jax.tree_util.tree_map(lambda _, k=k: k in names, v) for k, v in params.items()}
-
-
 @functools.partial(jax.jit, static_argnames=('modes',))
 def _gradients(params, batch_stats, constants, weights, frozen, modes):
   (loss, terms), grads = jax.value_and_grad(_loss, has_aux=True)(params, batch_stats,
@@ -374,7 +340,7 @@ def gradients(params, batch_stats, constants: IterationConstants,
   BatchNorm modes are static.
   """
   return _gradients(params, batch_stats, constants, _weights(options),
-                    _frozen_mask(params, options.frozen), _modes(options))
+                    optimizer.frozen_mask(params, options.frozen), _modes(options))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,34 +367,3 @@ def reference_step(variables, images, spx, labels, num_cls: int, *,
                                  options)
   return StepResult(loss=loss, ntxent=terms.ntxent, ce=terms.ce, grads=grads,
                     batch_stats=terms.batch_stats, constants=constants, record=record)
-
-
-def optimizer(params, frozen: FrozenSet[str] = frozenset(),
-              learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
-  """Adam on the trainable groups, zero updates (and no Adam state) on the frozen ones."""
-  mask = _frozen_mask(params, frozenset(frozen))
-  labels = jax.tree_util.tree_map(lambda f: 'frozen' if f else 'trainable', mask)
-  return optax.multi_transform({'trainable': optax.adam(learning_rate),
-                                'frozen': optax.set_to_zero()}, labels)
-
-
-def train_step(variables, opt_state, tx: optax.GradientTransformation, images, spx, labels,
-               num_cls: int, *, triplets: Optional[Sequence[np.ndarray]] = None,
-               rng: Optional[np.random.Generator] = None,
-               options: StepOptions = StepOptions()):
-  """One reference iteration and one optimiser step (batch 1).
-
-  Args:
-    variables: {'params', 'batch_stats'}.
-    opt_state: state of `tx` (from `tx.init(variables['params'])`).
-    tx: usually `optimizer(params, options.frozen)`.
-    images, spx, labels, num_cls, triplets, rng, options: as `forward`.
-
-  Returns:
-    (new variables, new opt_state, StepResult of the iteration).
-  """
-  result = reference_step(variables, images, spx, labels, num_cls, triplets=triplets, rng=rng,
-                          options=options)
-  updates, opt_state = tx.update(result.grads, opt_state, variables['params'])
-  params = optax.apply_updates(variables['params'], updates)
-  return {'params': params, 'batch_stats': result.batch_stats}, opt_state, result

@@ -35,25 +35,16 @@ import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax.training import train_state
 
 from shls_jax.crops import object_crops, static_crops
 from shls_jax.memory import device_memory
 from shls_jax.model import decoder, shls
 from shls_jax.model.backbone import BN_MOMENTUM
-from shls_jax.training import losses
+from shls_jax.training import losses, optimizer
 
-# Module groups that `config.frozen` can name, by top-level variable name of `shls.SHLS`.
-FROZEN_GROUPS = {
-    'embedding': ('spx_embedding', 'sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
-    'decoder': ('mem_select', 'segmenter'),
-}
-NTXENT_MODES = ('sampled', 'all_pairs')
 # Logit given to classes beyond a sequence's num_cls before the CE, so they take no probability.
 _ABSENT_CLASS_LOGIT = -1e9
-
-_MODEL = shls.SHLS()
 
 
 class TrainState(train_state.TrainState):
@@ -69,29 +60,16 @@ def replicate(state: TrainState) -> TrainState:
 
 
 def _check_config(config) -> None:
-  unknown = set(config.frozen) - set(FROZEN_GROUPS)
-  if unknown:
-    raise ValueError(f"config.frozen names unknown groups {sorted(unknown)}; "
-                     f"choose among {sorted(FROZEN_GROUPS)}")
-  if config.ntxent_mode not in NTXENT_MODES:
-    raise ValueError(f"config.ntxent_mode must be one of {NTXENT_MODES}, got "
+  try:
+    optimizer.check_frozen(config.frozen)
+  except ValueError as e:
+    raise ValueError(f'config.frozen: {e}') from None
+  if config.ntxent_mode not in losses.NTXENT_MODES:
+    raise ValueError(f"config.ntxent_mode must be one of {losses.NTXENT_MODES}, got "
                      f"{config.ntxent_mode!r}")
   if any(s % object_crops.MULTIPLE for s in config.crop_size):
     raise ValueError(f"config.crop_size {tuple(config.crop_size)} must be multiples of "
                      f"{object_crops.MULTIPLE}")
-
-
-def _param_groups(params, frozen) -> Any:
-  """Label tree of params: 'frozen' under the top-level modules of frozen groups, else 'train'."""
-  frozen_modules = {m for group in frozen for m in FROZEN_GROUPS[group]}
-  return {name: jax.tree.map(lambda _, n=name: 'frozen' if n in frozen_modules else 'train', sub)
-          for name, sub in params.items()}
-
-
-def learning_rate(config) -> float:
-  """Adam's constant rate: config.learning_rate, x jax.device_count() when
-  config.scale_learning_rate (the reference scales by its number of devices)."""
-  return config.learning_rate * (jax.device_count() if config.scale_learning_rate else 1)
 
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
@@ -104,130 +82,24 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
     variables: optional {'params', 'batch_stats'} to start from (e.g. a converted checkpoint).
 
   Returns:
-    TrainState with Adam at config.learning_rate (x jax.device_count() when
-    config.scale_learning_rate), after clipping to config.grad_clip_norm when positive;
-    parameters of frozen groups get zero updates (and do not count in the clipped norm).
+    TrainState with `optimizer.create_optimizer(params, config)`.
   """
   _check_config(config)
   init_rng, step_rng = jax.random.split(rng)
   if variables is None:
     variables = shls.init_variables(init_rng)
   params = flax.core.unfreeze(variables['params'])
-  train_tx = optax.adam(learning_rate(config))
-  if config.grad_clip_norm > 0:
-    train_tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), train_tx)
-  tx = optax.multi_transform({'train': train_tx, 'frozen': optax.set_to_zero()},
-                             _param_groups(params, config.frozen))
-  return TrainState.create(apply_fn=_MODEL.apply, params=params, tx=tx,
+  return TrainState.create(apply_fn=shls.SHLS().apply, params=params,
+                           tx=optimizer.create_optimizer(params, config),
                            batch_stats=flax.core.unfreeze(variables['batch_stats']),
                            rng=step_rng)
 
 
-def sample_triplets(rng: jax.Array, labels: jax.Array,
-                    per_anchor: int) -> Tuple[jax.Array, jax.Array, jax.Array]:
-  """Random triplets on device, distributed as `losses.random_triplets`.
-
-  Every row with a class (label > 0) whose class has >= 2 members and some member of another
-  class gets `per_anchor` positives drawn uniformly with replacement among the other members of
-  its class, and as many negatives drawn uniformly with replacement among rows of other classes.
-
-  Args:
-    rng: PRNG key.
-    labels: [N] int32 classes, 0 = padding.
-    per_anchor: static triplets per anchor P.
-
-  Returns:
-    (positives [N, P] int32, negatives [N, P] int32, anchor_ok [N] bool); rows of anchors that
-    are not usable hold arbitrary indices.
-  """
-  valid = labels > 0
-  same = (labels[:, None] == labels[None, :]) & valid[None, :]
-  members = jnp.sum(same, axis=1)
-  others = jnp.sum(valid) - members
-  # Valid rows sorted by (class, index): class c occupies [start_c, start_c + members_c).
-  order = jnp.argsort(jnp.where(valid, labels, jnp.iinfo(jnp.int32).max), stable=True)
-  start = jnp.sum(valid[None, :] & (labels[None, :] < labels[:, None]), axis=1)
-  rank = jnp.sum(same & (jnp.arange(labels.shape[0])[None, :] < jnp.arange(labels.shape[0])[:, None]),
-                 axis=1)
-  pos_key, neg_key = jax.random.split(rng)
-  shape = (labels.shape[0], per_anchor)
-  draw = jax.random.randint(pos_key, shape, 0, jnp.maximum(members - 1, 1)[:, None])
-  draw = draw + (draw >= rank[:, None])  # skip the anchor itself
-  positives = order[jnp.clip(start[:, None] + draw, 0, labels.shape[0] - 1)]
-  draw = jax.random.randint(neg_key, shape, 0, jnp.maximum(others, 1)[:, None])
-  draw = jnp.where(draw < start[:, None], draw, draw + members[:, None])
-  negatives = order[jnp.clip(draw, 0, labels.shape[0] - 1)]
-  anchor_ok = valid & (members >= 2) & (others > 0)
-  return positives.astype(jnp.int32), negatives.astype(jnp.int32), anchor_ok
-
-
-def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.Array,
-                  negatives: jax.Array, negative_mask: jax.Array,
-                  temperature: float = 0.07) -> jax.Array:
-  """NT-Xent with static shapes: per anchor row i, pairs (i, positives[i, p]) where
-  positive_mask[i, p], each contrasted with the negatives (i, negatives[i, q]) where
-  negative_mask[i, q] (repetitions count).
-
-  Equals `losses.ntxent_loss` on the triplets (i, positives[i, p], negatives[i, p]) when both
-  masks are the anchor's usability (sampled mode); with index rows arange(N) and masks "same
-  class, other row" / "other class" it is the all-pairs loss.
-
-  Args:
-    features: [N, S] float superfeatures.
-    positives, negatives: [N, P], [N, Q] int32 row indices.
-    positive_mask, negative_mask: [N, P], [N, Q] bool.
-    temperature: softmax temperature.
-
-  Returns:
-    Scalar: mean over the positive pairs of -log(e^{s_ip/t} / (e^{s_ip/t} + sum_q e^{s_iq/t}) +
-    tiny), s the cosine similarity; 0 with at most one positive pair.
-  """
-  unit = device_memory.l2_normalise(features)
-  sims = unit @ unit.T / temperature
-  pos = jnp.take_along_axis(sims, positives, axis=1)
-  neg = jnp.take_along_axis(sims, negatives, axis=1)
-  # Shifts carry no gradient (they cancel); they keep exp() in range.
-  neg_max = jax.lax.stop_gradient(jnp.max(jnp.where(negative_mask, neg, -jnp.inf), axis=1,
-                                          keepdims=True))
-  shift = jax.lax.stop_gradient(jnp.maximum(pos, neg_max))
-  neg_sum = jnp.sum(jnp.where(negative_mask, jnp.exp(neg - jnp.where(
-      jnp.isfinite(neg_max), neg_max, 0.0)), 0.0), axis=1, keepdims=True)
-  neg_term = neg_sum * jnp.exp(jnp.where(jnp.isfinite(neg_max), neg_max, shift) - shift)
-  numerator = jnp.exp(pos - shift)
-  tiny = jnp.finfo(features.dtype).tiny
-  per_pair = -jnp.log(numerator / (numerator + neg_term) + tiny)
-  count = jnp.sum(positive_mask)
-  total = jnp.sum(jnp.where(positive_mask, per_pair, 0.0))
-  return jnp.where(count > 1, total / jnp.maximum(count, 1), 0.0)
-
-
-def frame_ntxent(rng: jax.Array, superfeatures: jax.Array, labels: jax.Array, *,
-                 config: ml_collections.ConfigDict) -> jax.Array:
-  """NT-Xent of one frame: superfeatures [N, S], labels [N] int32 pools (0 = padding)."""
-  if config.ntxent_mode == 'all_pairs':
-    valid = labels > 0
-    same = labels[:, None] == labels[None, :]
-    both = valid[:, None] & valid[None, :]
-    rows = jnp.broadcast_to(jnp.arange(labels.shape[0]), same.shape)
-    positive_mask = both & same & ~jnp.eye(labels.shape[0], dtype=bool)
-    return masked_ntxent(superfeatures, rows, positive_mask, rows, both & ~same,
-                         config.ntxent_temperature)
-  positives, negatives, ok = sample_triplets(rng, labels, config.triplets_per_anchor)
-  mask = jnp.broadcast_to(ok[:, None], positives.shape)
-  return masked_ntxent(superfeatures, positives, mask, negatives, mask,
-                       config.ntxent_temperature)
-
-
-def _decode_objects(params, batch_stats, inputs: static_crops.StaticInputs, train: bool):
+def _decode_objects(params, batch_stats, inputs: object_crops.ObjectInputs, train: bool):
   """Decoder on every object's static inputs (leading axis K) -> (logits [K, h, w, 2], the
   batch_stats each object's call would leave, leading axis K)."""
-  def one(x):
-    logits, updated = _MODEL.apply(
-        {'params': params, 'batch_stats': batch_stats}, x.attention, x.l1, x.l4,
-        x.first_l4[None], x.decoder_l1[None], x.decoder_attention[None], train=train,
-        method=shls.SHLS.decode_object, mutable=['batch_stats'])
-    return logits[0], updated['batch_stats']
-  return jax.vmap(one)(inputs)
+  variables = {'params': params, 'batch_stats': batch_stats}
+  return jax.vmap(lambda x: shls.decode_object(variables, x, train=train))(inputs)
 
 
 def _sequence_ce(params, batch_stats, sample, *, config):
@@ -266,23 +138,26 @@ def _sequence_ce(params, batch_stats, sample, *, config):
 
   _, first_att, first_boxes = predict(memory, 0)
   first_mask = (sample['label'][0][None] == objects[:, None, None]).astype(jnp.float32)
-  first_l1 = jax.lax.stop_gradient(sample['feat_l1'][0])
-  first_l4 = jax.lax.stop_gradient(sample['feat_l4'][0])
-  one_object = functools.partial(static_crops.object_inputs, size=tuple(config.crop_size))
-  crops = jax.vmap(lambda mask, box0, logits, pbox, patt, cbox, catt, t: one_object(
-      first_l1=first_l1, first_l4=first_l4, first_mask=mask, first_box=box0,
-      prev_l1=sample['feat_l1'][t - 1], prev_l4=sample['feat_l4'][t - 1], prev_logits=logits,
-      prev_box=pbox, prev_attention=patt, cur_l1=sample['feat_l1'][t],
-      cur_l4=sample['feat_l4'][t], cur_box=cbox, cur_attention=catt),
-      in_axes=(0, 0, 0, 0, 2, 0, 2, None))
-  train = 'decoder' not in config.frozen
+  first = object_crops.CropSource(jax.lax.stop_gradient(sample['feat_l1'][0]),
+                                  jax.lax.stop_gradient(sample['feat_l4'][0]), first_boxes,
+                                  plane=first_mask)
+  # Boxes [K, 4], planes [K, H, W], attention maps [H, W, K, 4]; features shared.
+  per_object = object_crops.CropSource(l1=None, l4=None, box=0, plane=0, attention=2)
+  crops = jax.vmap(functools.partial(static_crops.object_inputs, size=tuple(config.crop_size)),
+                   in_axes=(per_object, per_object, per_object))
+  train = optimizer.trains_decoder(config.frozen)
   absent = jnp.array([object_crops.OUTSIDE_ROI_BACKGROUND, 0.0], jnp.float32)
 
   prev_logits, prev_att, prev_boxes = first_mask, first_att, first_boxes
   ces, stats = [], []
   for t in range(1, num_frames):
     knn_pred, att, boxes = predict(memory, t)
-    inputs = crops(first_mask, first_boxes, prev_logits, prev_boxes, prev_att, boxes, att, t)
+    inputs = crops(
+        first,
+        object_crops.CropSource(sample['feat_l1'][t - 1], sample['feat_l4'][t - 1], prev_boxes,
+                                plane=prev_logits, attention=prev_att),
+        object_crops.CropSource(sample['feat_l1'][t], sample['feat_l4'][t], boxes,
+                                attention=att))
     logits, frame_stats = _decode_objects(params, batch_stats, inputs, train)
     pasted = jax.vmap(static_crops.paste, in_axes=(0, 0, None))(logits, boxes, (height, width))
     pasted = jnp.where(class_valid[1:, None, None, None], pasted, absent)
@@ -330,19 +205,20 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
   """Mean loss over the sequences of batch (per-device arrays) and its aux outputs."""
   b, t, h, w = batch['label'].shape
   num_segments = batch['pools'].shape[-1]
-  out, updated = _MODEL.apply(
+  out, new_stats = shls.embed(
       {'params': params, 'batch_stats': batch_stats},
       batch['image'].reshape(b * t, h, w, 3), batch['spx'].reshape(b * t, h, w),
-      num_segments=num_segments, train='embedding' not in config.frozen,
-      method=shls.SHLS.embed, mutable=['batch_stats'])
-  new_stats = dict(updated['batch_stats'])
+      num_segments=num_segments, train=optimizer.trains_embedding(config.frozen))
+  new_stats = dict(new_stats)
   out = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
   labels = jnp.where(batch['spx_valid'], batch['pools'], 0)
 
   ntxent = jnp.zeros((b,))
   if config.use_ntxent:
     keys = jax.random.split(rng, b * t).reshape(b, t, -1)
-    per_frame = functools.partial(frame_ntxent, config=config)
+    per_frame = functools.partial(
+        losses.frame_ntxent, mode=config.ntxent_mode, per_anchor=config.triplets_per_anchor,
+        temperature=config.ntxent_temperature)
     ntxent = jax.vmap(jax.vmap(per_frame))(keys, out['superfeatures'], labels).sum(1) / t
 
   ce = jnp.zeros((b,))
@@ -350,7 +226,8 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
     sample = dict(feat_l1=out['feat_l1'], feat_l4=out['feat_l4'],
                   superfeatures=out['superfeatures'], spx=batch['spx'], label=batch['label'],
                   pools=batch['pools'], spx_valid=batch['spx_valid'], num_cls=batch['num_cls'])
-    decoder_stats = {k: batch_stats[k] for k in FROZEN_GROUPS['decoder'] if k in batch_stats}
+    decoder_modules = optimizer.FROZEN_GROUPS['modulator'] + optimizer.FROZEN_GROUPS['decoder']
+    decoder_stats = {k: batch_stats[k] for k in decoder_modules if k in batch_stats}
     ce_sum, calls, valid = jax.vmap(functools.partial(
         _sequence_ce, params, decoder_stats, config=config))(sample)
     ce = ce_sum / (t - 1)
