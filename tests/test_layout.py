@@ -1,0 +1,91 @@
+"""The package's shape: imports point one way between role folders, and config files load
+without the heavy frameworks."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / 'shls_jax'
+
+
+def _module_name(path: Path) -> str:
+  parts = path.relative_to(REPO).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _is_module(name: str) -> bool:
+  path = REPO / name.replace('.', '/')
+  return path.with_suffix('.py').is_file() or path.is_dir()
+
+
+def _imports() -> dict:
+  """{module: set of shls_jax modules it imports (any nesting level)}."""
+  graph = {}
+  for path in PACKAGE.rglob('*.py'):
+    deps = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('shls_jax'):
+        for alias in node.names:
+          full = f'{node.module}.{alias.name}'
+          deps.add(full if _is_module(full) else node.module)
+      elif isinstance(node, ast.Import):
+        deps.update(a.name for a in node.names if a.name.startswith('shls_jax'))
+    graph[_module_name(path)] = deps
+  return graph
+
+
+def _role(module: str) -> str:
+  return module.split('.')[1] if '.' in module else module
+
+
+def _closure(graph: dict, start: str) -> set:
+  seen, todo = set(), [start]
+  while todo:
+    for dep in graph.get(todo.pop(), ()):
+      if dep not in seen:
+        seen.add(dep)
+        todo.append(dep)
+  return seen
+
+
+def test_role_folders_import_each_other_without_cycles():
+  graph = _imports()
+  roles = {}
+  for module, deps in graph.items():
+    roles.setdefault(_role(module), set()).update(
+        _role(d) for d in deps if _role(d) != _role(module))
+  # Kahn's algorithm: every role must come off the graph.
+  remaining = {role: set(deps) for role, deps in roles.items()}
+  while remaining:
+    leaves = [role for role, deps in remaining.items() if not deps & remaining.keys()]
+    assert leaves, f'import cycle among {sorted(remaining)}: {remaining}'
+    for role in leaves:
+      del remaining[role]
+
+
+def test_imports_point_one_way():
+  graph = _imports()
+  for module in graph:
+    reached = {_role(m) for m in _closure(graph, module)}
+    if _role(module) == 'data':
+      assert 'evaluation' not in reached, module
+    if module in ('shls_jax.training.train_step', 'shls_jax.training.reference_step'):
+      assert 'inference' not in reached, module
+    if _role(module) not in ('parity', 'tools'):
+      assert 'parity' not in reached and 'tools' not in reached, module
+
+
+def test_config_files_load_without_tensorflow_faiss_or_jax():
+  code = f"""
+import importlib, json, sys
+sys.path.insert(0, {str(REPO)!r})
+for name in {sorted(p.stem for p in (REPO / 'configs').glob('*.py'))!r}:
+  importlib.import_module('configs.' + name).get_config()
+heavy = ('tensorflow', 'tensorflow_datasets', 'faiss', 'jax', 'flax', 'torch')
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+"""
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == []
