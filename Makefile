@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv clean demo
+.PHONY: test lint format venv clean demo
 
 venv: $(STAMP)
 
@@ -17,12 +17,22 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
 
+# House style: `make format` rewrites, `make lint` only checks (CI runs it).
+LINTED := shls_jax configs tests benchmarks train.py evaluate.py
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+
 # Synthetic stills and videos, a few minutes of CPU training, then the validation J&F-Mean of
 # the untrained (step 0) and the trained variables. Starts afresh: $(DEMO_DIR)/ is deleted.
 DEMO_DIR := demo_out
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	JAX_PLATFORMS=cpu $(PY) -m shls_jax.datasets.synthetic --stills $(DEMO_DIR)/stills \
+	JAX_PLATFORMS=cpu $(PY) -m shls_jax.data.synthetic --stills $(DEMO_DIR)/stills \
 	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 8 \
 	    --frames 8 --objects 1 --video-size 96 96
 	JAX_PLATFORMS=cpu $(PY) train.py --config configs/demo.py --workdir $(DEMO_DIR)/workdir

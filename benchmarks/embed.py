@@ -53,14 +53,15 @@ def main():
   args = parser.parse_args()
   variables = init_variables(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  print(f'{"size":>9} {"superpixels":>11} {"pooling s":>10} {"loop s":>8} {"speed-up":>8} '
-        f'{"embed s":>8} {"frames/s":>8} {"peak RSS GiB":>12}')
+  print(
+    f'{"size":>9} {"superpixels":>11} {"pooling s":>10} {"loop s":>8} {"speed-up":>8} '
+    f'{"embed s":>8} {"frames/s":>8} {"peak RSS GiB":>12}'
+  )
   for (h, w), count in SIZES:
     spx = grid_superpixels(h, w, count)
     cap = int(spx.max())
     image = jnp.asarray(rng.standard_normal((1, h, w, 3)), jnp.float32)
-    embed = jax.jit(functools.partial(SHLS().apply, variables, method=SHLS.embed,
-                                      num_segments=cap))
+    embed = jax.jit(functools.partial(SHLS().apply, variables, method=SHLS.embed, num_segments=cap))
     out = embed(image, jnp.asarray(spx))
     f_l1 = out['feat_l1'][..., :64]
     f_l4 = out['feat_l4'][..., :256]
@@ -73,8 +74,10 @@ def main():
     masked_mean_loop(np.asarray(out['feat_l4'][0]), np.asarray(out['spx_l4'][0]))
     t_loop = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f'{h:>4}x{w:<4} {cap:>11} {t_pool:>10.4f} {t_loop:>8.3f} {t_loop / t_pool:>8.1f} '
-          f'{t_embed:>8.3f} {1 / t_embed:>8.2f} {peak:>12.2f}')
+    print(
+      f'{h:>4}x{w:<4} {cap:>11} {t_pool:>10.4f} {t_loop:>8.3f} {t_loop / t_pool:>8.1f} '
+      f'{t_embed:>8.3f} {1 / t_embed:>8.2f} {peak:>12.2f}'
+    )
 
 
 if __name__ == '__main__':

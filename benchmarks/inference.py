@@ -26,7 +26,7 @@ from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.propagation import Propagator
 from shls_jax.model.shls import init_variables
 
-STAGES = ("superpixels", "embed", "memory", "decode", "aggregation")
+STAGES = ('superpixels', 'embed', 'memory', 'decode', 'aggregation')
 
 
 def _timed_run(variables, mode, frames, spx, mask, max_canvas):
@@ -46,55 +46,74 @@ def _timed_run(variables, mode, frames, spx, mask, max_canvas):
   engine.run(frames, spx, mask)
   total = time.perf_counter() - start
   per_frame = {k: v / len(frames) for k, v in engine.timings.items()}
-  per_frame["total"] = total / len(frames)
+  per_frame['total'] = total / len(frames)
   return per_frame, warm_up, engine
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--davis-root", default=str(Path(__file__).resolve().parents[2] /
-                                                  "shared" / "data" / "davis2016-sample"))
-  parser.add_argument("--sequence", default="blackswan")
-  parser.add_argument("--frames", type=int, default=4)
-  parser.add_argument("--segments", type=int, default=1000)
-  parser.add_argument("--checkpoint", help="reference .pth; default random weights")
-  parser.add_argument("--max-canvas", type=int,
-                      help="fast mode's config.max_canvas; default the config's")
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument(
+    '--davis-root',
+    default=str(Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'),
+  )
+  parser.add_argument('--sequence', default='blackswan')
+  parser.add_argument('--frames', type=int, default=4)
+  parser.add_argument('--segments', type=int, default=1000)
+  parser.add_argument('--checkpoint', help='reference .pth; default random weights')
+  parser.add_argument(
+    '--max-canvas', type=int, help="fast mode's config.max_canvas; default the config's"
+  )
   args = parser.parse_args(argv)
 
   seq = davis.load_sequence(args.davis_root, args.sequence)
-  frames = davis.load_frames(seq)[:args.frames]
+  frames = davis.load_frames(seq)[: args.frames]
   mask = davis.load_masks(seq, indices=[0], single_object=True)[0]
   start = time.perf_counter()
   spx = np.stack([superpixels.compute(f, n_segments=args.segments) for f in frames])
   spx_time = (time.perf_counter() - start) / len(frames)
   if args.checkpoint:
     from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
+
     variables = load_torch_checkpoint(args.checkpoint)
   else:
     variables = init_variables(jax.random.PRNGKey(0))
-  print(f"{args.sequence}: {len(frames)} frames {frames.shape[1]}x{frames.shape[2]}, "
-        f"{spx.max(axis=(1, 2)).mean():.0f} SLIC superpixels per frame, {jax.devices()[0]}")
+  print(
+    f'{args.sequence}: {len(frames)} frames {frames.shape[1]}x{frames.shape[2]}, '
+    f'{spx.max(axis=(1, 2)).mean():.0f} SLIC superpixels per frame, {jax.devices()[0]}'
+  )
 
-  runs = {mode: _timed_run(variables, mode, frames, spx, mask, args.max_canvas)
-          for mode in ("exact", "fast")}
+  runs = {
+    mode: _timed_run(variables, mode, frames, spx, mask, args.max_canvas)
+    for mode in ('exact', 'fast')
+  }
   rows = {mode: row for mode, (row, _, _) in runs.items()}
   for row in rows.values():
-    row["superpixels"] = spx_time
-    row["total"] += spx_time
-  print(f"{'s/frame':12s}" + "".join(f"{s:>13s}" for s in STAGES) + f"{'total':>9s}{'fps':>8s}")
+    row['superpixels'] = spx_time
+    row['total'] += spx_time
+  print(f'{"s/frame":12s}' + ''.join(f'{s:>13s}' for s in STAGES) + f'{"total":>9s}{"fps":>8s}')
   for mode, row in rows.items():
-    print(f"{mode:12s}" + "".join(f"{row.get(s, 0.0):13.3f}" for s in STAGES)
-          + f"{row['total']:9.3f}{1 / row['total']:8.3f}")
-  print(f"{'fast/exact':12s}" + "".join(
-      f"{rows['fast'].get(s, 0.0) / max(rows['exact'].get(s, 0.0), 1e-9):13.2f}" for s in STAGES)
-        + f"{rows['fast']['total'] / rows['exact']['total']:9.2f}")
-  print("warm-up run s/frame (with compilation):",
-        ", ".join(f"{mode} {warm_up:.3f}" for mode, (_, warm_up, _) in runs.items()))
-  print("fast-mode canvases (frames):",
-        ", ".join(f"{h}x{w} ({n})" for (h, w), n in sorted(runs["fast"][2].canvases.items())),
-        f"(max_canvas {runs['fast'][2].config.max_canvas})")
+    print(
+      f'{mode:12s}'
+      + ''.join(f'{row.get(s, 0.0):13.3f}' for s in STAGES)
+      + f'{row["total"]:9.3f}{1 / row["total"]:8.3f}'
+    )
+  print(
+    f'{"fast/exact":12s}'
+    + ''.join(
+      f'{rows["fast"].get(s, 0.0) / max(rows["exact"].get(s, 0.0), 1e-9):13.2f}' for s in STAGES
+    )
+    + f'{rows["fast"]["total"] / rows["exact"]["total"]:9.2f}'
+  )
+  print(
+    'warm-up run s/frame (with compilation):',
+    ', '.join(f'{mode} {warm_up:.3f}' for mode, (_, warm_up, _) in runs.items()),
+  )
+  print(
+    'fast-mode canvases (frames):',
+    ', '.join(f'{h}x{w} ({n})' for (h, w), n in sorted(runs['fast'][2].canvases.items())),
+    f'(max_canvas {runs["fast"][2].config.max_canvas})',
+  )
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   main()

@@ -17,9 +17,16 @@ from shls_jax.data import input_pipeline, synthetic
 
 def sequences_per_second(source, parallel: int, sequences: int) -> float:
   """Throughput of `create_split` with batches of 1 sequence on 1 device."""
-  batches = input_pipeline.create_split(source, batch_size_per_device=1, local_devices=1,
-                                        seed=0, process_index=0, process_count=1,
-                                        num_parallel_calls=parallel, prefetch=1)
+  batches = input_pipeline.create_split(
+    source,
+    batch_size_per_device=1,
+    local_devices=1,
+    seed=0,
+    process_index=0,
+    process_count=1,
+    num_parallel_calls=parallel,
+    prefetch=1,
+  )
   next(batches)
   start = time.perf_counter()
   for _ in range(sequences):

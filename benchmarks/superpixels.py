@@ -56,18 +56,19 @@ def main() -> None:
   rows, stage_rows = [], []
   for size, frame in load_frames(args.image).items():
     labels, seconds, stages = best_of(
-        args.repeats, lambda t, x=frame: superpixels.compute(x, 'isec', timings=t))
+      args.repeats, lambda t, x=frame: superpixels.compute(x, 'isec', timings=t)
+    )
     rows.append(('isec', size, seconds, int(labels.max())))
     stage_rows.append((size, stages))
     labels, seconds, _ = best_of(args.repeats, lambda t, x=frame: superpixels.compute(x, 'slic'))
     rows.append(('slic', size, seconds, int(labels.max())))
 
-  print(f"{'method':<8}{'size':>10}{'ms':>10}{'segments':>10}")
+  print(f'{"method":<8}{"size":>10}{"ms":>10}{"segments":>10}')
   for method, size, seconds, count in rows:
     print(f'{method:<8}{size:>10}{1000 * seconds:>10.1f}{count:>10d}')
   print()
   names = list(stage_rows[0][1])
-  print(f"{'ISEC stage ms':<14}" + ''.join(f'{n:>12}' for n in names))
+  print(f'{"ISEC stage ms":<14}' + ''.join(f'{n:>12}' for n in names))
   for size, stages in stage_rows:
     print(f'{size:<14}' + ''.join(f'{1000 * stages[n]:>12.1f}' for n in names))
 

@@ -37,22 +37,27 @@ def synthetic_batch(per_device: int, seed: int = 0) -> dict:
   for index in np.ndindex(shape):
     for cls in (2, 3, 4):
       y, x = rng.integers(0, SIZE - 80, 2)
-      label[index][y:y + 80, x:x + 64] = cls
-    pools[index][:num_spx] = [np.bincount(label[index][spx == s]).argmax()
-                              for s in range(1, num_spx + 1)]
-  return dict(image=rng.normal(size=shape + (SIZE, SIZE, 3)).astype(np.float32),
-              spx=np.broadcast_to(spx, shape + (SIZE, SIZE)).copy(), label=label, pools=pools,
-              spx_valid=np.broadcast_to(np.arange(CAPACITY) < num_spx,
-                                        shape + (CAPACITY,)).copy(),
-              num_cls=np.full(shape[:2], 4, np.int32))
+      label[index][y : y + 80, x : x + 64] = cls
+    pools[index][:num_spx] = [
+      np.bincount(label[index][spx == s]).argmax() for s in range(1, num_spx + 1)
+    ]
+  return dict(
+    image=rng.normal(size=shape + (SIZE, SIZE, 3)).astype(np.float32),
+    spx=np.broadcast_to(spx, shape + (SIZE, SIZE)).copy(),
+    label=label,
+    pools=pools,
+    spx_valid=np.broadcast_to(np.arange(CAPACITY) < num_spx, shape + (CAPACITY,)).copy(),
+    num_cls=np.full(shape[:2], 4, np.int32),
+  )
 
 
 def measure(per_device: int, steps: int, config) -> tuple[float, float, float]:
   """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size."""
   batch = synthetic_batch(per_device)
   state = ts.replicate(ts.create_train_state(jax.random.PRNGKey(0), config))
-  step = jax.pmap(functools.partial(ts.train_step, config=config), axis_name='batch',
-                  donate_argnums=(0,))
+  step = jax.pmap(
+    functools.partial(ts.train_step, config=config), axis_name='batch', donate_argnums=(0,)
+  )
   start = time.perf_counter()
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
@@ -71,12 +76,14 @@ def main():
   parser.add_argument('--batch_sizes', default='1,2')
   args = parser.parse_args()
   config = step_defaults.get_config()
-  print(f"{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, "
-        f"T={FRAMES}, capacity {CAPACITY}, crop {tuple(config.crop_size)}")
-  print(f"{'batch/device':>12} {'warm-up s':>10} {'steps/s':>9} {'sequences/s':>12}")
+  print(
+    f'{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, '
+    f'T={FRAMES}, capacity {CAPACITY}, crop {tuple(config.crop_size)}'
+  )
+  print(f'{"batch/device":>12} {"warm-up s":>10} {"steps/s":>9} {"sequences/s":>12}')
   for per_device in (int(b) for b in args.batch_sizes.split(',')):
     warmup, steps, sequences = measure(per_device, args.steps, config)
-    print(f"{per_device:>12} {warmup:>10.1f} {steps:>9.4f} {sequences:>12.4f}")
+    print(f'{per_device:>12} {warmup:>10.1f} {steps:>9.4f} {sequences:>12.4f}')
 
 
 if __name__ == '__main__':

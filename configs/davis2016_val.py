@@ -14,14 +14,32 @@ import ml_collections
 
 from configs import davis2017_val
 
-DAVIS2016_VAL = ("blackswan", "bmx-trees", "breakdance", "camel", "car-roundabout", "car-shadow",
-                 "cows", "dance-twirl", "dog", "drift-chicane", "drift-straight", "goat",
-                 "horsejump-high", "kite-surf", "libby", "motocross-jump", "paragliding-launch",
-                 "parkour", "scooter-black", "soapbox")
+DAVIS2016_VAL = (
+  'blackswan',
+  'bmx-trees',
+  'breakdance',
+  'camel',
+  'car-roundabout',
+  'car-shadow',
+  'cows',
+  'dance-twirl',
+  'dog',
+  'drift-chicane',
+  'drift-straight',
+  'goat',
+  'horsejump-high',
+  'kite-surf',
+  'libby',
+  'motocross-jump',
+  'paragliding-launch',
+  'parkour',
+  'scooter-black',
+  'soapbox',
+)
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = davis2017_val.get_config()
-  config.eval.sequences = ",".join(DAVIS2016_VAL)
+  config.eval.sequences = ','.join(DAVIS2016_VAL)
   config.eval.single_object = True
   return config

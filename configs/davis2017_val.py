@@ -17,10 +17,10 @@ from configs import default
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.eval = ml_collections.ConfigDict()
-  config.eval.davis_root = ""  # set by --davis-root
-  config.eval.split = "val"  # ImageSets/2017/<split>.txt; also names the CSVs
-  config.eval.sequences = ""  # comma-separated names instead of the split ('' = whole split)
-  config.eval.resolution = "480p"  # JPEGImages/<resolution>
+  config.eval.davis_root = ''  # set by --davis-root
+  config.eval.split = 'val'  # ImageSets/2017/<split>.txt; also names the CSVs
+  config.eval.sequences = ''  # comma-separated names instead of the split ('' = whole split)
+  config.eval.resolution = '480p'  # JPEGImages/<resolution>
   config.eval.single_object = False  # merge all objects into one (DAVIS-2016 protocol)
   # (H, W) to segment at, e.g. (240, 432); () = the annotation resolution. Results are always
   # written and scored at the annotation resolution.
@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.workers = 2  # scoring processes
 
   config.eval.superpixels = ml_collections.ConfigDict()
-  config.eval.superpixels.method = "slic"  # 'slic', 'isec' or 'precomputed'
+  config.eval.superpixels.method = 'slic'  # 'slic', 'isec' or 'precomputed'
   config.eval.superpixels.n_segments = 1000  # SLIC only: about the ISEC count at 480p
-  config.eval.superpixels.root = ""  # 'precomputed': maps at <root>/<sequence>/<frame>.png
+  config.eval.superpixels.root = ''  # 'precomputed': maps at <root>/<sequence>/<frame>.png
   return config

@@ -25,8 +25,8 @@ from configs import msra10k
 
 def get_config() -> ml_collections.ConfigDict:
   config = msra10k.get_config()
-  config.data.root = "demo_out/stills"
-  config.data.split = "train"
+  config.data.root = 'demo_out/stills'
+  config.data.split = 'train'
   config.data.image_size = (64, 64)
   config.data.seq_len = 3
   config.data.slic_segments = 40
@@ -44,12 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0  # validation at the end only
   config.eval_at_start = True
 
-  config.eval.davis_root = "demo_out/videos"
-  config.eval.sequences = ""  # the whole synthetic val split
+  config.eval.davis_root = 'demo_out/videos'
+  config.eval.sequences = ''  # the whole synthetic val split
   config.eval.size = ()
   config.eval.workers = 1
   config.eval.superpixels.n_segments = 100
-  config.inference.mode = "fast"
+  config.inference.mode = 'fast'
   config.inference.crop_size = (48, 48)
   config.inference.superpixel_bucket = 64
   config.inference.superpixel_capacity = 192

@@ -26,15 +26,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Training source: an MSRA10K-layout folder (`stills.list_msra10k`).
   config.data = data_defaults.get_config()
-  config.data.root = ""  # folder holding Imgs/ (and train.txt)
-  config.data.split = ""  # '' = every image of Imgs/, else <root>/<split>.txt
-  config.data.mask_dir = ""  # '' = masks beside the images; else a folder under root
+  config.data.root = ''  # folder holding Imgs/ (and train.txt)
+  config.data.split = ''  # '' = every image of Imgs/, else <root>/<split>.txt
+  config.data.mask_dir = ''  # '' = masks beside the images; else a folder under root
   config.data.num_parallel_calls = 8  # pseudo-sequences generated concurrently per process
 
   # Network step: `shls_jax.training.train_step` (pmap over local devices, static shapes), or
   # 'reference': the exact batch-1 iteration of the reference with the host memory
   # (`shls_jax.training.reference_step`; one process, one sequence per step, slow).
-  config.step_mode = "pmap"
+  config.step_mode = 'pmap'
   config.step = step_defaults.get_config()
   config.batch_size_per_device = 1  # the reference trains on one sequence at a time
 
@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.epoch_fraction = 1 / 3
   config.num_train_steps = -1
   config.seed = 0
-  config.init_checkpoint = ""  # start from these variables (.pth or orbax folder), not random
+  config.init_checkpoint = ''  # start from these variables (.pth or orbax folder), not random
 
   config.log_every_steps = 50
   # The input pipeline restarts at every checkpoint step with a seed made of (seed, step), so
@@ -55,13 +55,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_at_start = False  # also validate the initial variables (step 0)
 
   # Validation: a few DAVIS-2017 val sequences at reduced size, fast inference mode.
-  config.eval.sequences = "bike-packing,blackswan,dog,soapbox"
+  config.eval.sequences = 'bike-packing,blackswan,dog,soapbox'
   config.eval.size = (240, 432)
-  config.inference.mode = "fast"
+  config.inference.mode = 'fast'
 
   # Final export of a reference-format PyTorch checkpoint ('' = none); `train.py
   # --export-torch` sets it. export_best exports the best validated state instead of the last.
-  config.export_torch = ""
+  config.export_torch = ''
   config.export_best = False
   config.export_overwrite = False
   return config

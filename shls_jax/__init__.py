@@ -1,3 +1,3 @@
 """shls-jax: SHLS video object segmentation (superfeatures + memory clustering) in JAX/Flax."""
 
-__version__ = "0.1.0"
+__version__ = '0.1.0'

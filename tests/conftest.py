@@ -5,53 +5,55 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
-SHARED = Path(os.environ.get("SHLS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get('SHLS_SHARED', Path(__file__).resolve().parents[2] / 'shared'))
 
 
 def _require(path: Path) -> Path:
   if not path.exists():
-    pytest.skip(f"{path} is absent: reference material lives in ../shared next to the clone")
+    pytest.skip(f'{path} is absent: reference material lives in ../shared next to the clone')
   return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def parity_dir() -> Path:
   """`../shared/parity/v1`: checkpoint, inputs and stage outputs of the PyTorch reference."""
-  return _require(SHARED / "parity" / "v1")
+  return _require(SHARED / 'parity' / 'v1')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def parity_vectors(parity_dir):
   import numpy as np
-  with np.load(parity_dir / "vectors.npz") as f:
+
+  with np.load(parity_dir / 'vectors.npz') as f:
     return {k: f[k] for k in f.files}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def parity_references():
   """`load(name)`: the parity directory `../shared/parity/<name>` with its checkpoint loaded
   (`shls_jax.parity.reference.Reference`), one per name for the whole session so that its jitted
   embedding compiles once and its training iterations run once."""
   from shls_jax.parity import reference as parity
+
   loaded = {}
 
   def load(name: str):
     if name not in loaded:
-      loaded[name] = parity.Reference.load(_require(SHARED / "parity" / name))
+      loaded[name] = parity.Reference.load(_require(SHARED / 'parity' / name))
     return loaded[name]
 
   return load
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def parity_reference(parity_references):
   """The `v1` parity directory, loaded (see `parity_references`)."""
-  return parity_references("v1")
+  return parity_references('v1')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def davis_sample() -> Path:
   """`../shared/data/davis2016-sample`: five DAVIS-2016 val sequences in the official layout."""
-  return _require(SHARED / "data" / "davis2016-sample")
+  return _require(SHARED / 'data' / 'davis2016-sample')

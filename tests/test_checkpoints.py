@@ -17,34 +17,34 @@ def _assert_same(a, b):
 
 
 def test_pth_to_orbax_to_pth_is_lossless(parity_dir, tmp_path):
-  src = parity_dir / "checkpoint.pth"
-  assert convert.main(["--src", str(src), "--dst", str(tmp_path / "ckpt")]) == 0
-  assert convert.main(["--src", str(tmp_path / "ckpt"), "--dst", str(tmp_path / "out.pth")]) == 0
-  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / "out.pth"))
-  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / "ckpt"))
+  src = parity_dir / 'checkpoint.pth'
+  assert convert.main(['--src', str(src), '--dst', str(tmp_path / 'ckpt')]) == 0
+  assert convert.main(['--src', str(tmp_path / 'ckpt'), '--dst', str(tmp_path / 'out.pth')]) == 0
+  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / 'out.pth'))
+  _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / 'ckpt'))
 
 
 def test_existing_outputs_are_kept_without_overwrite(parity_dir, tmp_path, capsys):
-  src = str(parity_dir / "checkpoint.pth")
-  dst = tmp_path / "out.pth"
-  dst.write_bytes(b"mine")
-  assert convert.main(["--src", src, "--dst", str(dst)]) == 2
-  assert dst.read_bytes() == b"mine"
-  assert "--overwrite" in capsys.readouterr().err
-  assert convert.main(["--src", src, "--dst", str(tmp_path / "c")]) == 0
-  assert convert.main(["--src", src, "--dst", str(tmp_path / "c")]) == 2
-  assert convert.main(["--src", src, "--dst", str(tmp_path / "c"), "--overwrite"]) == 0
+  src = str(parity_dir / 'checkpoint.pth')
+  dst = tmp_path / 'out.pth'
+  dst.write_bytes(b'mine')
+  assert convert.main(['--src', src, '--dst', str(dst)]) == 2
+  assert dst.read_bytes() == b'mine'
+  assert '--overwrite' in capsys.readouterr().err
+  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c')]) == 0
+  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c')]) == 2
+  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c'), '--overwrite']) == 0
 
 
 def test_bad_paths_give_clear_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    checkpoints.load_variables(tmp_path / "absent")
-  (tmp_path / "empty").mkdir()
-  with pytest.raises(FileNotFoundError, match="holds no orbax checkpoint"):
-    checkpoints.load_variables(tmp_path / "empty")
-  (tmp_path / "weights.npz").write_bytes(b"x")
-  with pytest.raises(ValueError, match="expected a PyTorch checkpoint"):
-    checkpoints.load_variables(tmp_path / "weights.npz")
+  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    checkpoints.load_variables(tmp_path / 'absent')
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(FileNotFoundError, match='holds no orbax checkpoint'):
+    checkpoints.load_variables(tmp_path / 'empty')
+  (tmp_path / 'weights.npz').write_bytes(b'x')
+  with pytest.raises(ValueError, match='expected a PyTorch checkpoint'):
+    checkpoints.load_variables(tmp_path / 'weights.npz')
 
 
 def test_quiet_orbax_logging_keeps_warnings_and_other_info():
@@ -52,6 +52,7 @@ def test_quiet_orbax_logging_keeps_warnings_and_other_info():
   import os
 
   from absl import logging as absl_logging
+
   handler = absl_logging.get_absl_handler()
   checkpoints.quiet_orbax_logging()
   filters = list(handler.filters)
@@ -60,6 +61,7 @@ def test_quiet_orbax_logging_keeps_warnings_and_other_info():
 
   def record(level, path):
     return logging.LogRecord('absl', level, path, 1, 'message', None, None)
+
   orbax_file = os.path.join('site-packages', 'orbax', 'checkpoint', 'checkpoint_manager.py')
   assert not handler.filter(record(logging.INFO, orbax_file))
   assert handler.filter(record(logging.WARNING, orbax_file))

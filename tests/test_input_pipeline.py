@@ -27,8 +27,9 @@ def source():
 
 
 def _first_batch(source, **kwargs):
-  batches = input_pipeline.create_split(source, batch_size_per_device=1, local_devices=2,
-                                        seed=1, config=_config(), **kwargs)
+  batches = input_pipeline.create_split(
+    source, batch_size_per_device=1, local_devices=2, seed=1, config=_config(), **kwargs
+  )
   batch = next(batches)
   batches.close()
   return batch
@@ -41,10 +42,15 @@ def batch(source):
 
 def test_batch_shapes_and_dtypes(batch):
   expected = {
-      'image': ((2, 1, T, H, W, 3), np.float32), 'spx': ((2, 1, T, H, W), np.int32),
-      'label': ((2, 1, T, H, W), np.int32), 'pools': ((2, 1, T, CAP), np.int32),
-      'spx_valid': ((2, 1, T, CAP), bool), 'num_cls': ((2, 1), np.int32),
-      'cls_valid': ((2, 1, 4), bool), 'index': ((2, 1), np.int32)}
+    'image': ((2, 1, T, H, W, 3), np.float32),
+    'spx': ((2, 1, T, H, W), np.int32),
+    'label': ((2, 1, T, H, W), np.int32),
+    'pools': ((2, 1, T, CAP), np.int32),
+    'spx_valid': ((2, 1, T, CAP), bool),
+    'num_cls': ((2, 1), np.int32),
+    'cls_valid': ((2, 1, 4), bool),
+    'index': ((2, 1), np.int32),
+  }
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
 
 
@@ -59,8 +65,7 @@ def test_padding_masks_match_contents(batch):
 
 
 def test_images_are_normalised_with_msra_statistics(batch):
-  image = batch['image'] * np.float32(data_defaults.MSRA_STD) + np.float32(
-      data_defaults.MSRA_MEAN)
+  image = batch['image'] * np.float32(data_defaults.MSRA_STD) + np.float32(data_defaults.MSRA_MEAN)
   assert image.min() >= -1e-5 and image.max() <= 1 + 1e-5
 
 
@@ -74,17 +79,29 @@ def test_processes_read_disjoint_shards(source):
   seen = []
   for process in range(2):
     batches = input_pipeline.create_split(
-        source, batch_size_per_device=1, local_devices=2, seed=0, config=_config(),
-        process_index=process, process_count=2, num_epochs=1)
+      source,
+      batch_size_per_device=1,
+      local_devices=2,
+      seed=0,
+      config=_config(),
+      process_index=process,
+      process_count=2,
+      num_epochs=1,
+    )
     seen.append({int(i) for b in batches for i in b['index'].ravel()})
   assert seen[0] and seen[1] and not seen[0] & seen[1]
   assert seen[0] <= {0, 2, 4, 6} and seen[1] <= {1, 3, 5, 7}
 
 
 def test_pad_sample_refuses_samples_over_capacity():
-  sample = {'image': np.zeros((T, 4, 4, 3), np.uint8), 'spx': np.ones((T, 4, 4), np.int32),
-            'label': np.ones((T, 4, 4), np.int32), 'pools': [np.ones(3, np.int32)] * T,
-            'num_spx': np.array([3] * T, np.int32), 'num_cls': 5}
+  sample = {
+    'image': np.zeros((T, 4, 4, 3), np.uint8),
+    'spx': np.ones((T, 4, 4), np.int32),
+    'label': np.ones((T, 4, 4), np.int32),
+    'pools': [np.ones(3, np.int32)] * T,
+    'num_spx': np.array([3] * T, np.int32),
+    'num_cls': 5,
+  }
   with pytest.raises(ValueError, match='cls_capacity=4'):
     input_pipeline.pad_sample(sample, _config())
   padded = input_pipeline.pad_sample({**sample, 'num_cls': 1}, _config(spx_capacity=3))
@@ -93,8 +110,10 @@ def test_pad_sample_refuses_samples_over_capacity():
 
 def test_bad_shard_arguments_are_refused(source):
   with pytest.raises(ValueError, match='process_index 2'):
-    input_pipeline.create_split(source, batch_size_per_device=1, local_devices=1, seed=0,
-                                process_index=2, process_count=2)
+    input_pipeline.create_split(
+      source, batch_size_per_device=1, local_devices=1, seed=0, process_index=2, process_count=2
+    )
   with pytest.raises(ValueError, match='fewer than one batch'):
-    input_pipeline.create_split(source[:2], batch_size_per_device=2, local_devices=2, seed=0,
-                                process_index=0, process_count=1)
+    input_pipeline.create_split(
+      source[:2], batch_size_per_device=2, local_devices=2, seed=0, process_index=0, process_count=1
+    )

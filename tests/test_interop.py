@@ -40,8 +40,13 @@ def test_export_equals_reference_checkpoint(variables, reference_state):
 def test_round_trip_flax_torch_flax(variables):
   rng = np.random.default_rng(0)
   changed = jax.tree_util.tree_map(
-      lambda x: (x + rng.integers(0, 9, x.shape)).astype(x.dtype)
-      if x.dtype == np.int32 else rng.standard_normal(x.shape).astype(np.float32), variables)
+    lambda x: (
+      (x + rng.integers(0, 9, x.shape)).astype(x.dtype)
+      if x.dtype == np.int32
+      else rng.standard_normal(x.shape).astype(np.float32)
+    ),
+    variables,
+  )
   back = tc.arrays_to_variables(tc.variables_to_state_dict(changed, prefix=''), changed)
   _assert_same_variables(back, changed)
 
@@ -52,8 +57,13 @@ def test_save_and_load_file(variables, tmp_path, prefix, wrap):
   if wrap:
     tc.save_torch_checkpoint(path, variables, epoch=3, prefix=prefix)
     saved = torch.load(path, weights_only=True)
-    assert saved['epoch'] == 3 and set(saved) == {'model', 'epoch', 'top_iou', 'global_ite',
-                                                  'test_ite'}
+    assert saved['epoch'] == 3 and set(saved) == {
+      'model',
+      'epoch',
+      'top_iou',
+      'global_ite',
+      'test_ite',
+    }
   else:
     torch.save(tc.variables_to_state_dict(variables, prefix), path)
   _assert_same_variables(tc.load_torch_checkpoint(path, variables), variables)

@@ -35,8 +35,9 @@ def test_grey_rgba_and_uint8_forms_agree(isec_vectors):
   rgba = np.concatenate([rgb, np.full_like(rgb[:, :, :1], 0.25)], axis=2)
   np.testing.assert_array_equal(compute(rgba, 'isec'), compute(rgb, 'isec'))
   as_uint8 = np.round(rgb * 255).astype(np.uint8)
-  np.testing.assert_array_equal(compute(as_uint8, 'isec'),
-                                compute(as_uint8.astype(np.float32) / 255.0, 'isec'))
+  np.testing.assert_array_equal(
+    compute(as_uint8, 'isec'), compute(as_uint8.astype(np.float32) / 255.0, 'isec')
+  )
 
 
 def test_black_image_is_one_segment():
@@ -102,11 +103,13 @@ def test_thin_mask_matches_skimage_thin(size):
 @pytest.mark.parametrize('area', [1, 5, 20])
 def test_binary_area_filters_match_skimage(area):
   for mask in _random_masks(area):
-    np.testing.assert_array_equal(isec.close_holes(mask, area),
-                                  area_closing(mask, area, connectivity=1))
+    np.testing.assert_array_equal(
+      isec.close_holes(mask, area), area_closing(mask, area, connectivity=1)
+    )
     as_float = mask.astype(np.float32)
-    np.testing.assert_array_equal(isec.open_specks(mask, area),
-                                  area_opening(as_float, area, connectivity=2) > 0)
+    np.testing.assert_array_equal(
+      isec.open_specks(mask, area), area_opening(as_float, area, connectivity=2) > 0
+    )
 
 
 def test_fill_boundaries_reaches_enclosed_pixels():
@@ -116,8 +119,9 @@ def test_fill_boundaries_reaches_enclosed_pixels():
   filled = isec.fill_boundaries(labels)
   assert filled.min() > 0
   assert filled[0, 1] == 3 and filled[3, 3] == 7
-  np.testing.assert_array_equal(isec.fill_boundaries(np.zeros((2, 3), np.int32)),
-                                np.ones((2, 3), np.int32))
+  np.testing.assert_array_equal(
+    isec.fill_boundaries(np.zeros((2, 3), np.int32)), np.ones((2, 3), np.int32)
+  )
 
 
 def test_timings_cover_every_stage():

@@ -56,7 +56,8 @@ def test_role_folders_import_each_other_without_cycles():
   roles = {}
   for module, deps in graph.items():
     roles.setdefault(_role(module), set()).update(
-        _role(d) for d in deps if _role(d) != _role(module))
+      _role(d) for d in deps if _role(d) != _role(module)
+    )
   # Kahn's algorithm: every role must come off the graph.
   remaining = {role: set(deps) for role, deps in roles.items()}
   while remaining:

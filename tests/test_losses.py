@@ -29,7 +29,7 @@ def _dense_torch_ntxent(features, triplets, temperature=0.07):
   mat = unit @ unit.T
   pos = mat[a, p][:, None] / temperature
   neg = (mat[a, n] / temperature)[None, :].expand(len(a), -1)
-  neg = neg.masked_fill(a[None, :] != a[:, None], float("-inf"))
+  neg = neg.masked_fill(a[None, :] != a[:, None], float('-inf'))
   top = torch.maximum(pos, neg.max(dim=1, keepdim=True)[0]).detach()
   num = torch.exp(pos - top)[:, 0]
   den = torch.exp(neg - top).sum(dim=1) + num
@@ -38,22 +38,22 @@ def _dense_torch_ntxent(features, triplets, temperature=0.07):
 
 def test_ntxent_matches_reference_value(parity_vectors):
   v = parity_vectors
-  loss = losses.ntxent_loss(v["embed.superfeatures"], v["pools.pools0"], v["loss.triplets"])
-  assert _rel(loss, v["loss.ntxent"]) < 1e-4
+  loss = losses.ntxent_loss(v['embed.superfeatures'], v['pools.pools0'], v['loss.triplets'])
+  assert _rel(loss, v['loss.ntxent']) < 1e-4
 
 
 def test_train_ntxent_matches_reference_value(parity_vectors):
   v = parity_vectors
-  labels = [_mode_pools(v["train.spx_merged0"], v["label"][0])]
-  labels += [_mode_pools(v["spx"][t], v["label"][t]) for t in (1, 2)]
+  labels = [_mode_pools(v['train.spx_merged0'], v['label'][0])]
+  labels += [_mode_pools(v['spx'][t], v['label'][t]) for t in (1, 2)]
   values = []
   for t in range(3):
-    triplets = v[f"train.triplets{t}"]
+    triplets = v[f'train.triplets{t}']
     # The recorded triplets follow the sampler's rules on these labels.
     assert np.all(labels[t][triplets[0]] == labels[t][triplets[1]])
     assert np.all(labels[t][triplets[0]] != labels[t][triplets[2]])
-    values.append(losses.ntxent_loss(v[f"train.frame{t}.superfeatures"], labels[t], triplets))
-  assert _rel(np.mean(values), v["train.loss_ntxent"]) < 1e-4
+    values.append(losses.ntxent_loss(v[f'train.frame{t}.superfeatures'], labels[t], triplets))
+  assert _rel(np.mean(values), v['train.loss_ntxent']) < 1e-4
 
 
 def test_ntxent_value_and_gradient_match_dense_torch():
@@ -63,7 +63,8 @@ def test_ntxent_value_and_gradient_match_dense_torch():
   feats[3] = 0  # zero superfeatures are common after the ReLU
   triplets = losses.random_triplets(labels, rng, per_anchor=5)
   value, grad = jax.jit(jax.value_and_grad(losses.ntxent_loss), static_argnums=3)(
-      jnp.asarray(feats), jnp.asarray(labels), jnp.asarray(triplets), 0.07)
+    jnp.asarray(feats), jnp.asarray(labels), jnp.asarray(triplets), 0.07
+  )
   t_feats = torch.from_numpy(feats).requires_grad_()
   ref = _dense_torch_ntxent(t_feats, triplets)
   ref.backward()
@@ -77,9 +78,9 @@ def test_ntxent_without_pairs_is_zero():
   feats = np.ones((4, 3), np.float32)
   assert float(losses.ntxent_loss(feats, np.arange(4), np.zeros((3, 0), np.int64))) == 0.0
   assert float(losses.ntxent_loss(feats, np.arange(4), np.array([[0], [1], [2]]))) == 0.0
-  with pytest.raises(ValueError, match="triplets"):
+  with pytest.raises(ValueError, match='triplets'):
     losses.ntxent_loss(feats, np.arange(4), np.zeros((2, 5), np.int64))
-  with pytest.raises(ValueError, match="labels"):
+  with pytest.raises(ValueError, match='labels'):
     losses.ntxent_loss(feats, np.arange(3), np.zeros((3, 5), np.int64))
 
 
@@ -110,13 +111,14 @@ def test_random_triplets_without_usable_class():
 
 def test_cross_entropy_matches_reference_and_torch(parity_vectors):
   v = parity_vectors
-  logits = np.moveaxis(v["frame1.pred"][0], 0, -1)
-  assert _rel(losses.cross_entropy(logits, v["label"][1]), v["loss.ce_frame1"]) < 1e-4
+  logits = np.moveaxis(v['frame1.pred'][0], 0, -1)
+  assert _rel(losses.cross_entropy(logits, v['label'][1]), v['loss.ce_frame1']) < 1e-4
   rng = np.random.default_rng(3)
   logits = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
   labels = rng.integers(1, 4, (2, 5, 6))
-  ref = F.cross_entropy(torch.from_numpy(np.moveaxis(logits, -1, 1)),
-                        torch.from_numpy(labels - 1)).item()
+  ref = F.cross_entropy(
+    torch.from_numpy(np.moveaxis(logits, -1, 1)), torch.from_numpy(labels - 1)
+  ).item()
   assert _rel(losses.cross_entropy(logits, labels), ref) < 1e-6
-  with pytest.raises(ValueError, match="disagree"):
+  with pytest.raises(ValueError, match='disagree'):
     losses.cross_entropy(logits, labels[..., 0])

@@ -21,65 +21,66 @@ def _nhwc(pred):
 
 def _check_prediction(v, prefix, pred, integer_only=False):
   """Asserts a prediction equals the recorded `prefix.*` stages."""
-  for name, ours in (("knn_pred", pred.knn_pred), ("preseg", pred.preseg), ("bbox", pred.boxes)):
+  for name, ours in (('knn_pred', pred.knn_pred), ('preseg', pred.preseg), ('bbox', pred.boxes)):
     if prefix + name in v:
       np.testing.assert_array_equal(ours, v[prefix + name], err_msg=prefix + name)
-  if prefix + "knn_dist" in v:
-    assert _relative_error(pred.knn_scores, v[prefix + "knn_dist"]) < TOLERANCE
-    assert _relative_error(pred.cent_scores, v[prefix + "cent_dist"]) < TOLERANCE
+  if prefix + 'knn_dist' in v:
+    assert _relative_error(pred.knn_scores, v[prefix + 'knn_dist']) < TOLERANCE
+    assert _relative_error(pred.cent_scores, v[prefix + 'cent_dist']) < TOLERANCE
   for k, attmap in enumerate(pred.attmaps):
-    ref = v[f"{prefix}attmap{k}"]
+    ref = v[f'{prefix}attmap{k}']
     assert attmap.transpose(2, 0, 1).shape == ref.shape
-    assert _relative_error(attmap.transpose(2, 0, 1), ref) < TOLERANCE, f"{prefix}attmap{k}"
+    assert _relative_error(attmap.transpose(2, 0, 1), ref) < TOLERANCE, f'{prefix}attmap{k}'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def inference_run(parity_vectors):
   """Teacher-forced inference loop: (frame, prediction, confident flags or None) per frame."""
   v = parity_vectors
-  num_cls = int(v["num_cls"])
-  mem = memory.fit(v["embed.superfeatures"], v["pools.pools0"], num_cls)
-  mem, pred = memory.predict(mem, v["embed.superfeatures"], v["pools.spx_merged0"],
-                             v["label"][0], annotation=v["label"][0])
+  num_cls = int(v['num_cls'])
+  mem = memory.fit(v['embed.superfeatures'], v['pools.pools0'], num_cls)
+  mem, pred = memory.predict(
+    mem, v['embed.superfeatures'], v['pools.spx_merged0'], v['label'][0], annotation=v['label'][0]
+  )
   steps = [(0, pred, None)]
-  prev_mask = v["label"][0]
-  for n in range(1, v["spx"].shape[0]):
-    feats, spx = v[f"frame{n}.superfeatures"], v["spx"][n]
+  prev_mask = v['label'][0]
+  for n in range(1, v['spx'].shape[0]):
+    feats, spx = v[f'frame{n}.superfeatures'], v['spx'][n]
     mem, pred = memory.predict(mem, feats, spx, prev_mask)
-    logodds = _nhwc(v[f"frame{n}.pred"])
+    logodds = _nhwc(v[f'frame{n}.pred'])
     prev_mask = logodds.argmax(-1) + 1
     flags = memory.confident_superpixels(spx, prev_mask, logodds)
     steps.append((n, pred, flags))
-    if f"frame{n}.confident" in v:
-      recorded = v[f"frame{n}.confident"].astype(bool)
+    if f'frame{n}.confident' in v:
+      recorded = v[f'frame{n}.confident'].astype(bool)
       mem = memory.memorise_confident(mem, feats, spx, pred.preseg, recorded)
   return steps
 
 
 def test_inference_parity(parity_vectors, inference_run):
   for n, pred, flags in inference_run:
-    _check_prediction(parity_vectors, f"frame{n}.", pred)
-    if f"frame{n}.confident" in parity_vectors:
-      np.testing.assert_array_equal(flags, parity_vectors[f"frame{n}.confident"].astype(bool))
+    _check_prediction(parity_vectors, f'frame{n}.', pred)
+    if f'frame{n}.confident' in parity_vectors:
+      np.testing.assert_array_equal(flags, parity_vectors[f'frame{n}.confident'].astype(bool))
 
 
 def test_training_parity(parity_vectors):
   v = parity_vectors
-  num_cls = int(v["num_cls"])
-  merged = v["train.spx_merged0"]
-  feats0 = v["train.frame0.superfeatures"]
-  mem = memory.fit(feats0, mode_pools(merged, v["label"][0]), num_cls)
-  mem, pred = memory.predict(mem, feats0, merged, v["label"][0], annotation=v["label"][0])
-  _check_prediction(v, "train.frame0.", pred)
-  prev_mask = v["label"][0]
+  num_cls = int(v['num_cls'])
+  merged = v['train.spx_merged0']
+  feats0 = v['train.frame0.superfeatures']
+  mem = memory.fit(feats0, mode_pools(merged, v['label'][0]), num_cls)
+  mem, pred = memory.predict(mem, feats0, merged, v['label'][0], annotation=v['label'][0])
+  _check_prediction(v, 'train.frame0.', pred)
+  prev_mask = v['label'][0]
   for n in (1, 2):
-    feats, spx = v[f"train.frame{n}.superfeatures"], v["spx"][n]
-    mem, pred = memory.predict(mem, feats, spx, prev_mask, annotation=v["label"][n])
-    _check_prediction(v, f"train.frame{n}.", pred)
-    logodds = _nhwc(v[f"train.frame{n}.pred"])
-    if f"train.frame{n}.confident" in v:
+    feats, spx = v[f'train.frame{n}.superfeatures'], v['spx'][n]
+    mem, pred = memory.predict(mem, feats, spx, prev_mask, annotation=v['label'][n])
+    _check_prediction(v, f'train.frame{n}.', pred)
+    logodds = _nhwc(v[f'train.frame{n}.pred'])
+    if f'train.frame{n}.confident' in v:
       flags = memory.confident_superpixels(spx, pred.preseg, logodds)
-      np.testing.assert_array_equal(flags, v[f"train.frame{n}.confident"].astype(bool))
+      np.testing.assert_array_equal(flags, v[f'train.frame{n}.confident'].astype(bool))
       mem = memory.memorise_confident(mem, feats, spx, pred.preseg, flags)
     prev_mask = logodds.argmax(-1) + 1
 
@@ -99,7 +100,9 @@ def test_memory_cap_keeps_initial_entries():
   second = rng.random((10, 8)).astype(np.float32)
   mem = memory.update(mem, second, np.ones(10, dtype=np.int32))
   everything = np.concatenate([_small_memory()[0].features[0], first, second])
-  np.testing.assert_array_equal(mem.features[0], np.concatenate([everything[:10], everything[-30:]]))
+  np.testing.assert_array_equal(
+    mem.features[0], np.concatenate([everything[:10], everything[-30:]])
+  )
   assert mem.centroids[0].shape == (2, 8)
   np.testing.assert_allclose(np.linalg.norm(mem.centroids[0], axis=1), 1.0, rtol=1e-5)
 
@@ -127,10 +130,10 @@ def test_zero_superfeatures_give_zero_scores():
 
 def test_vanished_object_gets_full_frame(parity_vectors):
   v = parity_vectors
-  mem = memory.fit(v["embed.superfeatures"], v["pools.pools0"], int(v["num_cls"]))
-  mem, _ = memory.predict(mem, v["embed.superfeatures"], v["pools.spx_merged0"], v["label"][0])
-  prev_mask = np.where(v["label"][0] == 3, 1, v["label"][0])
-  _, pred = memory.predict(mem, v["frame1.superfeatures"], v["spx"][1], prev_mask)
+  mem = memory.fit(v['embed.superfeatures'], v['pools.pools0'], int(v['num_cls']))
+  mem, _ = memory.predict(mem, v['embed.superfeatures'], v['pools.spx_merged0'], v['label'][0])
+  prev_mask = np.where(v['label'][0] == 3, 1, v['label'][0])
+  _, pred = memory.predict(mem, v['frame1.superfeatures'], v['spx'][1], prev_mask)
   assert not np.any(pred.preseg == 3)
   np.testing.assert_array_equal(pred.boxes[1], [0, 118, 0, 210])
   assert pred.attmaps[1].shape == (118, 210, 4) and np.isfinite(pred.attmaps[1]).all()
@@ -153,8 +156,8 @@ def test_no_background_or_nothing_confident_means_no_update():
 def test_clean_preseg_keeps_hull_of_overlapping_components():
   preseg = np.ones((8, 10), np.int32)
   preseg[0:7, 0] = 2
-  preseg[6, 0:7] = 2   # component A, overlapping the previous mask
-  preseg[4, 2] = 2     # component B, inside A's hull: stays
+  preseg[6, 0:7] = 2  # component A, overlapping the previous mask
+  preseg[4, 2] = 2  # component B, inside A's hull: stays
   preseg[0, 8:10] = 2  # component C, outside the hull: removed
   prev = np.where(preseg == 2, 2, 1)
   prev[4, 2] = prev[0, 8] = prev[0, 9] = 1
@@ -172,16 +175,17 @@ def test_roi_rules():
   thin[10:12, 20:100] = True
   np.testing.assert_array_equal(rois.roi(thin, 0.0), [0, 100, 20, 100])
   np.testing.assert_array_equal(
-      rois.grow_to_min_size(np.array([40, 50, 0, 10]), np.array([0, 25, 0, 5]), (100, 200)),
-      [33, 57, 0, 10])
+    rois.grow_to_min_size(np.array([40, 50, 0, 10]), np.array([0, 25, 0, 5]), (100, 200)),
+    [33, 57, 0, 10],
+  )
 
 
 def test_bad_inputs_are_refused():
   mem, rng = _small_memory()
   spx = np.array([[1, 2]])
-  with pytest.raises(ValueError, match="superfeatures for 2 superpixels"):
+  with pytest.raises(ValueError, match='superfeatures for 2 superpixels'):
     memory.predict(mem, rng.random((3, 8)).astype(np.float32), spx, np.ones((1, 2)))
-  with pytest.raises(ValueError, match="differ in shape"):
+  with pytest.raises(ValueError, match='differ in shape'):
     memory.predict(mem, rng.random((2, 8)).astype(np.float32), spx, np.ones((2, 2)))
-  with pytest.raises(ValueError, match=r"classes \[3\]"):
+  with pytest.raises(ValueError, match=r'classes \[3\]'):
     memory.fit(rng.random((4, 8)).astype(np.float32), np.array([1, 1, 2, 2]), num_cls=3)

@@ -20,8 +20,7 @@ def _assert_reproduced(outputs, reference):
 
 def test_embedding(reference):
   outputs = network.embedding_stages(reference)
-  assert set(outputs) == {'embed.feat_l1', 'embed.feat_l4', 'embed.spx_l4',
-                          'embed.superfeatures'}
+  assert set(outputs) == {'embed.feat_l1', 'embed.feat_l4', 'embed.spx_l4', 'embed.superfeatures'}
   _assert_reproduced(outputs, reference)
 
 

@@ -8,12 +8,12 @@ from shls_jax.memory.pools import merge_with_annotation, mode_pools
 
 def test_parity_merge_and_pools(parity_vectors):
   v = parity_vectors
-  merged = merge_with_annotation(v["spx"][0], v["label"][0])
+  merged = merge_with_annotation(v['spx'][0], v['label'][0])
   assert merged.dtype == np.int32
-  np.testing.assert_array_equal(merged, v["pools.spx_merged0"])
-  np.testing.assert_array_equal(merged, v["train.spx_merged0"])
-  np.testing.assert_array_equal(mode_pools(merged, v["label"][0]), v["pools.pools0"])
-  np.testing.assert_array_equal(mode_pools(v["spx"][1], v["label"][1]), v["pools.pools1"])
+  np.testing.assert_array_equal(merged, v['pools.spx_merged0'])
+  np.testing.assert_array_equal(merged, v['train.spx_merged0'])
+  np.testing.assert_array_equal(mode_pools(merged, v['label'][0]), v['pools.pools0'])
+  np.testing.assert_array_equal(mode_pools(v['spx'][1], v['label'][1]), v['pools.pools1'])
 
 
 def test_mode_pools_ties_and_removed_pixels():
@@ -46,18 +46,21 @@ def test_merge_third_class_inside_other_pool():
   np.testing.assert_array_equal(merge_with_annotation(spx, label), expected)
 
 
-@pytest.mark.parametrize("spx, label, message", [
-    (np.array([[1, 3]]), np.array([[1, 1]]), "dense"),
-    (np.array([[0, 1]]), np.array([[1, 1]]), "dense"),
-    (np.array([[1, 2]]), np.array([[1, 1, 1]]), "shape"),
-    (np.array([[1, 2]]), np.array([[1, -1]]), ">= 0"),
-    (np.array([[1.0, 2.0]]), np.array([[1, 1]]), "integer"),
-])
+@pytest.mark.parametrize(
+  'spx, label, message',
+  [
+    (np.array([[1, 3]]), np.array([[1, 1]]), 'dense'),
+    (np.array([[0, 1]]), np.array([[1, 1]]), 'dense'),
+    (np.array([[1, 2]]), np.array([[1, 1, 1]]), 'shape'),
+    (np.array([[1, 2]]), np.array([[1, -1]]), '>= 0'),
+    (np.array([[1.0, 2.0]]), np.array([[1, 1]]), 'integer'),
+  ],
+)
 def test_bad_maps_are_refused(spx, label, message):
   with pytest.raises(ValueError, match=message):
     mode_pools(spx, label)
 
 
 def test_merge_refuses_unlabelled_pixels():
-  with pytest.raises(ValueError, match="start at 1"):
+  with pytest.raises(ValueError, match='start at 1'):
     merge_with_annotation(np.array([[1, 2]]), np.array([[0, 1]]))

@@ -19,12 +19,12 @@ NUM_FRAMES = 4
 SIZE = (240, 427)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def reference(parity_reference):
   return parity_reference
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def pipeline_results(reference):
   out = {}
   for group in pipeline_parity.STAGE_GROUPS:
@@ -33,10 +33,11 @@ def pipeline_results(reference):
 
 
 def test_pipeline_stages_reproduce_reference(reference, pipeline_results):
-  assert {"pools.spx_merged0", "pools.pools0", "pools.pools1", "frame1.pred",
-          "video.masks"} <= set(pipeline_results)
+  assert {'pools.spx_merged0', 'pools.pools0', 'pools.pools1', 'frame1.pred', 'video.masks'} <= set(
+    pipeline_results
+  )
   failures = parity.failures(pipeline_results, reference.vectors)
-  assert not failures, "\n".join(failures)
+  assert not failures, '\n'.join(failures)
 
 
 def _config(mode, **overrides):
@@ -46,11 +47,12 @@ def _config(mode, **overrides):
   return config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def blackswan(davis_sample):
   from shls_jax import superpixels
   from shls_jax.data import davis
-  seq = davis.load_sequence(davis_sample, "blackswan")
+
+  seq = davis.load_sequence(davis_sample, 'blackswan')
   frames = davis.load_frames(seq, size=SIZE)[:NUM_FRAMES]
   mask = davis.load_masks(seq, indices=[0], size=SIZE, single_object=True)[0]
   spx = np.stack([superpixels.compute(f, n_segments=500) for f in frames])
@@ -63,20 +65,21 @@ def _iou(a, b):
 
 
 def _new_traces(before):
-  return {k: v - before.get(k, 0) for k, v in propagation.TRACE_COUNTS.items()
-          if v > before.get(k, 0)}
+  return {
+    k: v - before.get(k, 0) for k, v in propagation.TRACE_COUNTS.items() if v > before.get(k, 0)
+  }
 
 
 def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
   frames, spx, mask = blackswan
-  exact = Propagator(reference.variables, _config("exact")).run(frames, spx, mask)
+  exact = Propagator(reference.variables, _config('exact')).run(frames, spx, mask)
   before = dict(propagation.TRACE_COUNTS)
-  engine = Propagator(reference.variables, _config("fast"))
+  engine = Propagator(reference.variables, _config('fast'))
   fast = engine.run(frames, spx, mask)
   traced = _new_traces(before)
   # One embedding trace; at most one decoder trace per canvas bucket, not one per frame.
-  assert set(traced) <= {"embed", "decode"} and traced.get("embed", 0) <= 1, traced
-  assert traced.get("decode", 0) <= len(engine.canvases), (traced, engine.canvases)
+  assert set(traced) <= {'embed', 'decode'} and traced.get('embed', 0) <= 1, traced
+  assert traced.get('decode', 0) <= len(engine.canvases), (traced, engine.canvases)
   np.testing.assert_array_equal(fast.masks[0], mask)
   assert set(np.unique(fast.masks)) <= {0, 1} and set(np.unique(exact.masks)) <= {0, 1}
   ious = [_iou(a, b) for a, b in zip(fast.masks[1:], exact.masks[1:])]
@@ -84,11 +87,11 @@ def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
 
   # Another video of the same size compiles only for canvases the first one did not use.
   before = dict(propagation.TRACE_COUNTS)
-  again = Propagator(reference.variables, _config("fast"))
+  again = Propagator(reference.variables, _config('fast'))
   again.run(frames[::-1], spx[::-1], fast.masks[-1])
   new_canvases = set(again.canvases) - set(engine.canvases)
-  assert _new_traces(before).get("decode", 0) <= len(new_canvases), again.canvases
-  assert "embed" not in _new_traces(before)
+  assert _new_traces(before).get('decode', 0) <= len(new_canvases), again.canvases
+  assert 'embed' not in _new_traces(before)
 
 
 def _canvas_case(rng, frame_hw=(37, 53), l4_hw=(10, 14)):
@@ -96,21 +99,35 @@ def _canvas_case(rng, frame_hw=(37, 53), l4_hw=(10, 14)):
   (full-frame attention maps)."""
   normal = lambda *shape: rng.normal(size=shape).astype(np.float32)
   source = object_crops.CropSource
-  return (source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([3, 30, 4, 40], np.int32),
-                 plane=(rng.random(frame_hw) > 0.5).astype(np.float32)),
-          source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([5, 12, 9, 20], np.int32),
-                 plane=normal(*frame_hw), attention=normal(*frame_hw, 4)),
-          source(normal(*frame_hw, 5), normal(*l4_hw, 3), np.array([2, 17, 6, 29], np.int32),
-                 attention=normal(*frame_hw, 4)))
+  return (
+    source(
+      normal(*frame_hw, 5),
+      normal(*l4_hw, 3),
+      np.array([3, 30, 4, 40], np.int32),
+      plane=(rng.random(frame_hw) > 0.5).astype(np.float32),
+    ),
+    source(
+      normal(*frame_hw, 5),
+      normal(*l4_hw, 3),
+      np.array([5, 12, 9, 20], np.int32),
+      plane=normal(*frame_hw),
+      attention=normal(*frame_hw, 4),
+    ),
+    source(
+      normal(*frame_hw, 5),
+      normal(*l4_hw, 3),
+      np.array([2, 17, 6, 29], np.int32),
+      attention=normal(*frame_hw, 4),
+    ),
+  )
 
 
 def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
   first, prev, cur = _canvas_case(np.random.default_rng(2))
-  own_box = lambda s: s._replace(attention=s.attention[s.box[0]:s.box[1], s.box[2]:s.box[3]])
+  own_box = lambda s: s._replace(attention=s.attention[s.box[0] : s.box[1], s.box[2] : s.box[3]])
   exact, pads = object_crops.object_inputs(first, own_box(prev), own_box(cur))
   # Jitted: eager dispatch of its many small ops takes seconds.
-  canvas = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(24, 32)))(
-      first, prev, cur)
+  canvas = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(24, 32)))(first, prev, cur)
   for name in object_crops.ObjectInputs._fields:
     want, got = np.asarray(getattr(exact, name)), np.array(getattr(canvas, name))
     hp, wp = want.shape[-3:-1]
@@ -120,8 +137,9 @@ def test_canvas_holds_the_exact_inputs_and_zeros_elsewhere():
   logits = np.random.default_rng(3).normal(size=(24, 32, 2)).astype(np.float32)
   hp, wp = exact.l1.shape[1:3]
   np.testing.assert_array_equal(
-      static_crops.paste_canvas(logits, cur.box, (37, 53)),
-      object_crops.paste_back(logits[:hp, :wp], pads, cur.box, (37, 53)))
+    static_crops.paste_canvas(logits, cur.box, (37, 53)),
+    object_crops.paste_back(logits[:hp, :wp], pads, cur.box, (37, 53)),
+  )
 
 
 def test_canvas_size_is_the_smallest_bucket_capped_at_the_frame():
@@ -130,38 +148,45 @@ def test_canvas_size_is_the_smallest_bucket_capped_at_the_frame():
   assert static_crops.canvas_size(extents, (240, 427), (32, 48, 64, 96)) == (48, 96)
   assert static_crops.canvas_size(extents, (38, 90), (32, 48, 64, 96)) == (40, 92)
   assert static_crops.canvas_size(extents, (240, 427), (32,)) == (240, 428)
-  with pytest.raises(ValueError, match="multiples"):
+  with pytest.raises(ValueError, match='multiples'):
     static_crops.canvas_size(extents, (240, 427), (30,))
 
 
 def test_decode_extents_scale_only_rois_longer_than_max_canvas():
   boxes = np.array([[0, 300, 10, 210], [5, 45, 0, 64], [0, 1, 0, 479]])
-  np.testing.assert_array_equal(static_crops.decode_extents(boxes, 64),
-                                [[64, 43], [40, 64], [1, 64]])
+  np.testing.assert_array_equal(
+    static_crops.decode_extents(boxes, 64), [[64, 43], [40, 64], [1, 64]]
+  )
 
 
 def test_downscaled_canvas_resamples_the_exact_inputs_and_pastes_back():
   first, prev, cur = _canvas_case(np.random.default_rng(4))
   extent = np.array([9, 13], np.int32)  # The current ROI is 15 x 23.
-  resized = lambda x, box: np.asarray(resample.resize_bilinear(
-      x[box[0]:box[1], box[2]:box[3]], tuple(extent)))
+  resized = lambda x, box: np.asarray(
+    resample.resize_bilinear(x[box[0] : box[1], box[2] : box[3]], tuple(extent))
+  )
   inputs = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(16, 16)))(
-      first, prev, cur, extent=extent)
+    first, prev, cur, extent=extent
+  )
   # Padded to 12 x 16: one zero row above, two below, one column left, two right.
-  np.testing.assert_allclose(inputs.l1[1, 1:10, 1:14], resized(cur.l1, cur.box),
-                             atol=1e-5)
-  np.testing.assert_allclose(inputs.attention[0, 1:10, 1:14],
-                             resized(prev.attention, prev.box), atol=1e-5)
+  np.testing.assert_allclose(inputs.l1[1, 1:10, 1:14], resized(cur.l1, cur.box), atol=1e-5)
+  np.testing.assert_allclose(
+    inputs.attention[0, 1:10, 1:14], resized(prev.attention, prev.box), atol=1e-5
+  )
   assert not np.asarray(inputs.l1[:, 10:]).any() and not np.asarray(inputs.l4[:, 3:]).any()
   np.testing.assert_allclose(
-      inputs.first_l4[:3, :4],
-      resample.roi_align(first.l4, first.box, (3, 4), object_crops.L4_SCALE),
-      atol=1e-5)
+    inputs.first_l4[:3, :4],
+    resample.roi_align(first.l4, first.box, (3, 4), object_crops.L4_SCALE),
+    atol=1e-5,
+  )
   logits = np.random.default_rng(5).normal(size=(16, 16, 2)).astype(np.float32)
   box = cur.box
   pasted = np.asarray(static_crops.paste_canvas(logits, box, (37, 53), extent))
-  np.testing.assert_allclose(pasted[box[0]:box[1], box[2]:box[3]], resample.resize_bilinear(
-      logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])), atol=1e-5)
+  np.testing.assert_allclose(
+    pasted[box[0] : box[1], box[2] : box[3]],
+    resample.resize_bilinear(logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])),
+    atol=1e-5,
+  )
 
 
 def test_static_crop_of_box_sized_output_is_the_exact_crop():
@@ -172,16 +197,21 @@ def test_static_crop_of_box_sized_output_is_the_exact_crop():
   np.testing.assert_allclose(crop, x[3:15, 5:25], atol=1e-6)
   np.testing.assert_array_equal(static_crops.sample_nearest(x, box, (12, 20)), x[3:15, 5:25])
   logits = rng.normal(size=(12, 20, 2)).astype(np.float32)
-  np.testing.assert_allclose(static_crops.paste(logits, box, (20, 30)),
-                             object_crops.paste_back(logits, ((0, 0), (0, 0)), box, (20, 30)),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    static_crops.paste(logits, box, (20, 30)),
+    object_crops.paste_back(logits, ((0, 0), (0, 0)), box, (20, 30)),
+    atol=1e-5,
+  )
 
 
 def test_static_crop_resamples_like_align_corners_false():
   x = np.random.default_rng(1).normal(size=(20, 30, 2)).astype(np.float32)
   box = np.array([2, 17, 4, 29], np.int32)
-  np.testing.assert_allclose(static_crops.sample_bilinear(x, box, (8, 12)),
-                             resample.resize_bilinear(x[2:17, 4:29], (8, 12)), atol=1e-5)
+  np.testing.assert_allclose(
+    static_crops.sample_bilinear(x, box, (8, 12)),
+    resample.resize_bilinear(x[2:17, 4:29], (8, 12)),
+    atol=1e-5,
+  )
 
 
 def _small_video(t=2, h=8, w=12):
@@ -192,28 +222,32 @@ def _small_video(t=2, h=8, w=12):
 
 def test_empty_first_mask_gives_background(reference):
   frames, spx = _small_video()
-  result = Propagator(reference.variables, _config("exact")).run(
-      frames, spx, np.zeros(spx.shape[1:], np.uint8))
+  result = Propagator(reference.variables, _config('exact')).run(
+    frames, spx, np.zeros(spx.shape[1:], np.uint8)
+  )
   assert result.masks.shape == spx.shape and not result.masks.any()
   assert (result.presegs == 1).all()
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f, s, m: (f, s[:, :-1], m), "do not match the frames"),
-    (lambda f, s, m: (f, s, m[:-1]), "does not match the frame size"),
-    (lambda f, s, m: (f, s * 2, m), "not dense"),
-    (lambda f, s, m: (f.astype(np.float32), s, m), "uint8"),
-    (lambda f, s, m: (f, s, m + 255), "void"),
-])
+@pytest.mark.parametrize(
+  'change, message',
+  [
+    (lambda f, s, m: (f, s[:, :-1], m), 'do not match the frames'),
+    (lambda f, s, m: (f, s, m[:-1]), 'does not match the frame size'),
+    (lambda f, s, m: (f, s * 2, m), 'not dense'),
+    (lambda f, s, m: (f.astype(np.float32), s, m), 'uint8'),
+    (lambda f, s, m: (f, s, m + 255), 'void'),
+  ],
+)
 def test_bad_input_is_refused(reference, change, message):
   frames, spx = _small_video()
   mask = np.zeros(spx.shape[1:], np.uint8)
   mask[2:5, 3:7] = 1
-  engine = Propagator(reference.variables, _config("exact"))
+  engine = Propagator(reference.variables, _config('exact'))
   with pytest.raises(ValueError, match=message):
     engine.run(*change(frames, spx, mask))
 
 
 def test_unknown_mode_is_refused(reference):
-  with pytest.raises(ValueError, match="mode"):
-    Propagator(reference.variables, _config("fastest"))
+  with pytest.raises(ValueError, match='mode'):
+    Propagator(reference.variables, _config('fastest'))

@@ -49,16 +49,19 @@ def test_labels_superpixels_and_pools_are_consistent(sequences):
       present = np.unique(seq['spx'][t])
       np.testing.assert_array_equal(present, np.arange(1, present.size + 1))
       assert seq['num_spx'][t] == present.size
-      np.testing.assert_array_equal(seq['pools'][t],
-                                    pools_lib.mode_pools(seq['spx'][t], seq['label'][t]))
+      np.testing.assert_array_equal(
+        seq['pools'][t], pools_lib.mode_pools(seq['spx'][t], seq['label'][t])
+      )
 
 
 def test_frame0_superpixels_are_merged_with_labels(sequences):
   for seq in sequences:
-    slic = superpixels.compute(seq['image'][0], 'slic', n_segments=SEGMENTS, compactness=20,
-                               sigma=1)
-    np.testing.assert_array_equal(seq['spx'][0],
-                                  pools_lib.merge_with_annotation(slic, seq['label'][0]))
+    slic = superpixels.compute(
+      seq['image'][0], 'slic', n_segments=SEGMENTS, compactness=20, sigma=1
+    )
+    np.testing.assert_array_equal(
+      seq['spx'][0], pools_lib.merge_with_annotation(slic, seq['label'][0])
+    )
     pool_map = seq['pools'][0][seq['spx'][0] - 1]
     assert np.mean(pool_map == seq['label'][0]) > 0.99
 
@@ -80,10 +83,15 @@ def test_frame0_is_the_resized_still_and_without_others_nothing_is_pasted(source
 def test_image_with_more_regions_than_max_labels_keeps_them_all(sources):
   mask = np.zeros((60, 64), np.float32)
   for top, left in ((4, 4), (4, 40), (36, 4), (36, 40)):
-    mask[top:top + 18, left:left + 18] = 1
-  seq = pseudo_sequences.make_pseudo_sequence(sources[1][0][:, :64], mask,
-                                              np.random.default_rng(0), size=SIZE,
-                                              n_segments=SEGMENTS, others=sources)
+    mask[top : top + 18, left : left + 18] = 1
+  seq = pseudo_sequences.make_pseudo_sequence(
+    sources[1][0][:, :64],
+    mask,
+    np.random.default_rng(0),
+    size=SIZE,
+    n_segments=SEGMENTS,
+    others=sources,
+  )
   assert seq['num_cls'] == 5
 
 
@@ -93,12 +101,19 @@ def test_paste_refuses_places_that_hide_over_half_an_object():
   label[7:17, 7:17] = 2
   big = np.ones((20, 20), np.uint8)
   out_frame, out_label, pasted = pseudo_sequences.paste_object(
-      frame, label, np.ones((20, 20, 3), np.float32), big, 3, np.random.default_rng(0))
+    frame, label, np.ones((20, 20, 3), np.float32), big, 3, np.random.default_rng(0)
+  )
   assert not pasted and out_label is label and out_frame is frame
   for seed in range(10):
     _, out_label, pasted = pseudo_sequences.paste_object(
-        frame, label, np.ones((6, 6, 3), np.float32), np.ones((6, 6), np.uint8), 3,
-        np.random.default_rng(seed), attempts=50)
+      frame,
+      label,
+      np.ones((6, 6, 3), np.float32),
+      np.ones((6, 6), np.uint8),
+      3,
+      np.random.default_rng(seed),
+      attempts=50,
+    )
     assert pasted
     assert np.count_nonzero(out_label == 2) > 50 and np.count_nonzero(out_label == 3) > 0
 

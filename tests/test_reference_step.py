@@ -26,8 +26,9 @@ def step(parity_reference):
 
 def test_forward_stages(reference):
   outputs = training.forward_stages(reference)
-  expected = {k for k in reference.vectors if k.startswith('train.frame') or
-              k == 'train.spx_merged0'}
+  expected = {
+    k for k in reference.vectors if k.startswith('train.frame') or k == 'train.spx_merged0'
+  }
   assert set(outputs) == expected
   assert not parity.failures(outputs, reference.vectors)
 
@@ -45,8 +46,11 @@ def test_float64_iteration_matches_tightly(reference):
   assert set(outputs) == {k for k in reference.vectors if k.startswith('train64.')}
   assert not parity.failures(outputs, reference.vectors)
   floor = parity.gradient_floor(reference.vectors)
-  worst = max(parity.relative_error(v, reference.vectors[k], floor)
-              for k, v in outputs.items() if k.startswith('train64.grad.'))
+  worst = max(
+    parity.relative_error(v, reference.vectors[k], floor)
+    for k, v in outputs.items()
+    if k.startswith('train64.grad.')
+  )
   # Orders of magnitude below the float32 noise of the same gradients (up to 5.5e-2 on v2).
   assert worst < parity.FLOAT64_TOLERANCE
 
@@ -54,7 +58,8 @@ def test_float64_iteration_matches_tightly(reference):
 def test_float32_gradients_within_measured_noise(reference):
   outputs = {**training.gradient_stages(reference), **training.float64_stages(reference)}
   assert {k for k in outputs if k.startswith('train.grad')} == {
-      k for k in reference.vectors if k.startswith('train.grad')}
+    k for k in reference.vectors if k.startswith('train.grad')
+  }
   assert not parity.failures(outputs, reference.vectors)
 
 
@@ -65,25 +70,27 @@ def test_tool_gives_the_same_verdict_and_writes_every_stage(reference, tmp_path,
   assert 'FAIL' not in printed and 'bound' in printed
   with np.load(out) as f:
     written = set(f.files)
-  assert written == {k for k in reference.vectors
-                     if k.startswith(('train.', 'train64.')) and 'triplets' not in k}
+  assert written == {
+    k for k in reference.vectors if k.startswith(('train.', 'train64.')) and 'triplets' not in k
+  }
 
 
 def test_gradient_norm_order_is_pytorch_parameter_order(reference):
   import json
 
   from shls_jax.checkpoints.torch_interop import variables_to_arrays
+
   manifest = json.loads((reference.directory / 'manifest.json').read_text())
-  names = list(variables_to_arrays({'params': reference.variables['params'],
-                                    'batch_stats': {}}))
+  names = list(variables_to_arrays({'params': reference.variables['params'], 'batch_stats': {}}))
   assert names == manifest['param_names']
 
 
 def test_switching_off_a_loss_removes_its_term(parity_reference, step):
-  params, stats = (parity_reference.variables['params'],
-                   parity_reference.variables['batch_stats'])
-  for options, kept in ((reference_step.StepOptions(ntxent=False), 'ce'),
-                        (reference_step.StepOptions(ce=False), 'ntxent')):
+  params, stats = (parity_reference.variables['params'], parity_reference.variables['batch_stats'])
+  for options, kept in (
+    (reference_step.StepOptions(ntxent=False), 'ce'),
+    (reference_step.StepOptions(ce=False), 'ntxent'),
+  ):
     loss, terms, grads = reference_step.gradients(params, stats, step.constants, options)
     np.testing.assert_allclose(float(loss), float(getattr(terms, kept)), rtol=1e-6)
     # The superfeature heads reach only NT-Xent, the decoder only CE.
@@ -97,8 +104,9 @@ def _tiny_sequence():
   """Two 32x32 frames, 4x4-pixel superpixels, a square object that moves by 2 pixels."""
   rng = np.random.default_rng(0)
   images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
-  spx = np.broadcast_to((np.arange(32)[:, None] // 4) * 8 + np.arange(32)[None, :] // 4 + 1,
-                        (2, 32, 32)).astype(np.int32)
+  spx = np.broadcast_to(
+    (np.arange(32)[:, None] // 4) * 8 + np.arange(32)[None, :] // 4 + 1, (2, 32, 32)
+  ).astype(np.int32)
   labels = np.ones((2, 32, 32), np.int32)
   labels[0, 8:20, 8:20] = 2
   labels[1, 10:22, 10:22] = 2
@@ -111,18 +119,25 @@ def test_frozen_groups_get_no_update_and_keep_statistics(parity_reference):
   config = step_defaults.get_config()
   config.frozen = ('modulator', 'decoder')
   tx = optimizer.create_optimizer(variables['params'], config)
-  result = reference_step.reference_step(variables, *_tiny_sequence(), 2,
-                                         rng=np.random.default_rng(0), options=options)
+  result = reference_step.reference_step(
+    variables, *_tiny_sequence(), 2, rng=np.random.default_rng(0), options=options
+  )
   updates, _ = tx.update(result.grads, tx.init(variables['params']), variables['params'])
-  new = {'params': optax.apply_updates(variables['params'], updates),
-         'batch_stats': result.batch_stats}
+  new = {
+    'params': optax.apply_updates(variables['params'], updates),
+    'batch_stats': result.batch_stats,
+  }
   for group in ('mem_select', 'segmenter'):
     assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(result.grads[group]))
-    for old, updated in zip(jax.tree_util.tree_leaves(variables['params'][group]),
-                            jax.tree_util.tree_leaves(new['params'][group])):
+    for old, updated in zip(
+      jax.tree_util.tree_leaves(variables['params'][group]),
+      jax.tree_util.tree_leaves(new['params'][group]),
+    ):
       np.testing.assert_array_equal(np.asarray(old), np.asarray(updated))
-  for old, updated in zip(jax.tree_util.tree_leaves(variables['batch_stats']['segmenter']),
-                          jax.tree_util.tree_leaves(new['batch_stats']['segmenter'])):
+  for old, updated in zip(
+    jax.tree_util.tree_leaves(variables['batch_stats']['segmenter']),
+    jax.tree_util.tree_leaves(new['batch_stats']['segmenter']),
+  ):
     np.testing.assert_array_equal(np.asarray(old), np.asarray(updated))
   # The embedding still trains: its parameters and statistics move.
   old_l1 = np.asarray(variables['params']['sf_head_L1']['0']['kernel'])

@@ -16,28 +16,28 @@ SIZES = [(1, 1), (1, 5), (3, 2), (5, 7), (8, 16), (13, 29), (59, 105)]
 
 def _torch_resize(x, size, mode):
   t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
-  kwargs = {"align_corners": False} if mode == "bilinear" else {}
+  kwargs = {'align_corners': False} if mode == 'bilinear' else {}
   return np.moveaxis(F.interpolate(t, size, mode=mode, **kwargs).numpy(), 1, -1)
 
 
-@pytest.mark.parametrize("src", SIZES)
+@pytest.mark.parametrize('src', SIZES)
 def test_resize_bilinear_matches_torch(src):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *src, 3)).astype(np.float32)
   for dst in SIZES:
     ours = np.asarray(resample.resize_bilinear(x, dst))
-    ref = _torch_resize(x, dst, "bilinear")
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6, err_msg=f"{src} -> {dst}")
+    ref = _torch_resize(x, dst, 'bilinear')
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6, err_msg=f'{src} -> {dst}')
 
 
-@pytest.mark.parametrize("src", SIZES)
+@pytest.mark.parametrize('src', SIZES)
 def test_resize_nearest_matches_torch(src):
   rng = np.random.default_rng(1)
   x = rng.integers(1, 100, size=(1, *src, 2)).astype(np.float32)
   for dst in SIZES + [(118, 210), (30, 53)]:
     ours = np.asarray(resample.resize_nearest(x.astype(np.int32), dst))
-    ref = _torch_resize(x, dst, "nearest").astype(np.int32)
-    np.testing.assert_array_equal(ours, ref, err_msg=f"{src} -> {dst}")
+    ref = _torch_resize(x, dst, 'nearest').astype(np.int32)
+    np.testing.assert_array_equal(ours, ref, err_msg=f'{src} -> {dst}')
 
 
 def test_resize_hand_values():
@@ -61,13 +61,13 @@ def test_resize_is_jittable_and_keeps_dtype():
 
 
 def test_resize_rejects_bad_input():
-  with pytest.raises(ValueError, match="H, W, C"):
+  with pytest.raises(ValueError, match='H, W, C'):
     resample.resize_bilinear(np.zeros((4, 4)), (2, 2))
-  with pytest.raises(ValueError, match="positive"):
+  with pytest.raises(ValueError, match='positive'):
     resample.resize_nearest(np.zeros((4, 4, 1)), (0, 2))
 
 
-@pytest.mark.parametrize("shape,d", [((5, 7, 3), 4), ((8, 12, 1), 4), ((1, 2, 2, 1), 3)])
+@pytest.mark.parametrize('shape,d', [((5, 7, 3), 4), ((8, 12, 1), 4), ((1, 2, 2, 1), 3)])
 def test_pad_to_multiple_roundtrip(shape, d):
   x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
   padded, pads = resample.pad_to_multiple(x, d)
@@ -116,8 +116,12 @@ def _loop_roi_align(feat, box, out_hw, scale, sampling_ratio=-1):
             x1 = x0 + 1
           ly, lx = yy - y0, xx - x0
           hy, hx = 1 - ly, 1 - lx
-          acc += (hy * hx * feat[y0, x0] + hy * lx * feat[y0, x1]
-                  + ly * hx * feat[y1, x0] + ly * lx * feat[y1, x1])
+          acc += (
+            hy * hx * feat[y0, x0]
+            + hy * lx * feat[y0, x1]
+            + ly * hx * feat[y1, x0]
+            + ly * lx * feat[y1, x1]
+          )
       out[ph, pw] = acc / max(gh * gw, 1)
   return out
 
@@ -137,28 +141,37 @@ def _random_boxes(rng, n, height, width):
 def test_roi_align_matches_loop():
   rng = np.random.default_rng(3)
   feat = rng.normal(size=(9, 13, 3)).astype(np.float32)
-  for box, out_hw in [([3, 20, 5, 40], (3, 4)), ([-6, 1, 50, 60], (2, 2)), ([10, 11, 0, 2], (1, 3))]:
+  for box, out_hw in [
+    ([3, 20, 5, 40], (3, 4)),
+    ([-6, 1, 50, 60], (2, 2)),
+    ([10, 11, 0, 2], (1, 3)),
+  ]:
     ours = np.asarray(resample.roi_align(feat, box, out_hw, 0.25))
     np.testing.assert_allclose(ours, _loop_roi_align(feat, box, out_hw, 0.25), rtol=0, atol=2e-5)
   box = [3, 20, 5, 40]
-  np.testing.assert_allclose(resample.roi_align(feat, box, (3, 4), 0.25, sampling_ratio=2),
-                             _loop_roi_align(feat, box, (3, 4), 0.25, sampling_ratio=2),
-                             rtol=0, atol=2e-5)
+  np.testing.assert_allclose(
+    resample.roi_align(feat, box, (3, 4), 0.25, sampling_ratio=2),
+    _loop_roi_align(feat, box, (3, 4), 0.25, sampling_ratio=2),
+    rtol=0,
+    atol=2e-5,
+  )
 
 
-@pytest.mark.parametrize("out_hw", [(1, 1), (2, 3), (5, 4)])
+@pytest.mark.parametrize('out_hw', [(1, 1), (2, 3), (5, 4)])
 def test_roi_align_traced_box_matches_loop(out_hw):
   rng = np.random.default_rng(out_hw[0] * 10 + out_hw[1])
   feat = rng.normal(size=(9, 13, 3)).astype(np.float32)
-  max_grid = (resample.roi_grid(0, 4 * 9 + 12, out_hw[0], 0.25),
-              resample.roi_grid(0, 4 * 13 + 12, out_hw[1], 0.25))
+  max_grid = (
+    resample.roi_grid(0, 4 * 9 + 12, out_hw[0], 0.25),
+    resample.roi_grid(0, 4 * 13 + 12, out_hw[1], 0.25),
+  )
   fn = jax.jit(lambda f, b: resample.roi_align(f, b, out_hw, 0.25, max_grid=max_grid))
   for box in _random_boxes(rng, 25, 9, 13):
     ours = np.asarray(fn(feat, jnp.asarray(box, jnp.float32)))
     ref = _loop_roi_align(feat, box, out_hw, 0.25)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-5, err_msg=f"{box} {out_hw}")
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-5, err_msg=f'{box} {out_hw}')
 
 
 def test_roi_align_traced_box_needs_max_grid():
-  with pytest.raises(ValueError, match="max_grid"):
+  with pytest.raises(ValueError, match='max_grid'):
     jax.jit(lambda f, b: resample.roi_align(f, b, (2, 2), 0.25))(jnp.zeros((4, 4, 1)), jnp.zeros(4))

@@ -9,7 +9,7 @@ from shls_jax.data import stills, synthetic
 
 def _square(shape, top, left, side):
   mask = np.zeros(shape, np.uint8)
-  mask[top:top + side, left:left + side] = 1
+  mask[top : top + side, left : left + side] = 1
   return mask
 
 
@@ -114,9 +114,9 @@ def test_clear_errors(msra_root, tmp_path):
 def test_tfds_builder_prepares_splits_from_manual_dir(msra_root, tmp_path):
   tfds = pytest.importorskip('tensorflow_datasets')
   from shls_jax.data import tfds_stills
+
   builder = tfds_stills.StillImages(data_dir=tmp_path, file_format='array_record')
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=msra_root))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=msra_root))
   assert builder.info.splits['train'].num_examples == 4
   assert builder.info.splits['val'].num_examples == 1
   source = tfds_stills.as_source(builder, 'val')

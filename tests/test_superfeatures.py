@@ -30,8 +30,16 @@ def variables():
 @pytest.fixture(scope='module')
 def embed_fn(variables):
   def run(image, spx, train):
-    return SHLS().apply(variables, image, spx, num_segments=6, train=train,
-                        method=SHLS.embed, mutable=['batch_stats'] if train else False)
+    return SHLS().apply(
+      variables,
+      image,
+      spx,
+      num_segments=6,
+      train=train,
+      method=SHLS.embed,
+      mutable=['batch_stats'] if train else False,
+    )
+
   return jax.jit(run, static_argnums=2)
 
 
@@ -67,8 +75,11 @@ def test_info_map_values_and_label_zero():
 
 
 def test_empty_and_vanishing_superpixels(embed_fn, variables):
-  out = embed_fn(jnp.asarray(np.random.default_rng(2).standard_normal((1, 16, 16, 3)),
-                             jnp.float32), jnp.asarray(_spx_16()), False)
+  out = embed_fn(
+    jnp.asarray(np.random.default_rng(2).standard_normal((1, 16, 16, 3)), jnp.float32),
+    jnp.asarray(_spx_16()),
+    False,
+  )
   sf = np.asarray(out['superfeatures'][0])
   np.testing.assert_array_equal(out['valid'][0], [True] * 5 + [False])
   np.testing.assert_array_equal(np.asarray(out['spx_l4'][0]) == 5, False)
@@ -78,11 +89,16 @@ def test_empty_and_vanishing_superpixels(embed_fn, variables):
   np.testing.assert_allclose(sf[2], np.maximum(bias, 0.0) * np.ones(32), rtol=1e-6)
   # Label 5 vanishes at L4: only the L1 head contributes.
   means, counts = sfm.segment_means(out['feat_l1'], jnp.asarray(_spx_16()), 6)
-  head = sfm.SuperfeatureHead().apply({'params': variables['params']['sf_head_L1'],
-                                       'batch_stats': variables['batch_stats']['sf_head_L1']},
-                                      means, counts > 0, False)
-  np.testing.assert_allclose(sf[4], np.maximum(w_l1 * head[0, 4] + bias, 0.0), rtol=1e-5,
-                             atol=1e-6)
+  head = sfm.SuperfeatureHead().apply(
+    {
+      'params': variables['params']['sf_head_L1'],
+      'batch_stats': variables['batch_stats']['sf_head_L1'],
+    },
+    means,
+    counts > 0,
+    False,
+  )
+  np.testing.assert_allclose(sf[4], np.maximum(w_l1 * head[0, 4] + bias, 0.0), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(sf[5], 0.0)
 
 
@@ -107,11 +123,14 @@ def test_sequential_running_update_closed_form():
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-@pytest.mark.parametrize('spx, message', [
+@pytest.mark.parametrize(
+  'spx, message',
+  [
     (np.array([[1, 7]]), 'exceeds the capacity num_segments=6'),
     (np.array([[1, -1]]), 'must be >= 0'),
     (np.array([[1.0, 2.0]]), 'must be integers'),
-])
+  ],
+)
 def test_check_labels_errors(spx, message):
   with pytest.raises(ValueError, match=message):
     sfm.check_labels(spx, 6)

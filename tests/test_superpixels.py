@@ -36,14 +36,17 @@ def test_slic_dense_labels_and_segment_count(rgb):
 
 def test_slic_grey_rgba_and_uint8_forms(rgb):
   grey = rgb[:, :, 0]
-  np.testing.assert_array_equal(superpixels.compute(grey, 'slic'),
-                                superpixels.compute(np.repeat(grey[:, :, None], 3, 2), 'slic'))
+  np.testing.assert_array_equal(
+    superpixels.compute(grey, 'slic'),
+    superpixels.compute(np.repeat(grey[:, :, None], 3, 2), 'slic'),
+  )
   rgba = np.concatenate([rgb, np.ones_like(rgb[:, :, :1])], axis=2)
-  np.testing.assert_array_equal(superpixels.compute(rgba, 'slic'),
-                                superpixels.compute(rgb, 'slic'))
+  np.testing.assert_array_equal(superpixels.compute(rgba, 'slic'), superpixels.compute(rgb, 'slic'))
   as_uint8 = np.round(rgb * 255).astype(np.uint8)
-  np.testing.assert_array_equal(superpixels.compute(as_uint8, 'slic'),
-                                superpixels.compute(as_uint8.astype(np.float32) / 255, 'slic'))
+  np.testing.assert_array_equal(
+    superpixels.compute(as_uint8, 'slic'),
+    superpixels.compute(as_uint8.astype(np.float32) / 255, 'slic'),
+  )
 
 
 def test_compute_rejects_bad_method_and_images(rgb):
@@ -74,8 +77,9 @@ def test_png_round_trip(tmp_path):
   raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
   assert raw.dtype == np.uint16
   np.testing.assert_array_equal(raw, labels)
-  np.testing.assert_array_equal(superpixels.read_labels(path, (31, 47)),
-                                superpixels.dense_labels(labels))
+  np.testing.assert_array_equal(
+    superpixels.read_labels(path, (31, 47)), superpixels.dense_labels(labels)
+  )
   assert [p.name for p in path.parent.iterdir()] == ['00003.png']
 
 
@@ -108,7 +112,9 @@ def small_davis(davis_sample, tmp_path_factory):
     folder.mkdir(parents=True)
     for frame in davis.frame_paths(davis_sample, name)[:3]:
       image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
-      cv2.imwrite(str(folder / frame.name), cv2.resize(image, (160, 96), interpolation=cv2.INTER_AREA))
+      cv2.imwrite(
+        str(folder / frame.name), cv2.resize(image, (160, 96), interpolation=cv2.INTER_AREA)
+      )
   (root / 'ImageSets' / '2017').mkdir(parents=True)
   (root / 'ImageSets' / '2017' / 'val.txt').write_text('\n'.join(names) + '\n')
   return root
@@ -122,8 +128,12 @@ def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_pa
   out = tmp_path / 'isec'
   args = ['--method', 'isec', '--davis-root', str(small_davis), '--out', str(out)]
   tool.main(args + ['--split', 'val', '--max-frames', '2', '--workers', '2'])
-  assert _maps(out) == ['blackswan/00000.png', 'blackswan/00001.png', 'dog/00000.png',
-                        'dog/00001.png']
+  assert _maps(out) == [
+    'blackswan/00000.png',
+    'blackswan/00001.png',
+    'dog/00000.png',
+    'dog/00001.png',
+  ]
   assert json.loads((out / 'settings.json').read_text()) == {'method': 'isec', 'params': {}}
   for name in _maps(out):
     frame = small_davis / 'JPEGImages' / '480p' / name.replace('.png', '.jpg')
@@ -156,8 +166,22 @@ def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
   split = tmp_path / 'mine.txt'
   split.write_text('dog\n')
   out = tmp_path / 'slic'
-  tool.main(['--method', 'slic', '--davis-root', str(small_davis), '--out', str(out),
-             '--split', str(split), '--max-frames', '1', '--n-segments', '50'])
+  tool.main(
+    [
+      '--method',
+      'slic',
+      '--davis-root',
+      str(small_davis),
+      '--out',
+      str(out),
+      '--split',
+      str(split),
+      '--max-frames',
+      '1',
+      '--n-segments',
+      '50',
+    ]
+  )
   assert _maps(out) == ['dog/00000.png']
   labels = superpixels.read_labels(out / 'dog' / '00000.png', (96, 160))
   assert 20 <= labels.max() <= 80
@@ -165,11 +189,32 @@ def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
 
 def test_precompute_tool_clear_errors(small_davis, tmp_path):
   with pytest.raises(SystemExit, match='not a directory'):
-    tool.main(['--method', 'isec', '--davis-root', str(tmp_path / 'nowhere'),
-               '--out', str(tmp_path / 'o')])
+    tool.main(
+      ['--method', 'isec', '--davis-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'o')]
+    )
   with pytest.raises(SystemExit, match='frame folder'):
-    tool.main(['--method', 'isec', '--davis-root', str(small_davis), '--out', str(tmp_path / 'o'),
-               '--sequences', 'unknown'])
+    tool.main(
+      [
+        '--method',
+        'isec',
+        '--davis-root',
+        str(small_davis),
+        '--out',
+        str(tmp_path / 'o'),
+        '--sequences',
+        'unknown',
+      ]
+    )
   with pytest.raises(SystemExit):
-    tool.main(['--method', 'isec', '--davis-root', str(small_davis), '--out', str(tmp_path / 'o'),
-               '--n-segments', '10'])
+    tool.main(
+      [
+        '--method',
+        'isec',
+        '--davis-root',
+        str(small_davis),
+        '--out',
+        str(tmp_path / 'o'),
+        '--n-segments',
+        '10',
+      ]
+    )

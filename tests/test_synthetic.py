@@ -8,8 +8,11 @@ from shls_jax.data import davis, stills, synthetic
 
 def test_stills_follow_the_msra10k_layout(tmp_path):
   names = synthetic.write_stills(tmp_path, num_images=6, size=(40, 50), seed=0)
-  assert len(stills.list_msra10k(tmp_path, 'train')) + len(
-      stills.list_msra10k(tmp_path, 'val')) == len(names) == 6
+  assert (
+    len(stills.list_msra10k(tmp_path, 'train')) + len(stills.list_msra10k(tmp_path, 'val'))
+    == len(names)
+    == 6
+  )
   for sample in stills.list_msra10k(tmp_path):
     image, mask = stills.load_sample(sample)
     assert image.shape == (40, 50, 3) and mask.max() == 1.0
@@ -29,15 +32,27 @@ def test_still_objects_stand_out_in_saturation():
 def test_writers_are_deterministic(tmp_path):
   for run in ('a', 'b'):
     synthetic.write_stills(tmp_path / run / 's', num_images=2, size=(20, 24), seed=5)
-    synthetic.write_videos(tmp_path / run / 'v', num_videos=1, num_frames=2, size=(30, 40),
-                           seed=5)
+    synthetic.write_videos(tmp_path / run / 'v', num_videos=1, num_frames=2, size=(30, 40), seed=5)
   for path in (tmp_path / 'a').rglob('*.*'):
     assert path.read_bytes() == (tmp_path / 'b' / path.relative_to(tmp_path / 'a')).read_bytes()
 
 
 def test_videos_follow_the_davis_layout(tmp_path):
-  synthetic.main(['--videos', str(tmp_path), '--num-videos', '2', '--frames', '5',
-                  '--objects', '3', '--video-size', '60', '108'])
+  synthetic.main(
+    [
+      '--videos',
+      str(tmp_path),
+      '--num-videos',
+      '2',
+      '--frames',
+      '5',
+      '--objects',
+      '3',
+      '--video-size',
+      '60',
+      '108',
+    ]
+  )
   names = davis.list_sequences(tmp_path, 'val')
   assert names == ['synth000', 'synth001']
   for name in names:

@@ -19,11 +19,19 @@ from shls_jax.training import loop
 REPO = Path(__file__).resolve().parents[1]
 # Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.
 TINY = {
-    'data.image_size': (32, 32), 'data.seq_len': 2, 'data.slic_segments': 12,
-    'data.spx_capacity': 32, 'data.cls_capacity': 3, 'data.num_parallel_calls': 1,
-    'step.crop_size': (16, 16), 'step.object_capacity': 2, 'step.kmeans_iterations': 2,
-    'checkpoint_every_steps': 2, 'log_every_steps': 1, 'eval_at_start': False,
-    'eval.davis_root': '',
+  'data.image_size': (32, 32),
+  'data.seq_len': 2,
+  'data.slic_segments': 12,
+  'data.spx_capacity': 32,
+  'data.cls_capacity': 3,
+  'data.num_parallel_calls': 1,
+  'step.crop_size': (16, 16),
+  'step.object_capacity': 2,
+  'step.kmeans_iterations': 2,
+  'checkpoint_every_steps': 2,
+  'log_every_steps': 1,
+  'eval_at_start': False,
+  'eval.davis_root': '',
 }
 
 
@@ -50,8 +58,9 @@ def _variables(state):
 
 
 def _assert_trees_close(a, b, atol=1e-6):
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol,
-                                                       rtol=0), a, b)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0), a, b
+  )
 
 
 @pytest.fixture(scope='module')
@@ -75,8 +84,9 @@ def test_real_steps_write_checkpoints_and_scalars(stills_root, interrupted):
   assert checkpoints.latest_step(workdir / loop.CHECKPOINT_DIR) == 4
   assert list((workdir / loop.TENSORBOARD_DIR).glob('events.out.tfevents.*'))
   initial = loop.initial_state(_config(stills_root))
-  assert not np.allclose(first.params['segmenter']['pred']['kernel'],
-                         initial.params['segmenter']['pred']['kernel'])
+  assert not np.allclose(
+    first.params['segmenter']['pred']['kernel'], initial.params['segmenter']['pred']['kernel']
+  )
 
 
 def test_resume_gives_the_uninterrupted_state(interrupted, uninterrupted):
@@ -90,14 +100,14 @@ def test_resume_gives_the_uninterrupted_state(interrupted, uninterrupted):
 
 def test_export_torch_reads_back_identical(uninterrupted):
   workdir, state = uninterrupted
-  _assert_trees_close(checkpoints.load_variables(workdir / 'final.pth'), _variables(state),
-                      atol=0)
+  _assert_trees_close(checkpoints.load_variables(workdir / 'final.pth'), _variables(state), atol=0)
 
 
 def test_evaluate_reads_the_train_checkpoints(uninterrupted):
   workdir, state = uninterrupted
-  _assert_trees_close(checkpoints.load_variables(str(workdir / loop.CHECKPOINT_DIR)),
-                      _variables(state), atol=0)
+  _assert_trees_close(
+    checkpoints.load_variables(str(workdir / loop.CHECKPOINT_DIR)), _variables(state), atol=0
+  )
 
 
 def test_existing_export_is_not_overwritten(stills_root, uninterrupted, tmp_path):
@@ -123,17 +133,38 @@ def distributed_run(stills_root, tmp_path_factory):
   """Two jax.distributed processes (one CPU device each) train two steps with the decoder
   frozen; returns (workdir, config). One run checks both the distributed loop and freezing."""
   workdir = tmp_path_factory.mktemp('distributed')
-  overrides = {**TINY, 'data.root': str(stills_root), 'num_train_steps': 2,
-               'step.frozen': ('modulator', 'decoder')}
+  overrides = {
+    **TINY,
+    'data.root': str(stills_root),
+    'num_train_steps': 2,
+    'step.frozen': ('modulator', 'decoder'),
+  }
   port = _free_port()
-  flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+  flags = [f'--config.{k}={v}' for k, v in overrides.items()]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
-  procs = [subprocess.Popen(
-      [sys.executable, str(REPO / 'train.py'), '--config', str(REPO / 'configs/demo.py'),
-       '--workdir', str(workdir), '--distributed', f'--coordinator-address=127.0.0.1:{port}',
-       '--num-processes=2', f'--process-id={i}', *flags],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        str(REPO / 'train.py'),
+        '--config',
+        str(REPO / 'configs/demo.py'),
+        '--workdir',
+        str(workdir),
+        '--distributed',
+        f'--coordinator-address=127.0.0.1:{port}',
+        '--num-processes=2',
+        f'--process-id={i}',
+        *flags,
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = []
   try:
     for proc in procs:
@@ -157,8 +188,12 @@ def test_frozen_modules_do_not_change(distributed_run):
   trained = checkpoints.load_variables(workdir / loop.CHECKPOINT_DIR)
   for name in ('mem_select', 'segmenter'):
     _assert_trees_close(trained['params'][name], initial.params[name], atol=0)
-    _assert_trees_close(trained['batch_stats'].get(name, {}),
-                        initial.batch_stats.get(name, {}), atol=0)
-  changed = jax.tree.map(lambda x, y: not np.array_equal(x, y),
-                         trained['params']['spx_embedding'], initial.params['spx_embedding'])
+    _assert_trees_close(
+      trained['batch_stats'].get(name, {}), initial.batch_stats.get(name, {}), atol=0
+    )
+  changed = jax.tree.map(
+    lambda x, y: not np.array_equal(x, y),
+    trained['params']['spx_embedding'],
+    initial.params['spx_embedding'],
+  )
   assert any(jax.tree.leaves(changed))

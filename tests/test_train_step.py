@@ -24,7 +24,7 @@ def fake_batch(seed, devices, per_device, frames=3, size=32, capacity=64):
   """Pipeline-shaped batch [D, B, T, ...]: 8x8 block superpixels, one or two box objects."""
   rng = np.random.default_rng(seed)
   shape = (devices, per_device, frames)
-  blocks = ((np.arange(size)[:, None] // 8) * (size // 8) + np.arange(size)[None, :] // 8 + 1)
+  blocks = (np.arange(size)[:, None] // 8) * (size // 8) + np.arange(size)[None, :] // 8 + 1
   num_spx = int(blocks.max())
   label = np.ones(shape + (size, size), np.int32)
   pools = np.zeros(shape + (capacity,), np.int32)
@@ -34,16 +34,19 @@ def fake_batch(seed, devices, per_device, frames=3, size=32, capacity=64):
       num_cls[d, b] = 2 + (d + b) % 2
       for f in range(frames):
         y, x = rng.integers(2, 10, 2) + f
-        label[d, b, f, y:y + 12, x:x + 10] = 2
+        label[d, b, f, y : y + 12, x : x + 10] = 2
         if num_cls[d, b] == 3:
-          label[d, b, f, 18 + f:28, 16:30 - f] = 3
+          label[d, b, f, 18 + f : 28, 16 : 30 - f] = 3
         for s in range(1, num_spx + 1):
           pools[d, b, f, s - 1] = np.bincount(label[d, b, f][blocks == s]).argmax()
-  return dict(image=rng.normal(size=shape + (size, size, 3)).astype(np.float32),
-              spx=np.broadcast_to(blocks, shape + (size, size)).astype(np.int32).copy(),
-              label=label, pools=pools,
-              spx_valid=np.broadcast_to(np.arange(capacity) < num_spx, shape + (capacity,)).copy(),
-              num_cls=num_cls)
+  return dict(
+    image=rng.normal(size=shape + (size, size, 3)).astype(np.float32),
+    spx=np.broadcast_to(blocks, shape + (size, size)).astype(np.int32).copy(),
+    label=label,
+    pools=pools,
+    spx_valid=np.broadcast_to(np.arange(capacity) < num_spx, shape + (capacity,)).copy(),
+    num_cls=num_cls,
+  )
 
 
 def tiny_config(**overrides):
@@ -56,13 +59,15 @@ def tiny_config(**overrides):
 
 # --- device memory against the host memory ---------------------------------------------------
 
+
 def test_knn_scores_match_host():
   rng = np.random.default_rng(0)
   stored = rng.normal(size=(20, 8)).astype(np.float32)
   pools = rng.integers(1, 4, 20).astype(np.int32)
   queries = rng.normal(size=(15, 8)).astype(np.float32)
-  memory = device_memory.fit(jnp.asarray(stored), jnp.asarray(pools), capacity=32, num_classes=4,
-                             iterations=10)
+  memory = device_memory.fit(
+    jnp.asarray(stored), jnp.asarray(pools), capacity=32, num_classes=4, iterations=10
+  )
   pred, scores = device_memory.knn_predict(memory, jnp.asarray(queries))
   sims, ids = knn.knn_search(stored, queries)
   weights = rules.vote_weights()
@@ -74,8 +79,9 @@ def test_kmeans_centroids_are_unit_and_score_members():
   rng = np.random.default_rng(1)
   centres = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
   points = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(20, 3)).astype(np.float32)
-  memory = device_memory.fit(jnp.asarray(points), jnp.ones(20, jnp.int32), capacity=20,
-                             num_classes=2, iterations=10)
+  memory = device_memory.fit(
+    jnp.asarray(points), jnp.ones(20, jnp.int32), capacity=20, num_classes=2, iterations=10
+  )
   np.testing.assert_allclose(np.linalg.norm(memory.centroids[0], axis=-1), 1.0, atol=1e-6)
   # The two clusters are found: every point is close to its nearest centroid.
   assert float(device_memory.centroid_scores(memory, jnp.asarray(points))[:, 0].min()) > 0.99
@@ -86,9 +92,11 @@ def test_kmeans_centroids_are_unit_and_score_members():
 def test_annotation_box_matches_host(box):
   mask = np.zeros((32, 40), bool)
   if box is not None:
-    mask[box[0]:box[1], box[2]:box[3]] = True
-  np.testing.assert_array_equal(device_memory.annotation_box(jnp.asarray(mask)),
-                                rois.roi(mask, widening=rules.ANNOTATION_WIDENING))
+    mask[box[0] : box[1], box[2] : box[3]] = True
+  np.testing.assert_array_equal(
+    device_memory.annotation_box(jnp.asarray(mask)),
+    rois.roi(mask, widening=rules.ANNOTATION_WIDENING),
+  )
 
 
 def test_confident_superpixels_match_host():
@@ -96,17 +104,20 @@ def test_confident_superpixels_match_host():
   spx = (np.arange(16)[:, None] // 4) * 4 + np.arange(16)[None, :] // 4 + 1
   seg = rng.integers(1, 4, (16, 16))
   logodds = rng.normal(size=(16, 16, 4)).astype(np.float32)
-  got = device_memory.confident_superpixels(jnp.asarray(spx), jnp.asarray(seg),
-                                            jnp.asarray(logodds), num_segments=20)
+  got = device_memory.confident_superpixels(
+    jnp.asarray(spx), jnp.asarray(seg), jnp.asarray(logodds), num_segments=20
+  )
   want = host_memory.confident_superpixels(spx, seg, logodds)
   np.testing.assert_array_equal(got[:16], want)
   assert not got[16:].any()
-  none = device_memory.confident_superpixels(jnp.asarray(spx), jnp.full((16, 16), 2),
-                                             jnp.asarray(logodds), num_segments=20)
+  none = device_memory.confident_superpixels(
+    jnp.asarray(spx), jnp.full((16, 16), 2), jnp.asarray(logodds), num_segments=20
+  )
   assert not none.any()
 
 
 # --- NT-Xent on device ------------------------------------------------------------------------
+
 
 def test_masked_ntxent_equals_triplet_loss():
   rng = np.random.default_rng(3)
@@ -136,11 +147,13 @@ def test_sample_triplets_follow_the_classes():
 
 # --- the training step --------------------------------------------------------------------------
 
+
 def _run_steps(config, batch, num_steps):
   state = ts.replicate(ts.create_train_state(jax.random.PRNGKey(0), config))
   before = jax.device_get(jax.tree.map(lambda x: x[0], state))
-  step = jax.pmap(functools.partial(ts.train_step, config=config), axis_name='batch',
-                  donate_argnums=(0,))
+  step = jax.pmap(
+    functools.partial(ts.train_step, config=config), axis_name='batch', donate_argnums=(0,)
+  )
   history = []
   for _ in range(num_steps):
     state, metrics = step(state, batch)
@@ -149,8 +162,10 @@ def _run_steps(config, batch, num_steps):
 
 
 def _max_change(a, b):
-  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return max(
+    float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
 
 
 def test_frozen_embedding_without_ntxent():
@@ -176,7 +191,7 @@ def test_loss_decreases_on_a_fixed_batch():
   assert _max_change(before.params['segmenter'], after.params['segmenter']) == 0.0
 
 
-_MULTI_DEVICE = textwrap.dedent('''
+_MULTI_DEVICE = textwrap.dedent("""
     import functools, sys
     import jax, numpy as np, optax
     sys.path.insert(0, {tests!r})
@@ -217,15 +232,15 @@ _MULTI_DEVICE = textwrap.dedent('''
     for seed in (6, 7):
       state, metrics = step(state, fake_batch(seed, 4, 1))
     print('RESULT', diff, stats_diff, len(traces), float(metrics['loss'][0]))
-''')
+""")
 
 
 def test_pmap_on_four_devices_equals_one_device_reference():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
   script = _MULTI_DEVICE.format(tests=str(REPO / 'tests'))
-  out = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True,
-                       text=True, check=False)
+  out = subprocess.run(
+    [sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True, text=True, check=False
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   line = [s for s in out.stdout.splitlines() if s.startswith('RESULT')][-1]
   diff, stats_diff, traces, loss = line.split()[1:]

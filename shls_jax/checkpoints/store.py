@@ -17,11 +17,11 @@ from absl import logging as absl_logging
 
 Variables = Dict[str, Any]
 
-TORCH_SUFFIXES = (".pth", ".pt")
+TORCH_SUFFIXES = ('.pth', '.pt')
 
 
 def _not_orbax_info(record: logging.LogRecord) -> bool:
-  return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+  return record.levelno >= logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
 
 
 def quiet_orbax_logging() -> None:
@@ -36,8 +36,9 @@ def is_torch_checkpoint(path: os.PathLike) -> bool:
   return Path(path).suffix in TORCH_SUFFIXES
 
 
-def save_variables(directory: os.PathLike, variables: Variables, step: int = 0,
-                   overwrite: bool = False) -> Path:
+def save_variables(
+  directory: os.PathLike, variables: Variables, step: int = 0, overwrite: bool = False
+) -> Path:
   """Saves {'params', 'batch_stats'} as step `step` of an orbax checkpoint directory.
 
   Raises:
@@ -47,9 +48,11 @@ def save_variables(directory: os.PathLike, variables: Variables, step: int = 0,
   with ocp.CheckpointManager(directory) as manager:
     if step in manager.all_steps():
       if not overwrite:
-        raise FileExistsError(f"{directory} already holds step {step}; pass overwrite to replace it")
+        raise FileExistsError(
+          f'{directory} already holds step {step}; pass overwrite to replace it'
+        )
       manager.delete(step)
-    tree = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    tree = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
     manager.save(step, args=ocp.args.StandardSave(jax.tree_util.tree_map(np.asarray, tree)))
     manager.wait_until_finished()
   return directory
@@ -64,7 +67,7 @@ def latest_step(directory: os.PathLike) -> int:
   with ocp.CheckpointManager(Path(directory).absolute()) as manager:
     step = manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f"{directory} holds no orbax checkpoint")
+    raise FileNotFoundError(f'{directory} holds no orbax checkpoint')
   return step
 
 
@@ -81,20 +84,24 @@ def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
   """
   path = Path(path)
   if not path.exists():
-    raise FileNotFoundError(f"no checkpoint at {path}")
+    raise FileNotFoundError(f'no checkpoint at {path}')
   if path.is_file():
     if not is_torch_checkpoint(path):
-      raise ValueError(f"{path}: expected a PyTorch checkpoint ({'/'.join(TORCH_SUFFIXES)}) or "
-                       "an orbax checkpoint directory")
+      raise ValueError(
+        f'{path}: expected a PyTorch checkpoint ({"/".join(TORCH_SUFFIXES)}) or '
+        'an orbax checkpoint directory'
+      )
     from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
+
     return load_torch_checkpoint(path)
   step = latest_step(path) if step is None else step
   with ocp.CheckpointManager(path.absolute()) as manager:
     if step not in manager.all_steps():
-      raise FileNotFoundError(f"{path} has no step {step}; it has steps "
-                              f"{sorted(manager.all_steps())}")
+      raise FileNotFoundError(
+        f'{path} has no step {step}; it has steps {sorted(manager.all_steps())}'
+      )
     tree = manager.restore(step, args=ocp.args.StandardRestore())
-  missing = [key for key in ("params", "batch_stats") if key not in tree]
+  missing = [key for key in ('params', 'batch_stats') if key not in tree]
   if missing:
-    raise ValueError(f"checkpoint {path} step {step} has no {' or '.join(missing)}")
-  return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+    raise ValueError(f'checkpoint {path} step {step} has no {" or ".join(missing)}')
+  return {'params': tree['params'], 'batch_stats': tree['batch_stats']}

@@ -20,15 +20,43 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 PREFIX = 'module.'
 
 _PARAM_LEAVES = {'scale': 'weight', 'bias': 'bias'}
-_STAT_LEAVES = {'mean': 'running_mean', 'var': 'running_var',
-                'num_batches_tracked': 'num_batches_tracked'}
+_STAT_LEAVES = {
+  'mean': 'running_mean',
+  'var': 'running_var',
+  'num_batches_tracked': 'num_batches_tracked',
+}
 _LEAF_ORDER = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 # PyTorch registration order of named children wherever it is not alphabetical; one global
 # ranking is consistent with every module of the network.
-_CHILD_ORDER = ('spx_embedding', 'feat_extractor', 'mem_select', 'segmenter', 'sf_head_L1',
-                'sf_head_L4', 'sf_conv_1x1', 'convAM', 'convL2', 'gate', 'downsample', 'conv1',
-                'conv2', 'layer1', 'layer2', 'layer3', 'layer4', 'convFM', 'res_L4', 'RF2', 'RF1',
-                'pred', 'convFS', 'ResFS', 'ResMM', 'left', 'shortcut')
+_CHILD_ORDER = (
+  'spx_embedding',
+  'feat_extractor',
+  'mem_select',
+  'segmenter',
+  'sf_head_L1',
+  'sf_head_L4',
+  'sf_conv_1x1',
+  'convAM',
+  'convL2',
+  'gate',
+  'downsample',
+  'conv1',
+  'conv2',
+  'layer1',
+  'layer2',
+  'layer3',
+  'layer4',
+  'convFM',
+  'res_L4',
+  'RF2',
+  'RF1',
+  'pred',
+  'convFS',
+  'ResFS',
+  'ResMM',
+  'left',
+  'shortcut',
+)
 
 Variables = Dict[str, Any]
 
@@ -37,8 +65,9 @@ def _import_torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("reading or writing PyTorch checkpoints needs torch: "
-                      "pip install 'shls-jax[torch]'") from e
+    raise ImportError(
+      "reading or writing PyTorch checkpoints needs torch: pip install 'shls-jax[torch]'"
+    ) from e
   return torch
 
 
@@ -67,9 +96,12 @@ def _to_flax_layout(leaf: str, value: np.ndarray) -> np.ndarray:
 
 def _order_key(name: str):
   *modules, leaf = name.split('.')
-  key = [(0, int(m), '') if m.isdigit() else
-         (1, _CHILD_ORDER.index(m) if m in _CHILD_ORDER else len(_CHILD_ORDER), m)
-         for m in modules]
+  key = [
+    (0, int(m), '')
+    if m.isdigit()
+    else (1, _CHILD_ORDER.index(m) if m in _CHILD_ORDER else len(_CHILD_ORDER), m)
+    for m in modules
+  ]
   return key + [(2, _LEAF_ORDER.index(leaf), leaf)]
 
 
@@ -101,7 +133,7 @@ def _expected_names(template: Variables) -> Dict[str, Tuple[str, Tuple[str, ...]
 def strip_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
   """Removes the 'module.' prefix of a DistributedDataParallel state_dict when all keys carry it."""
   if state_dict and all(k.startswith(PREFIX) for k in state_dict):
-    return {k[len(PREFIX):]: v for k, v in state_dict.items()}
+    return {k[len(PREFIX) :]: v for k, v in state_dict.items()}
   return dict(state_dict)
 
 
@@ -112,17 +144,28 @@ def arrays_to_variables(state_dict: Mapping[str, Any], template: Variables) -> V
   Raises:
     ValueError naming every missing, unexpected and mis-shaped tensor at once.
   """
-  arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, 'detach') else v)
-            for k, v in strip_prefix(state_dict).items()}
+  arrays = {
+    k: np.asarray(v.detach().cpu().numpy() if hasattr(v, 'detach') else v)
+    for k, v in strip_prefix(state_dict).items()
+  }
   expected = _expected_names(template)
   missing = [k for k in expected if k not in arrays]
   unexpected = [k for k in arrays if k not in expected]
-  misshaped = [f'{k}: {arrays[k].shape} instead of {expected[k][2]}'
-               for k in expected if k in arrays and arrays[k].shape != expected[k][2]]
+  misshaped = [
+    f'{k}: {arrays[k].shape} instead of {expected[k][2]}'
+    for k in expected
+    if k in arrays and arrays[k].shape != expected[k][2]
+  ]
   if missing or unexpected or misshaped:
-    parts = [f'{title} ({len(items)}): ' + ', '.join(items)
-             for title, items in (('missing', missing), ('unexpected', unexpected),
-                                  ('wrong shape', misshaped)) if items]
+    parts = [
+      f'{title} ({len(items)}): ' + ', '.join(items)
+      for title, items in (
+        ('missing', missing),
+        ('unexpected', unexpected),
+        ('wrong shape', misshaped),
+      )
+      if items
+    ]
     raise ValueError('state_dict does not match the SHLS network; ' + '; '.join(parts))
   flat = {}
   for name, (collection, path, _) in expected.items():
@@ -134,6 +177,7 @@ def arrays_to_variables(state_dict: Mapping[str, Any], template: Variables) -> V
 
 def _template() -> Variables:
   from shls_jax.model.shls import init_variables
+
   return jax.eval_shape(init_variables, jax.random.PRNGKey(0))
 
 
@@ -164,16 +208,32 @@ def variables_to_state_dict(variables: Variables, prefix: str = PREFIX):
   """Flax variables -> PyTorch state_dict (float32 tensors, int64 num_batches_tracked) with
   `prefix` on every key ('' for none)."""
   torch = _import_torch()
-  return {prefix + k: torch.from_numpy(np.array(v, order='C'))
-          for k, v in variables_to_arrays(variables).items()}
+  return {
+    prefix + k: torch.from_numpy(np.array(v, order='C'))
+    for k, v in variables_to_arrays(variables).items()
+  }
 
 
-def save_torch_checkpoint(path: os.PathLike, variables: Variables, *, epoch: int = 0,
-                          top_iou: float = 0.0, global_ite: int = 0, test_ite: int = 0,
-                          prefix: str = PREFIX) -> None:
+def save_torch_checkpoint(
+  path: os.PathLike,
+  variables: Variables,
+  *,
+  epoch: int = 0,
+  top_iou: float = 0.0,
+  global_ite: int = 0,
+  test_ite: int = 0,
+  prefix: str = PREFIX,
+) -> None:
   """Saves `variables` as a reference checkpoint {'model', 'epoch', 'top_iou', 'global_ite',
   'test_ite'}."""
   torch = _import_torch()
-  torch.save({'model': variables_to_state_dict(variables, prefix), 'epoch': int(epoch),
-              'top_iou': float(top_iou), 'global_ite': int(global_ite),
-              'test_ite': int(test_ite)}, path)
+  torch.save(
+    {
+      'model': variables_to_state_dict(variables, prefix),
+      'epoch': int(epoch),
+      'top_iou': float(top_iou),
+      'global_ite': int(global_ite),
+      'test_ite': int(test_ite),
+    },
+    path,
+  )

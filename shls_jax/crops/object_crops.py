@@ -38,6 +38,7 @@ class ObjectInputs(NamedTuple):
     first_l4: [hp/4, wp/4, 259] float, RoIAlign of the first frame's L4 on the first ROI.
     decoder_attention: [hp, wp, 4] float, the current attention map, padded.
   """
+
   attention: jnp.ndarray
   l1: jnp.ndarray
   l4: jnp.ndarray
@@ -59,6 +60,7 @@ class CropSource(NamedTuple):
     attention: the object's attention map: [h, w, 4] over its ROI for `object_inputs`, [H, W, 4]
       over the whole frame for the static crops; None for the first frame.
   """
+
   l1: jnp.ndarray
   l4: jnp.ndarray
   box: Sequence[int]
@@ -66,15 +68,16 @@ class CropSource(NamedTuple):
   attention: Optional[jnp.ndarray] = None
 
 
-def check_box(box: Sequence[int], frame_hw: Sequence[int], name: str = "box") -> Box:
+def check_box(box: Sequence[int], frame_hw: Sequence[int], name: str = 'box') -> Box:
   """Returns box as four Python ints, or raises ValueError if it is empty or leaves the frame."""
   if len(box) != 4:
-    raise ValueError(f"{name} must be [rmin, rmax, cmin, cmax], got {list(box)}")
+    raise ValueError(f'{name} must be [rmin, rmax, cmin, cmax], got {list(box)}')
   rmin, rmax, cmin, cmax = (int(v) for v in box)
   height, width = frame_hw
   if not (0 <= rmin < rmax <= height and 0 <= cmin < cmax <= width):
-    raise ValueError(f"{name} {[rmin, rmax, cmin, cmax]} is empty or outside the "
-                     f"{height}x{width} frame")
+    raise ValueError(
+      f'{name} {[rmin, rmax, cmin, cmax]} is empty or outside the {height}x{width} frame'
+    )
   return rmin, rmax, cmin, cmax
 
 
@@ -97,11 +100,12 @@ def _fit(x, size: Tuple[int, int], resize) -> jnp.ndarray:
 def _check_map(x, frame_hw, channels: Optional[int], name: str):
   expected = (*frame_hw, channels) if channels else tuple(frame_hw)
   if tuple(x.shape) != expected:
-    raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected}")
+    raise ValueError(f'{name} has shape {tuple(x.shape)}, expected {expected}')
 
 
-def object_inputs(first: CropSource, prev: CropSource, cur: CropSource,
-                  size: Optional[Tuple[int, int]] = None) -> Tuple[ObjectInputs, resample.Pads]:
+def object_inputs(
+  first: CropSource, prev: CropSource, cur: CropSource, size: Optional[Tuple[int, int]] = None
+) -> Tuple[ObjectInputs, resample.Pads]:
   """Crops, resizes and pads the inputs of one object.
 
   Args:
@@ -115,30 +119,42 @@ def object_inputs(first: CropSource, prev: CropSource, cur: CropSource,
     right)) that `paste_back` removes).
   """
   frame_hw = tuple(first.l1.shape[:2])
-  first_box = check_box(first.box, frame_hw, "first box")
-  prev_box = check_box(prev.box, frame_hw, "previous box")
-  cur_box = check_box(cur.box, frame_hw, "current box")
-  for name, x in [("previous l1", prev.l1), ("current l1", cur.l1)]:
+  first_box = check_box(first.box, frame_hw, 'first box')
+  prev_box = check_box(prev.box, frame_hw, 'previous box')
+  cur_box = check_box(cur.box, frame_hw, 'current box')
+  for name, x in [('previous l1', prev.l1), ('current l1', cur.l1)]:
     _check_map(x, frame_hw, first.l1.shape[2], name)
-  for name, x in [("first plane (mask)", first.plane), ("previous plane (logits)", prev.plane)]:
+  for name, x in [('first plane (mask)', first.plane), ('previous plane (logits)', prev.plane)]:
     _check_map(x, frame_hw, None, name)
   if size is None:
     size = box_size(cur_box)
   if tuple(cur.attention.shape[:2]) != box_size(cur_box):
-    raise ValueError(f"current attention has shape {tuple(cur.attention.shape)}, expected the "
-                     f"current ROI size {box_size(cur_box)} x 4")
+    raise ValueError(
+      f'current attention has shape {tuple(cur.attention.shape)}, expected the '
+      f'current ROI size {box_size(cur_box)} x 4'
+    )
   if tuple(prev.attention.shape[:2]) != box_size(prev_box):
-    raise ValueError(f"previous attention has shape {tuple(prev.attention.shape)}, expected the "
-                     f"previous ROI size {box_size(prev_box)} x 4")
+    raise ValueError(
+      f'previous attention has shape {tuple(prev.attention.shape)}, expected the '
+      f'previous ROI size {box_size(prev_box)} x 4'
+    )
 
   bilinear = lambda x, box: _fit(crop(x, box), size, resample.resize_bilinear)
-  attention = jnp.stack([_fit(jnp.asarray(prev.attention), size, resample.resize_bilinear),
-                         _fit(jnp.asarray(cur.attention), size, resample.resize_bilinear)])
+  attention = jnp.stack(
+    [
+      _fit(jnp.asarray(prev.attention), size, resample.resize_bilinear),
+      _fit(jnp.asarray(cur.attention), size, resample.resize_bilinear),
+    ]
+  )
   l1 = jnp.stack([bilinear(prev.l1, prev_box), bilinear(cur.l1, cur_box)])
-  decoder_l1 = jnp.concatenate([
+  decoder_l1 = jnp.concatenate(
+    [
       _fit(crop(jnp.asarray(first.plane)[..., None], first_box), size, resample.resize_nearest),
       bilinear(jnp.asarray(prev.plane)[..., None], prev_box),
-      bilinear(first.l1, first_box)], axis=-1)
+      bilinear(first.l1, first_box),
+    ],
+    axis=-1,
+  )
 
   attention, pads = resample.pad_to_multiple(attention, MULTIPLE)
   l1, _ = resample.pad_to_multiple(l1, MULTIPLE)
@@ -146,16 +162,18 @@ def object_inputs(first: CropSource, prev: CropSource, cur: CropSource,
   out_hw = (l1.shape[1] // MULTIPLE, l1.shape[2] // MULTIPLE)
   roi = lambda x, box: resample.roi_align(x, box, out_hw, L4_SCALE)
   return ObjectInputs(
-      attention=attention,
-      l1=l1,
-      l4=jnp.stack([roi(prev.l4, prev_box), roi(cur.l4, cur_box)]),
-      decoder_l1=decoder_l1,
-      first_l4=roi(first.l4, first_box),
-      decoder_attention=attention[1]), pads
+    attention=attention,
+    l1=l1,
+    l4=jnp.stack([roi(prev.l4, prev_box), roi(cur.l4, cur_box)]),
+    decoder_l1=decoder_l1,
+    first_l4=roi(first.l4, first_box),
+    decoder_attention=attention[1],
+  ), pads
 
 
-def paste_back(logits, pads: resample.Pads, box: Sequence[int],
-               frame_hw: Sequence[int]) -> jnp.ndarray:
+def paste_back(
+  logits, pads: resample.Pads, box: Sequence[int], frame_hw: Sequence[int]
+) -> jnp.ndarray:
   """Places an object's padded decoder output into the frame.
 
   Args:
@@ -173,8 +191,9 @@ def paste_back(logits, pads: resample.Pads, box: Sequence[int],
   rmin, rmax, cmin, cmax = check_box(box, frame_hw)
   inner = resample.unpad(jnp.asarray(logits), pads)
   if tuple(inner.shape[:2]) != box_size(box):
-    raise ValueError(f"unpadded logits have shape {tuple(inner.shape)}, expected the ROI size "
-                     f"{box_size(box)}")
+    raise ValueError(
+      f'unpadded logits have shape {tuple(inner.shape)}, expected the ROI size {box_size(box)}'
+    )
   placed = jnp.pad(inner, ((rmin, height - rmax), (cmin, width - cmax), (0, 0)))
   rows = jnp.arange(height)[:, None]
   cols = jnp.arange(width)[None, :]

@@ -19,16 +19,17 @@ Pads = Tuple[Tuple[int, int], Tuple[int, int]]
 
 def _check_spatial(x, size: Sequence[int], name: str) -> Tuple[int, int]:
   if x.ndim < 3:
-    raise ValueError(f"{name}: expected an array [..., H, W, C], got shape {tuple(x.shape)}")
+    raise ValueError(f'{name}: expected an array [..., H, W, C], got shape {tuple(x.shape)}')
   if len(size) != 2 or min(int(s) for s in size) < 1:
-    raise ValueError(f"{name}: size must be two positive ints (h, w), got {tuple(size)}")
+    raise ValueError(f'{name}: size must be two positive ints (h, w), got {tuple(size)}')
   if min(x.shape[-3], x.shape[-2]) < 1:
-    raise ValueError(f"{name}: empty spatial input of shape {tuple(x.shape)}")
+    raise ValueError(f'{name}: empty spatial input of shape {tuple(x.shape)}')
   return int(size[0]), int(size[1])
 
 
-def _linear_table(in_size: int, out_size: int,
-                  dtype=np.float32) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _linear_table(
+  in_size: int, out_size: int, dtype=np.float32
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Source indices (lo, hi) and weight of hi for one axis of a half-pixel bilinear resize.
 
   Follows PyTorch's `align_corners=False` rule: src = (dst + 0.5) * scale - 0.5 with the scale
@@ -75,10 +76,11 @@ def resize_bilinear(x, size: Sequence[int]) -> jnp.ndarray:
   Returns:
     [..., h, w, C] array of x's dtype. Interpolates along W first, then H, as PyTorch does.
   """
-  size = _check_spatial(x, size, "resize_bilinear")
+  size = _check_spatial(x, size, 'resize_bilinear')
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(f"resize_bilinear: needs a float array, got {x.dtype}; "
-                     "use resize_nearest for labels")
+    raise ValueError(
+      f'resize_bilinear: needs a float array, got {x.dtype}; use resize_nearest for labels'
+    )
   return _resize_bilinear(jnp.asarray(x), size)
 
 
@@ -99,7 +101,7 @@ def resize_nearest(x, size: Sequence[int]) -> jnp.ndarray:
   Returns:
     [..., h, w, C] array of x's dtype.
   """
-  return _resize_nearest(jnp.asarray(x), _check_spatial(x, size, "resize_nearest"))
+  return _resize_nearest(jnp.asarray(x), _check_spatial(x, size, 'resize_nearest'))
 
 
 def pad_amounts(hw: Sequence[int], d: int) -> Pads:
@@ -108,7 +110,7 @@ def pad_amounts(hw: Sequence[int], d: int) -> Pads:
   floor(diff / 2) goes top/left and the rest bottom/right.
   """
   if d < 1:
-    raise ValueError(f"pad_amounts: the multiple d must be positive, got {d}")
+    raise ValueError(f'pad_amounts: the multiple d must be positive, got {d}')
   pads = []
   for n in hw:
     diff = -int(n) % d
@@ -123,7 +125,7 @@ def pad_to_multiple(x, d: int) -> Tuple[jnp.ndarray, Pads]:
     The padded array [..., Hp, Wp, C] and the pads ((top, bottom), (left, right)).
   """
   if x.ndim < 3:
-    raise ValueError(f"pad_to_multiple: expected [..., H, W, C], got shape {tuple(x.shape)}")
+    raise ValueError(f'pad_to_multiple: expected [..., H, W, C], got shape {tuple(x.shape)}')
   pads = pad_amounts(x.shape[-3:-1], d)
   widths = [(0, 0)] * (x.ndim - 3) + list(pads) + [(0, 0)]
   return jnp.pad(jnp.asarray(x), widths), pads
@@ -132,7 +134,7 @@ def pad_to_multiple(x, d: int) -> Tuple[jnp.ndarray, Pads]:
 def unpad(x, pads: Pads) -> jnp.ndarray:
   """Inverse of `pad_to_multiple`: crops [..., Hp, Wp, C] back to [..., H, W, C]."""
   (top, bottom), (left, right) = pads
-  return x[..., top:x.shape[-3] - bottom, left:x.shape[-2] - right, :]
+  return x[..., top : x.shape[-3] - bottom, left : x.shape[-2] - right, :]
 
 
 def _roi_axis_matrix(start, extent, n_out, count: int, size: int, grid, max_grid: int):
@@ -158,8 +160,9 @@ def _roi_axis_matrix(start, extent, n_out, count: int, size: int, grid, max_grid
   frac = pos - low.astype(dtype)
   weight = jnp.where(valid, 1.0, 0.0).astype(dtype)
   cells = jnp.arange(size)
-  hot = (((1 - frac) * weight)[..., None] * (low[..., None] == cells)
-         + (frac * weight)[..., None] * (high[..., None] == cells))
+  hot = ((1 - frac) * weight)[..., None] * (low[..., None] == cells) + (frac * weight)[
+    ..., None
+  ] * (high[..., None] == cells)
   return hot.sum(axis=1)
 
 
@@ -174,10 +177,15 @@ def roi_grid(lo: float, hi: float, output_extent: int, spatial_scale: float) -> 
   return max(int(math.ceil(roi / np.float32(output_extent))), 1)
 
 
-def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
-              sampling_ratio: int = -1,
-              max_grid: Optional[Tuple[int, int]] = None,
-              output_extent=None) -> jnp.ndarray:
+def roi_align(
+  features,
+  box,
+  output_size: Sequence[int],
+  spatial_scale: float,
+  sampling_ratio: int = -1,
+  max_grid: Optional[Tuple[int, int]] = None,
+  output_extent=None,
+) -> jnp.ndarray:
   """torchvision `roi_align(aligned=False)` of one box on one feature map.
 
   Args:
@@ -199,29 +207,36 @@ def roi_align(features, box, output_size: Sequence[int], spatial_scale: float,
     [oh, ow, C] array: the mean over each bin's sample grid of the bilinear samples.
   """
   if features.ndim != 3:
-    raise ValueError(f"roi_align: expected features [H, W, C], got shape {tuple(features.shape)}")
-  output_size = _check_spatial(features, output_size, "roi_align")
+    raise ValueError(f'roi_align: expected features [H, W, C], got shape {tuple(features.shape)}')
+  output_size = _check_spatial(features, output_size, 'roi_align')
   if np.shape(box) != (4,):
-    raise ValueError(f"roi_align: box must be [rmin, rmax, cmin, cmax], got shape {np.shape(box)}")
+    raise ValueError(f'roi_align: box must be [rmin, rmax, cmin, cmax], got shape {np.shape(box)}')
   if sampling_ratio > 0:
     max_grid = (sampling_ratio, sampling_ratio)
   elif max_grid is None:
     try:
       rmin, rmax, cmin, cmax = np.asarray(box, np.float32)
     except jax.errors.TracerArrayConversionError as e:
-      raise ValueError("roi_align: a traced box needs a static max_grid") from e
-    max_grid = (roi_grid(rmin, rmax, output_size[0], spatial_scale),
-                roi_grid(cmin, cmax, output_size[1], spatial_scale))
+      raise ValueError('roi_align: a traced box needs a static max_grid') from e
+    max_grid = (
+      roi_grid(rmin, rmax, output_size[0], spatial_scale),
+      roi_grid(cmin, cmax, output_size[1], spatial_scale),
+    )
   if output_extent is not None:
     output_extent = tuple(jnp.asarray(e, features.dtype) for e in output_extent)
-  return _roi_align(jnp.asarray(features), jnp.asarray(box, features.dtype), output_extent,
-                    output_size, float(spatial_scale), int(sampling_ratio),
-                    tuple(int(g) for g in max_grid))
+  return _roi_align(
+    jnp.asarray(features),
+    jnp.asarray(box, features.dtype),
+    output_extent,
+    output_size,
+    float(spatial_scale),
+    int(sampling_ratio),
+    tuple(int(g) for g in max_grid),
+  )
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
-def _roi_align(features, box, output_extent, output_size, spatial_scale, sampling_ratio,
-               max_grid):
+def _roi_align(features, box, output_extent, output_size, spatial_scale, sampling_ratio, max_grid):
   dtype = features.dtype
   (oh, ow), (height, width) = output_size, features.shape[:2]
   eh, ew = (oh, ow) if output_extent is None else output_extent
@@ -237,5 +252,5 @@ def _roi_align(features, box, output_extent, output_size, spatial_scale, samplin
   rows = _roi_axis_matrix(y1, roi_h, eh, oh, height, grid_h, max_grid[0])
   cols = _roi_axis_matrix(x1, roi_w, ew, ow, width, grid_w, max_grid[1])
   count = jnp.maximum(grid_h * grid_w, 1).astype(dtype)
-  out = jnp.einsum("ph,hwc,qw->pqc", rows, features, cols, precision="highest")
+  out = jnp.einsum('ph,hwc,qw->pqc', rows, features, cols, precision='highest')
   return out / count

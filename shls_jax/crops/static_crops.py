@@ -119,7 +119,8 @@ def _outside_roi(placed, box, frame_hw: Tuple[int, int]) -> jax.Array:
   inside = (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3])
   placed = jnp.where(inside[..., None], placed, 0.0)
   return placed.at[..., 0].add(
-      jnp.where(inside, 0.0, object_crops.OUTSIDE_ROI_BACKGROUND).astype(placed.dtype))
+    jnp.where(inside, 0.0, object_crops.OUTSIDE_ROI_BACKGROUND).astype(placed.dtype)
+  )
 
 
 def paste(logits, box, frame_hw: Tuple[int, int]) -> jax.Array:
@@ -140,12 +141,15 @@ def paste(logits, box, frame_hw: Tuple[int, int]) -> jax.Array:
 def max_roi_grid(l4_hw: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, int]:
   """Static bound of RoIAlign's adaptive sample counts for any box of a frame whose L4 map is
   l4_hw, cropped to `size` (h/4, w/4 outputs)."""
-  return tuple(resample.roi_grid(0, 4 * n, s // object_crops.MULTIPLE, object_crops.L4_SCALE)
-               for n, s in zip(l4_hw, size))
+  return tuple(
+    resample.roi_grid(0, 4 * n, s // object_crops.MULTIPLE, object_crops.L4_SCALE)
+    for n, s in zip(l4_hw, size)
+  )
 
 
-def object_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
-                  size: Tuple[int, int]) -> object_crops.ObjectInputs:
+def object_inputs(
+  first: CropSource, prev: CropSource, cur: CropSource, *, size: Tuple[int, int]
+) -> object_crops.ObjectInputs:
   """Static-shape decoder inputs of one object resampled to `size` (traceable; vmap it over
   objects).
 
@@ -155,22 +159,28 @@ def object_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
     size: static crop size (h, w), multiples of 4.
   """
   if size[0] % object_crops.MULTIPLE or size[1] % object_crops.MULTIPLE:
-    raise ValueError(f"crop size {tuple(size)} must be multiples of {object_crops.MULTIPLE}")
+    raise ValueError(f'crop size {tuple(size)} must be multiples of {object_crops.MULTIPLE}')
   out4 = (size[0] // object_crops.MULTIPLE, size[1] // object_crops.MULTIPLE)
   grid = max_roi_grid(cur.l4.shape[:2], size)
   roi = lambda x, box: resample.roi_align(x, box, out4, object_crops.L4_SCALE, max_grid=grid)
   cur_att = sample_bilinear(cur.attention, cur.box, size)
   return object_crops.ObjectInputs(
-      attention=jnp.stack([sample_bilinear(prev.attention, prev.box, size), cur_att]),
-      l1=jnp.stack([sample_bilinear(prev.l1, prev.box, size),
-                    sample_bilinear(cur.l1, cur.box, size)]),
-      l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
-      decoder_l1=jnp.concatenate([
-          sample_nearest(first.plane[..., None], first.box, size),
-          sample_bilinear(prev.plane[..., None], prev.box, size),
-          sample_bilinear(first.l1, first.box, size)], axis=-1),
-      first_l4=roi(first.l4, first.box),
-      decoder_attention=cur_att)
+    attention=jnp.stack([sample_bilinear(prev.attention, prev.box, size), cur_att]),
+    l1=jnp.stack(
+      [sample_bilinear(prev.l1, prev.box, size), sample_bilinear(cur.l1, cur.box, size)]
+    ),
+    l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
+    decoder_l1=jnp.concatenate(
+      [
+        sample_nearest(first.plane[..., None], first.box, size),
+        sample_bilinear(prev.plane[..., None], prev.box, size),
+        sample_bilinear(first.l1, first.box, size),
+      ],
+      axis=-1,
+    ),
+    first_l4=roi(first.l4, first.box),
+    decoder_attention=cur_att,
+  )
 
 
 # Canvases ------------------------------------------------------------------------------------
@@ -211,12 +221,15 @@ def canvas_size(extents, frame_hw: Tuple[int, int], sizes: Sequence[int]) -> Tup
     frame's extent padded likewise (which holds any extent).
   """
   if any(s < object_crops.MULTIPLE or s % object_crops.MULTIPLE for s in sizes):
-    raise ValueError(f"canvas sizes {tuple(sizes)} must be positive multiples of "
-                     f"{object_crops.MULTIPLE}")
+    raise ValueError(
+      f'canvas sizes {tuple(sizes)} must be positive multiples of {object_crops.MULTIPLE}'
+    )
   extents = np.asarray(extents).reshape(-1, 2)
   pad = lambda n: -(-int(n) // object_crops.MULTIPLE) * object_crops.MULTIPLE
-  return tuple(min([s for s in sizes if s >= pad(extents[:, axis].max())] + [pad(frame)])
-               for axis, frame in enumerate(frame_hw))
+  return tuple(
+    min([s for s in sizes if s >= pad(extents[:, axis].max())] + [pad(frame)])
+    for axis, frame in enumerate(frame_hw)
+  )
 
 
 def _placement(extent):
@@ -233,8 +246,9 @@ def _box_extent(box):
   return box[1] - box[0], box[3] - box[2]
 
 
-def canvas_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
-                  canvas: Tuple[int, int], extent=None) -> object_crops.ObjectInputs:
+def canvas_inputs(
+  first: CropSource, prev: CropSource, cur: CropSource, *, canvas: Tuple[int, int], extent=None
+) -> object_crops.ObjectInputs:
   """Exact mode's decoder inputs of one object on a static canvas (traceable; vmap it over
   objects).
 
@@ -251,7 +265,7 @@ def canvas_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
       i.e. exact mode's inputs.
   """
   if canvas[0] % object_crops.MULTIPLE or canvas[1] % object_crops.MULTIPLE:
-    raise ValueError(f"canvas {tuple(canvas)} must be multiples of {object_crops.MULTIPLE}")
+    raise ValueError(f'canvas {tuple(canvas)} must be multiples of {object_crops.MULTIPLE}')
   extent = _box_extent(cur.box) if extent is None else (extent[0], extent[1])
   (height, padded_h, top), (width, padded_w, left) = _placement(extent)
   place = lambda resize, x, box: resize(x, box, (height, width), (top, left), canvas)
@@ -260,19 +274,25 @@ def canvas_inputs(first: CropSource, prev: CropSource, cur: CropSource, *,
   # Any output extent down to 1 sample: the previous and first ROIs may be far larger than the
   # current one.
   grid = max_roi_grid(cur.l4.shape[:2], (object_crops.MULTIPLE,) * 2)
-  roi = lambda x, box: resample.roi_align(x, box, canvas4, object_crops.L4_SCALE, max_grid=grid,
-                                          output_extent=extent4)
+  roi = lambda x, box: resample.roi_align(
+    x, box, canvas4, object_crops.L4_SCALE, max_grid=grid, output_extent=extent4
+  )
   cur_att = place(_bilinear, cur.attention, cur.box)
   return object_crops.ObjectInputs(
-      attention=jnp.stack([place(_bilinear, prev.attention, prev.box), cur_att]),
-      l1=jnp.stack([place(_bilinear, prev.l1, prev.box), place(_bilinear, cur.l1, cur.box)]),
-      l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
-      decoder_l1=jnp.concatenate([
-          place(_nearest, first.plane[..., None], first.box),
-          place(_bilinear, prev.plane[..., None], prev.box),
-          place(_bilinear, first.l1, first.box)], axis=-1),
-      first_l4=roi(first.l4, first.box),
-      decoder_attention=cur_att)
+    attention=jnp.stack([place(_bilinear, prev.attention, prev.box), cur_att]),
+    l1=jnp.stack([place(_bilinear, prev.l1, prev.box), place(_bilinear, cur.l1, cur.box)]),
+    l4=jnp.stack([roi(prev.l4, prev.box), roi(cur.l4, cur.box)]),
+    decoder_l1=jnp.concatenate(
+      [
+        place(_nearest, first.plane[..., None], first.box),
+        place(_bilinear, prev.plane[..., None], prev.box),
+        place(_bilinear, first.l1, first.box),
+      ],
+      axis=-1,
+    ),
+    first_l4=roi(first.l4, first.box),
+    decoder_attention=cur_att,
+  )
 
 
 def paste_canvas(logits, box, frame_hw: Tuple[int, int], extent=None) -> jax.Array:
@@ -293,6 +313,7 @@ def paste_canvas(logits, box, frame_hw: Tuple[int, int], extent=None) -> jax.Arr
   (height, _, top), (width, _, left) = _placement(extent)
   r_lo, r_hi, r_w = _inverse_axis(box[0], box[1] - box[0], height, frame_hw[0])
   c_lo, c_hi, c_w = _inverse_axis(box[2], box[3] - box[2], width, frame_hw[1])
-  placed = _interpolate(_interpolate(logits, c_lo + left, c_hi + left, c_w, 1),
-                        r_lo + top, r_hi + top, r_w, 0)
+  placed = _interpolate(
+    _interpolate(logits, c_lo + left, c_hi + left, c_w, 1), r_lo + top, r_hi + top, r_w, 0
+  )
   return _outside_roi(placed, box, frame_hw)

@@ -16,29 +16,32 @@ import cv2
 import numpy as np
 from PIL import Image
 
-_IMAGE_DIR = "JPEGImages"
-_MASK_DIR = "Annotations"
+_IMAGE_DIR = 'JPEGImages'
+_MASK_DIR = 'Annotations'
 VOID = 255
 
 
 def _check_root(root) -> Path:
   root = Path(root)
   if not root.is_dir():
-    raise FileNotFoundError(f"DAVIS root {root} is not a directory")
+    raise FileNotFoundError(f'DAVIS root {root} is not a directory')
   if not (root / _IMAGE_DIR).is_dir():
-    raise FileNotFoundError(f"DAVIS root {root} has no {_IMAGE_DIR} folder: not a DAVIS dataset")
+    raise FileNotFoundError(f'DAVIS root {root} has no {_IMAGE_DIR} folder: not a DAVIS dataset')
   return root
 
 
 def _split_file(root: Path, split: str, resolution: str) -> Path:
-  candidates = [root / "ImageSets" / "2017" / f"{split}.txt",
-                root / "ImageSets" / resolution / f"{split}.txt"]
+  candidates = [
+    root / 'ImageSets' / '2017' / f'{split}.txt',
+    root / 'ImageSets' / resolution / f'{split}.txt',
+  ]
   for path in candidates:
     if path.is_file():
       return path
   raise FileNotFoundError(
-      f"split {split!r} not found under {root}: looked for "
-      + " and ".join(str(p) for p in candidates))
+    f'split {split!r} not found under {root}: looked for '
+    + ' and '.join(str(p) for p in candidates)
+  )
 
 
 def read_split_file(path: Path) -> list[str]:
@@ -52,15 +55,15 @@ def read_split_file(path: Path) -> list[str]:
     fields = line.split()
     if not fields:
       continue
-    name = Path(fields[0]).parent.name if len(fields) > 1 or "/" in fields[0] else fields[0]
+    name = Path(fields[0]).parent.name if len(fields) > 1 or '/' in fields[0] else fields[0]
     if name not in names:
       names.append(name)
   if not names:
-    raise ValueError(f"split file {path} lists no sequences")
+    raise ValueError(f'split file {path} lists no sequences')
   return names
 
 
-def list_sequences(root, split: str | None = None, resolution: str = "480p") -> list[str]:
+def list_sequences(root, split: str | None = None, resolution: str = '480p') -> list[str]:
   """Names of the sequences of `root`.
 
   Args:
@@ -76,21 +79,21 @@ def list_sequences(root, split: str | None = None, resolution: str = "480p") -> 
   root = _check_root(root)
   image_root = root / _IMAGE_DIR / resolution
   if not image_root.is_dir():
-    raise FileNotFoundError(f"resolution folder {image_root} does not exist")
+    raise FileNotFoundError(f'resolution folder {image_root} does not exist')
   if split is None:
     return sorted(p.name for p in image_root.iterdir() if p.is_dir())
   return read_split_file(_split_file(root, split, resolution))
 
 
-def frame_paths(root, sequence: str, resolution: str = "480p") -> list[Path]:
+def frame_paths(root, sequence: str, resolution: str = '480p') -> list[Path]:
   """Sorted JPEG frame paths of `sequence` (`JPEGImages/<resolution>/<sequence>/*.jpg`)."""
   root = _check_root(root)
   folder = root / _IMAGE_DIR / resolution / sequence
   if not folder.is_dir():
-    raise FileNotFoundError(f"sequence {sequence!r} has no frame folder {folder}")
-  paths = sorted(folder.glob("*.jpg"))
+    raise FileNotFoundError(f'sequence {sequence!r} has no frame folder {folder}')
+  paths = sorted(folder.glob('*.jpg'))
   if not paths:
-    raise FileNotFoundError(f"frame folder {folder} holds no .jpg frames")
+    raise FileNotFoundError(f'frame folder {folder} holds no .jpg frames')
   return paths
 
 
@@ -107,6 +110,7 @@ class Sequence:
     binary_255: True when the masks store the object as 255 (DAVIS-2016 release, 0/255 masks);
       255 then means the object, otherwise it means void.
   """
+
   name: str
   frames: tuple[Path, ...]
   annotations: tuple[Path | None, ...]
@@ -123,11 +127,13 @@ def read_indexed_png(path) -> np.ndarray:
   """Raw [H, W] uint8 values of a palette (indices) or grayscale PNG mask."""
   path = Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"mask {path} does not exist")
+    raise FileNotFoundError(f'mask {path} does not exist')
   with Image.open(path) as image:
-    if image.mode not in ("P", "L", "1"):
-      raise ValueError(f"mask {path} has PIL mode {image.mode!r}: expected an indexed (P) or "
-                       "grayscale (L) PNG holding object ids")
+    if image.mode not in ('P', 'L', '1'):
+      raise ValueError(
+        f'mask {path} has PIL mode {image.mode!r}: expected an indexed (P) or '
+        'grayscale (L) PNG holding object ids'
+      )
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -137,21 +143,24 @@ def _image_size(path: Path) -> tuple[int, int]:
     return image.height, image.width
 
 
-def load_sequence(root, name: str, resolution: str = "480p") -> Sequence:
+def load_sequence(root, name: str, resolution: str = '480p') -> Sequence:
   """Finds the frames and annotations of sequence `name`; its first frame must have a mask."""
   frames = frame_paths(root, name, resolution)
   mask_dir = Path(root) / _MASK_DIR / resolution / name
   if not mask_dir.is_dir():
-    raise FileNotFoundError(f"sequence {name!r} has no annotation folder {mask_dir}")
-  annotations = tuple(p if p.is_file() else None
-                      for p in (mask_dir / f"{f.stem}.png" for f in frames))
+    raise FileNotFoundError(f'sequence {name!r} has no annotation folder {mask_dir}')
+  annotations = tuple(
+    p if p.is_file() else None for p in (mask_dir / f'{f.stem}.png' for f in frames)
+  )
   if annotations[0] is None:
-    raise FileNotFoundError(f"sequence {name!r}: first frame {frames[0].name} has no mask "
-                            f"{mask_dir / frames[0].stem}.png")
+    raise FileNotFoundError(
+      f'sequence {name!r}: first frame {frames[0].name} has no mask {mask_dir / frames[0].stem}.png'
+    )
   frame_size, mask_size = _image_size(frames[0]), _image_size(annotations[0])
   if frame_size != mask_size:
-    raise ValueError(f"sequence {name!r}: frame {frames[0]} is {frame_size} but its mask is "
-                     f"{mask_size} (H, W)")
+    raise ValueError(
+      f'sequence {name!r}: frame {frames[0]} is {frame_size} but its mask is {mask_size} (H, W)'
+    )
   first = read_indexed_png(annotations[0])
   present = np.unique(first)
   # A first frame holding only 0 and 255 is a 0/255 single-object mask: DAVIS-2017 first frames
@@ -161,7 +170,7 @@ def load_sequence(root, name: str, resolution: str = "480p") -> Sequence:
   return Sequence(name, tuple(frames), annotations, tuple(range(1, num_objects + 1)), binary_255)
 
 
-def load_sequences(root, split: str | None = None, resolution: str = "480p") -> list[Sequence]:
+def load_sequences(root, split: str | None = None, resolution: str = '480p') -> list[Sequence]:
   """`load_sequence` for every sequence of `list_sequences(root, split, resolution)`."""
   return [load_sequence(root, name, resolution) for name in list_sequences(root, split, resolution)]
 
@@ -179,8 +188,9 @@ _BINARY_255_IDS = _id_table(binary_255=True)
 _SINGLE_OBJECT_IDS = _id_table(binary_255=False)
 
 
-def decode_mask(raw: np.ndarray, binary_255: bool = False,
-                single_object: bool = False) -> np.ndarray:
+def decode_mask(
+  raw: np.ndarray, binary_255: bool = False, single_object: bool = False
+) -> np.ndarray:
   """Object ids of a raw mask.
 
   Args:
@@ -203,7 +213,7 @@ def read_frame(path, size: tuple[int, int] | None = None) -> np.ndarray:
   path = Path(path)
   image = cv2.imread(str(path), cv2.IMREAD_COLOR)
   if image is None:
-    raise FileNotFoundError(f"cannot read image {path}")
+    raise FileNotFoundError(f'cannot read image {path}')
   image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   if size is not None and image.shape[:2] != tuple(size):
     image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
@@ -217,8 +227,12 @@ def resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
   return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def read_mask(path, size: tuple[int, int] | None = None, binary_255: bool | None = False,
-              single_object: bool = False) -> np.ndarray:
+def read_mask(
+  path,
+  size: tuple[int, int] | None = None,
+  binary_255: bool | None = False,
+  single_object: bool = False,
+) -> np.ndarray:
   """[H, W] uint8 object ids of an annotation or result PNG (see `decode_mask`).
 
   binary_255 None decides per mask: one holding only 0 and 255 is a binarised single-object
@@ -235,12 +249,13 @@ def load_frames(sequence: Sequence, size: tuple[int, int] | None = None) -> np.n
   frames = [read_frame(p, size) for p in sequence.frames]
   shapes = {f.shape for f in frames}
   if len(shapes) > 1:
-    raise ValueError(f"sequence {sequence.name!r} mixes frame sizes {sorted(shapes)}")
+    raise ValueError(f'sequence {sequence.name!r} mixes frame sizes {sorted(shapes)}')
   return np.stack(frames)
 
 
-def load_masks(sequence: Sequence, indices=None, size: tuple[int, int] | None = None,
-               single_object: bool = False) -> np.ndarray:
+def load_masks(
+  sequence: Sequence, indices=None, size: tuple[int, int] | None = None, single_object: bool = False
+) -> np.ndarray:
   """Annotation masks as uint8 [T, H, W] (ids 0..K, 255 = void; see `decode_mask`).
 
   Args:
@@ -258,13 +273,16 @@ def load_masks(sequence: Sequence, indices=None, size: tuple[int, int] | None = 
   for i in indices:
     path = sequence.annotations[i]
     if path is None:
-      raise FileNotFoundError(f"sequence {sequence.name!r}: frame {sequence.frames[i].name} "
-                              "has no annotation mask")
+      raise FileNotFoundError(
+        f'sequence {sequence.name!r}: frame {sequence.frames[i].name} has no annotation mask'
+      )
     mask = read_mask(path, None, sequence.binary_255, single_object)
     frame_size = _image_size(sequence.frames[i])
     if mask.shape != frame_size:
-      raise ValueError(f"sequence {sequence.name!r}: mask {path} is {mask.shape} but its frame "
-                       f"is {frame_size} (H, W)")
+      raise ValueError(
+        f'sequence {sequence.name!r}: mask {path} is {mask.shape} but its frame '
+        f'is {frame_size} (H, W)'
+      )
     masks.append(resize_ids(mask, size))
   return np.stack(masks)
 
@@ -284,12 +302,12 @@ def write_mask(path, mask: np.ndarray) -> None:
   """Writes [H, W] object ids (integers 0..255) as an indexed PNG with the DAVIS palette."""
   mask = np.asarray(mask)
   if mask.ndim != 2:
-    raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
+    raise ValueError(f'mask must be [H, W], got shape {mask.shape}')
   if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
-    raise ValueError(f"mask must hold integer object ids, got dtype {mask.dtype}")
+    raise ValueError(f'mask must hold integer object ids, got dtype {mask.dtype}')
   if mask.size and (mask.min() < 0 or mask.max() > 255):
-    raise ValueError(f"object ids must lie in 0..255, got {mask.min()}..{mask.max()}")
-  image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    raise ValueError(f'object ids must lie in 0..255, got {mask.min()}..{mask.max()}')
+  image = Image.fromarray(mask.astype(np.uint8), mode='P')
   image.putpalette(palette().ravel().tolist())
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)

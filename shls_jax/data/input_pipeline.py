@@ -37,8 +37,10 @@ def hide_gpus_from_tensorflow() -> None:
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError as error:
-    raise RuntimeError("TensorFlow already initialised its GPUs; call "
-                       "hide_gpus_from_tensorflow() before any TensorFlow op") from error
+    raise RuntimeError(
+      'TensorFlow already initialised its GPUs; call '
+      'hide_gpus_from_tensorflow() before any TensorFlow op'
+    ) from error
 
 
 def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
@@ -50,9 +52,11 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
   cap, cls_cap = config.spx_capacity, config.cls_capacity
   num_spx = sample['num_spx']
   if sample['num_cls'] > cls_cap or num_spx.max() > cap:
-    raise ValueError(f"pseudo-sequence with {sample['num_cls']} classes and up to "
-                     f"{num_spx.max()} superpixels exceeds cls_capacity={cls_cap} or "
-                     f"spx_capacity={cap}")
+    raise ValueError(
+      f'pseudo-sequence with {sample["num_cls"]} classes and up to '
+      f'{num_spx.max()} superpixels exceeds cls_capacity={cls_cap} or '
+      f'spx_capacity={cap}'
+    )
   slots = np.arange(cap)
   spx_valid = slots[None, :] < num_spx[:, None]
   pools = np.zeros((len(num_spx), cap), np.int32)
@@ -60,13 +64,13 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
   mean = np.asarray(config.mean, np.float32)
   std = np.asarray(config.std, np.float32)
   return {
-      'image': (sample['image'].astype(np.float32) / 255.0 - mean) / std,
-      'spx': sample['spx'],
-      'label': sample['label'],
-      'pools': pools,
-      'spx_valid': spx_valid,
-      'num_cls': np.int32(sample['num_cls']),
-      'cls_valid': np.arange(1, cls_cap + 1) <= sample['num_cls'],
+    'image': (sample['image'].astype(np.float32) / 255.0 - mean) / std,
+    'spx': sample['spx'],
+    'label': sample['label'],
+    'pools': pools,
+    'spx_valid': spx_valid,
+    'num_cls': np.int32(sample['num_cls']),
+    'cls_valid': np.arange(1, cls_cap + 1) <= sample['num_cls'],
   }
 
 
@@ -74,8 +78,9 @@ def _fits(sample: dict, config: ml_collections.ConfigDict) -> bool:
   return sample['num_cls'] <= config.cls_capacity and sample['num_spx'].max() <= config.spx_capacity
 
 
-def generate(source, indices: np.ndarray, index: int, seed: Sequence[int],
-             config: ml_collections.ConfigDict) -> dict:
+def generate(
+  source, indices: np.ndarray, index: int, seed: Sequence[int], config: ml_collections.ConfigDict
+) -> dict:
   """One padded pseudo-sequence (with its 'index') of `source[index]`.
 
   Args:
@@ -94,36 +99,53 @@ def generate(source, indices: np.ndarray, index: int, seed: Sequence[int],
 
   for _ in range(config.max_redraws + 1):
     sample = pseudo_sequences.make_pseudo_sequence(
-        *source[index], rng, length=config.seq_len, size=tuple(config.image_size),
-        others=draw_other, max_labels=config.max_labels, n_segments=config.slic_segments,
-        compactness=config.slic_compactness, sigma=config.slic_sigma)
+      *source[index],
+      rng,
+      length=config.seq_len,
+      size=tuple(config.image_size),
+      others=draw_other,
+      max_labels=config.max_labels,
+      n_segments=config.slic_segments,
+      compactness=config.slic_compactness,
+      sigma=config.slic_sigma,
+    )
     if _fits(sample, config):
       return {**pad_sample(sample, config), 'index': np.int32(index)}
     index = int(rng.choice(indices))
-  raise ValueError(f"{config.max_redraws + 1} pseudo-sequences in a row exceeded "
-                   f"cls_capacity={config.cls_capacity} or spx_capacity={config.spx_capacity} "
-                   f"(last: {sample['num_cls']} classes, {sample['num_spx'].max()} superpixels)")
+  raise ValueError(
+    f'{config.max_redraws + 1} pseudo-sequences in a row exceeded '
+    f'cls_capacity={config.cls_capacity} or spx_capacity={config.spx_capacity} '
+    f'(last: {sample["num_cls"]} classes, {sample["num_spx"].max()} superpixels)'
+  )
 
 
 def _output_spec(config: ml_collections.ConfigDict) -> dict:
   t, (h, w), cap = config.seq_len, tuple(config.image_size), config.spx_capacity
   return {
-      'image': tf.TensorSpec((t, h, w, 3), tf.float32),
-      'spx': tf.TensorSpec((t, h, w), tf.int32),
-      'label': tf.TensorSpec((t, h, w), tf.int32),
-      'pools': tf.TensorSpec((t, cap), tf.int32),
-      'spx_valid': tf.TensorSpec((t, cap), tf.bool),
-      'num_cls': tf.TensorSpec((), tf.int32),
-      'cls_valid': tf.TensorSpec((config.cls_capacity,), tf.bool),
-      'index': tf.TensorSpec((), tf.int32),
+    'image': tf.TensorSpec((t, h, w, 3), tf.float32),
+    'spx': tf.TensorSpec((t, h, w), tf.int32),
+    'label': tf.TensorSpec((t, h, w), tf.int32),
+    'pools': tf.TensorSpec((t, cap), tf.int32),
+    'spx_valid': tf.TensorSpec((t, cap), tf.bool),
+    'num_cls': tf.TensorSpec((), tf.int32),
+    'cls_valid': tf.TensorSpec((config.cls_capacity,), tf.bool),
+    'index': tf.TensorSpec((), tf.int32),
   }
 
 
-def create_split(source, *, batch_size_per_device: int, local_devices: int, seed: int,
-                 config: ml_collections.ConfigDict | None = None,
-                 process_index: int | None = None, process_count: int | None = None,
-                 num_epochs: int | None = None, num_parallel_calls: int = tf.data.AUTOTUNE,
-                 prefetch: int = 2) -> 'Batches':
+def create_split(
+  source,
+  *,
+  batch_size_per_device: int,
+  local_devices: int,
+  seed: int,
+  config: ml_collections.ConfigDict | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  num_epochs: int | None = None,
+  num_parallel_calls: int = tf.data.AUTOTUNE,
+  prefetch: int = 2,
+) -> 'Batches':
   """Iterator over training batches of pseudo-sequences.
 
   Args:
@@ -147,12 +169,14 @@ def create_split(source, *, batch_size_per_device: int, local_devices: int, seed
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} outside 0..{process_count - 1}")
+    raise ValueError(f'process_index {process_index} outside 0..{process_count - 1}')
   indices = np.arange(process_index, len(source), process_count)
   batch = batch_size_per_device * local_devices
   if indices.size < batch:
-    raise ValueError(f"shard {process_index} of {process_count} holds {indices.size} images, "
-                     f"fewer than one batch of {batch}")
+    raise ValueError(
+      f'shard {process_index} of {process_count} holds {indices.size} images, '
+      f'fewer than one batch of {batch}'
+    )
 
   spec = _output_spec(config)
   keys = list(spec)
@@ -163,8 +187,9 @@ def create_split(source, *, batch_size_per_device: int, local_devices: int, seed
     return [sample[k] for k in keys]
 
   def to_tensors(counter, index):
-    flat = tf.numpy_function(generate_flat, [counter, index], [spec[k].dtype for k in keys],
-                             stateful=False)
+    flat = tf.numpy_function(
+      generate_flat, [counter, index], [spec[k].dtype for k in keys], stateful=False
+    )
     return {k: tf.ensure_shape(v, spec[k].shape) for k, v in zip(keys, flat)}
 
   def split_devices(x):

@@ -31,8 +31,14 @@ _REUSE_SOURCE = 1 / 3
 _CROP_JITTER = 20
 
 
-def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.2,
-                 contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.01) -> np.ndarray:
+def color_jitter(
+  image: np.ndarray,
+  rng: np.random.Generator,
+  brightness: float = 0.2,
+  contrast: float = 0.2,
+  saturation: float = 0.2,
+  hue: float = 0.01,
+) -> np.ndarray:
   """Random brightness, contrast, saturation and hue changes, applied in random order.
 
   Args:
@@ -106,8 +112,9 @@ def _crop_start(lo: int, hi: int, extent: int, crop: int, rng: np.random.Generat
   return int(np.clip(start, 0, extent - crop))
 
 
-def augment_frame(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def augment_frame(
+  image: np.ndarray, label: np.ndarray, rng: np.random.Generator, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
   """One later frame of a pseudo-sequence from the full-resolution still image.
 
   Colour jitter, random affine (zero padding), rescale by U(0.8, 1.1) with each side at least the
@@ -124,10 +131,17 @@ def augment_frame(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
   """
   h, w = label.shape
   affine = random_affine((h, w), rng)
-  image = cv2.warpAffine(color_jitter(image, rng), affine, (w, h), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-  label = cv2.warpAffine(label, affine, (w, h), flags=cv2.INTER_NEAREST,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+  image = cv2.warpAffine(
+    color_jitter(image, rng),
+    affine,
+    (w, h),
+    flags=cv2.INTER_LINEAR,
+    borderMode=cv2.BORDER_CONSTANT,
+    borderValue=0,
+  )
+  label = cv2.warpAffine(
+    label, affine, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+  )
   scale = rng.uniform(0.8, 1.1)
   h, w = max(size[0], int(h * scale)), max(size[1], int(w * scale))
   image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -137,8 +151,10 @@ def augment_frame(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     rows, cols = np.array([0, h - 1]), np.array([0, w - 1])
   top = _crop_start(rows[0], rows[-1] + 1, h, size[0], rng)
   left = _crop_start(cols[0], cols[-1] + 1, w, size[1], rng)
-  return (image[top:top + size[0], left:left + size[1]],
-          label[top:top + size[0], left:left + size[1]])
+  return (
+    image[top : top + size[0], left : left + size[1]],
+    label[top : top + size[0], left : left + size[1]],
+  )
 
 
 def random_binarisation(soft: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -162,8 +178,9 @@ def random_binarisation(soft: np.ndarray, rng: np.random.Generator) -> np.ndarra
   return binary.astype(np.uint8)
 
 
-def cut_object(image: np.ndarray, soft: np.ndarray,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+def cut_object(
+  image: np.ndarray, soft: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray] | None:
   """A random object region of a still image: (float32 RGB crop, binarised mask crop) or None.
 
   The region is one of the still image's labels 2..L (label 1 holds the top-left corner, normally
@@ -175,15 +192,16 @@ def cut_object(image: np.ndarray, soft: np.ndarray,
   if num < 2:
     return None
   rows, cols = np.nonzero(labels == rng.integers(2, num + 1))
-  box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+  box = np.s_[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
   mask = random_binarisation(soft[box], rng)
   if not mask.any():
     return None
   return image[box].astype(np.float32) / 255.0, mask
 
 
-def warp_object(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def warp_object(
+  rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
   """Rescales an object (its shorter side to 0.1-0.6 of the frame's) and warps its perspective.
 
   The four corners move by up to a tenth of the object's size each; the output keeps the
@@ -191,8 +209,13 @@ def warp_object(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
   """
   oh, ow = mask.shape
   axis = 0 if oh <= ow else 1
-  side = int(np.clip(rng.integers(math.ceil(0.1 * size[axis]), math.ceil(0.6 * size[axis]) + 1),
-                     int(0.1 * size[axis]), int(0.6 * size[axis])))
+  side = int(
+    np.clip(
+      rng.integers(math.ceil(0.1 * size[axis]), math.ceil(0.6 * size[axis]) + 1),
+      int(0.1 * size[axis]),
+      int(0.6 * size[axis]),
+    )
+  )
   if axis == 0:
     new_h, new_w = side, int(side / oh * ow)
   else:
@@ -210,10 +233,18 @@ def warp_object(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
   return rgb, mask
 
 
-def paste_object(frame: np.ndarray, label: np.ndarray, rgb: np.ndarray, mask: np.ndarray,
-                 obj_label: int, rng: np.random.Generator, *,
-                 area: tuple[int, int, int, int] | None = None, max_occlusion: float = 0.5,
-                 attempts: int = 3) -> tuple[np.ndarray, np.ndarray, bool]:
+def paste_object(
+  frame: np.ndarray,
+  label: np.ndarray,
+  rgb: np.ndarray,
+  mask: np.ndarray,
+  obj_label: int,
+  rng: np.random.Generator,
+  *,
+  area: tuple[int, int, int, int] | None = None,
+  max_occlusion: float = 0.5,
+  attempts: int = 3,
+) -> tuple[np.ndarray, np.ndarray, bool]:
   """Pastes an object at a random place, refusing places that hide too much of other objects.
 
   The object's top-left corner is drawn so that the object fits inside `area` where it can; the
@@ -242,13 +273,13 @@ def paste_object(frame: np.ndarray, label: np.ndarray, rgb: np.ndarray, mask: np
   for _ in range(attempts):
     top = int(rng.integers(rmin, max(rmin, rmax - oh) + 1))
     left = int(rng.integers(cmin, max(cmin, cmax - ow) + 1))
-    canvas = np.s_[top:min(height, top + oh), left:min(width, left + ow)]
-    inside = mask[:canvas[0].stop - top, :canvas[1].stop - left] > 0
+    canvas = np.s_[top : min(height, top + oh), left : min(width, left + ow)]
+    inside = mask[: canvas[0].stop - top, : canvas[1].stop - left] > 0
     new_frame, new_label = frame.copy(), label.copy()
-    new_frame[canvas][inside] = rgb[:inside.shape[0], :inside.shape[1]][inside]
+    new_frame[canvas][inside] = rgb[: inside.shape[0], : inside.shape[1]][inside]
     new_label[canvas][inside] = obj_label
     after = np.bincount(new_label.ravel(), minlength=before.size)
-    kept = after[2:before.size][present] / before[2:][present]
+    kept = after[2 : before.size][present] / before[2:][present]
     if after[obj_label] > 0 and np.all(kept > 1 - max_occlusion):
       return new_frame, new_label, True
   return frame, label, False
@@ -261,8 +292,12 @@ def _box_area(label: np.ndarray, obj_label: int, grow: float) -> tuple[int, int,
     return None
   height, width = label.shape
   dr, dc = int(height * grow / 2), int(width * grow / 2)
-  return (max(0, rows.min() - dr), min(height, rows.max() + 1 + dr),
-          max(0, cols.min() - dc), min(width, cols.max() + 1 + dc))
+  return (
+    max(0, rows.min() - dr),
+    min(height, rows.max() + 1 + dr),
+    max(0, cols.min() - dc),
+    min(width, cols.max() + 1 + dc),
+  )
 
 
 def _drawer(others: Others | None) -> Callable[[np.random.Generator], Source] | None:
@@ -270,13 +305,19 @@ def _drawer(others: Others | None) -> Callable[[np.random.Generator], Source] | 
     return others
   others = list(others)
   if not others:
-    raise ValueError("`others` is an empty list: give at least one (image, mask) source")
+    raise ValueError('`others` is an empty list: give at least one (image, mask) source')
   return lambda rng: others[int(rng.integers(len(others)))]
 
 
-def _paste_objects(frames: list[np.ndarray], labels: list[np.ndarray], count: int,
-                   next_label: int, draw: Callable[[np.random.Generator], Source],
-                   rng: np.random.Generator, size: tuple[int, int]) -> None:
+def _paste_objects(
+  frames: list[np.ndarray],
+  labels: list[np.ndarray],
+  count: int,
+  next_label: int,
+  draw: Callable[[np.random.Generator], Source],
+  rng: np.random.Generator,
+  size: tuple[int, int],
+) -> None:
   """Pastes up to `count` objects drawn from `draw` into every frame, in place.
 
   Pasted objects take labels `next_label`, `next_label` + 1, ... in the order they succeed.
@@ -293,8 +334,9 @@ def _paste_objects(frames: list[np.ndarray], labels: list[np.ndarray], count: in
     for t in range(len(frames)):
       rgb, mask = warp_object(rgb, mask, rng, size)
       area = None if t == 0 else _box_area(labels[t - 1], next_label, min(0.2 + t / 10, 1))
-      frames[t], labels[t], pasted = paste_object(frames[t], labels[t], rgb, mask, next_label,
-                                                  rng, area=area)
+      frames[t], labels[t], pasted = paste_object(
+        frames[t], labels[t], rgb, mask, next_label, rng, area=area
+      )
       if t == 0 and not pasted:
         break
       rgb = color_jitter(rgb, rng)
@@ -314,11 +356,19 @@ def _relabel_by_first_frame(labels: np.ndarray) -> np.ndarray:
   return table[labels]
 
 
-def make_pseudo_sequence(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
-                         length: int = 3, size: tuple[int, int] = (256, 256),
-                         others: Others | None = None, max_labels: int = 4,
-                         n_segments: int = 300, compactness: float = 20.0,
-                         sigma: float = 1.0) -> dict:
+def make_pseudo_sequence(
+  image: np.ndarray,
+  mask: np.ndarray,
+  rng: np.random.Generator,
+  *,
+  length: int = 3,
+  size: tuple[int, int] = (256, 256),
+  others: Others | None = None,
+  max_labels: int = 4,
+  n_segments: int = 300,
+  compactness: float = 20.0,
+  sigma: float = 1.0,
+) -> dict:
   """A training pseudo-sequence from one still image and its saliency mask.
 
   With L labels in the still image (`stills.region_labels`), randint(max(0, 2 - L), max_labels -
@@ -345,11 +395,11 @@ def make_pseudo_sequence(image: np.ndarray, mask: np.ndarray, rng: np.random.Gen
   image = np.asarray(image)
   mask = np.asarray(mask)
   if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-    raise ValueError(f"image must be [H, W, 3] uint8, got {image.dtype} {image.shape}")
+    raise ValueError(f'image must be [H, W, 3] uint8, got {image.dtype} {image.shape}')
   if mask.shape != image.shape[:2]:
-    raise ValueError(f"mask {mask.shape} and image {image.shape[:2]} differ in size")
+    raise ValueError(f'mask {mask.shape} and image {image.shape[:2]} differ in size')
   if length < 2:
-    raise ValueError(f"a pseudo-sequence needs at least 2 frames, got length={length}")
+    raise ValueError(f'a pseudo-sequence needs at least 2 frames, got length={length}')
   height, width = size
   still = image.astype(np.float32) / 255.0
   label = stills.region_labels(mask)
@@ -367,15 +417,19 @@ def make_pseudo_sequence(image: np.ndarray, mask: np.ndarray, rng: np.random.Gen
 
   frames = np.round(np.stack(frames) * 255.0).astype(np.uint8)
   labels = _relabel_by_first_frame(np.stack(labels))
-  spx = np.stack([superpixels.compute(f, 'slic', n_segments=n_segments,
-                                      compactness=compactness, sigma=sigma) for f in frames])
+  spx = np.stack(
+    [
+      superpixels.compute(f, 'slic', n_segments=n_segments, compactness=compactness, sigma=sigma)
+      for f in frames
+    ]
+  )
   spx[0] = pools_lib.merge_with_annotation(spx[0], labels[0])
   pools = [pools_lib.mode_pools(s, lab) for s, lab in zip(spx, labels)]
   return {
-      'image': frames,
-      'spx': spx.astype(np.int32),
-      'label': labels,
-      'pools': pools,
-      'num_spx': np.array([p.size for p in pools], np.int32),
-      'num_cls': int(labels[0].max()),
+    'image': frames,
+    'spx': spx.astype(np.int32),
+    'label': labels,
+    'pools': pools,
+    'num_spx': np.array([p.size for p in pools], np.int32),
+    'num_cls': int(labels[0].max()),
   }

@@ -29,6 +29,7 @@ MIN_REGION_FRACTION = 0.001
 @dataclasses.dataclass(frozen=True)
 class StillSample:
   """One still image and its saliency mask, both on disk."""
+
   name: str
   image_path: Path
   mask_path: Path
@@ -36,16 +37,16 @@ class StillSample:
 
 def _require_dir(path: Path, what: str) -> Path:
   if not path.is_dir():
-    raise FileNotFoundError(f"{what} {path} is not a directory")
+    raise FileNotFoundError(f'{what} {path} is not a directory')
   return path
 
 
 def _read_split_names(path: Path) -> list[str]:
   if not path.is_file():
-    raise FileNotFoundError(f"split file {path} does not exist")
+    raise FileNotFoundError(f'split file {path} does not exist')
   names = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
   if not names:
-    raise ValueError(f"split file {path} lists no images")
+    raise ValueError(f'split file {path} lists no images')
   return names
 
 
@@ -68,7 +69,7 @@ def list_msra10k(root, split: str | None = None, mask_dir=None) -> list[StillSam
   if split is None:
     names = sorted(p.stem for p in image_dir.glob('*.jpg'))
     if not names:
-      raise ValueError(f"no .jpg images in {image_dir}")
+      raise ValueError(f'no .jpg images in {image_dir}')
   else:
     names = _read_split_names(root / f'{split}.txt')
   samples = [StillSample(n, image_dir / f'{n}.jpg', masks / f'{n}.png') for n in names]
@@ -85,10 +86,13 @@ def list_folder(image_dir, mask_dir) -> list[StillSample]:
   image_dir = _require_dir(Path(image_dir), 'image folder')
   mask_dir = _require_dir(Path(mask_dir), 'mask folder')
   images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-  samples = [StillSample(p.stem, p, mask_dir / f'{p.stem}.png') for p in images
-             if (mask_dir / f'{p.stem}.png').is_file()]
+  samples = [
+    StillSample(p.stem, p, mask_dir / f'{p.stem}.png')
+    for p in images
+    if (mask_dir / f'{p.stem}.png').is_file()
+  ]
   if not samples:
-    raise ValueError(f"no image of {image_dir} has a mask of the same stem in {mask_dir}")
+    raise ValueError(f'no image of {image_dir} has a mask of the same stem in {mask_dir}')
   return samples
 
 
@@ -96,14 +100,14 @@ def _check_files(samples: Sequence[StillSample]) -> None:
   for sample in samples:
     for path in (sample.image_path, sample.mask_path):
       if not path.is_file():
-        raise FileNotFoundError(f"sample {sample.name!r}: {path} does not exist")
+        raise FileNotFoundError(f'sample {sample.name!r}: {path} does not exist')
 
 
 def load_image(path) -> np.ndarray:
   """RGB uint8 [H, W, 3] image."""
   image = cv2.imread(str(path), cv2.IMREAD_COLOR)
   if image is None:
-    raise FileNotFoundError(f"cannot read image {path}")
+    raise FileNotFoundError(f'cannot read image {path}')
   return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -111,7 +115,7 @@ def load_mask(path) -> np.ndarray:
   """Soft saliency map float32 [H, W] in [0, 1] of a grey (or colour, averaged) mask image."""
   mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
   if mask is None:
-    raise FileNotFoundError(f"cannot read mask {path}")
+    raise FileNotFoundError(f'cannot read mask {path}')
   return mask.astype(np.float32) / 255.0
 
 
@@ -120,8 +124,10 @@ def load_sample(sample: StillSample) -> tuple[np.ndarray, np.ndarray]:
   image = load_image(sample.image_path)
   mask = load_mask(sample.mask_path)
   if image.shape[:2] != mask.shape:
-    raise ValueError(f"sample {sample.name!r}: image {sample.image_path} is {image.shape[:2]} "
-                     f"but mask {sample.mask_path} is {mask.shape} (H, W)")
+    raise ValueError(
+      f'sample {sample.name!r}: image {sample.image_path} is {image.shape[:2]} '
+      f'but mask {sample.mask_path} is {mask.shape} (H, W)'
+    )
   return image, mask
 
 
@@ -134,7 +140,7 @@ class StillImageSet:
 
   def __init__(self, samples: Sequence[StillSample]):
     if not samples:
-      raise ValueError("a still-image set needs at least one sample")
+      raise ValueError('a still-image set needs at least one sample')
     self.samples = list(samples)
 
   def __len__(self) -> int:
@@ -200,9 +206,9 @@ def region_labels(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -
   """
   mask = np.asarray(mask)
   if mask.ndim != 2 or mask.size == 0:
-    raise ValueError(f"a mask must be a non-empty [H, W] array, got shape {mask.shape}")
+    raise ValueError(f'a mask must be a non-empty [H, W] array, got shape {mask.shape}')
   if min(mask.shape) < 2:
-    raise ValueError(f"a mask needs at least 2 rows and columns, got shape {mask.shape}")
+    raise ValueError(f'a mask needs at least 2 rows and columns, got shape {mask.shape}')
   regions = measure.label(~_contour(mask > 0), connectivity=1).astype(np.int32)
   labels = _fill_contour(regions)
   labels[labels == 0] = 1

@@ -31,12 +31,14 @@ class StillImages(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3)),
-            'mask': tfds.features.Image(shape=(None, None, 1)),
-            'name': tfds.features.Text(),
-        }),
-        supervised_keys=None,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(None, None, 3)),
+          'mask': tfds.features.Image(shape=(None, None, 1)),
+          'name': tfds.features.Text(),
+        }
+      ),
+      supervised_keys=None,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -49,11 +51,14 @@ class StillImages(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, samples):
     for sample in samples:
       image, mask = stills.load_sample(sample)
-      yield sample.name, {
+      yield (
+        sample.name,
+        {
           'image': image,
           'mask': np.round(mask * 255).astype(np.uint8)[..., None],
           'name': sample.name,
-      }
+        },
+      )
 
 
 class TfdsSource:
@@ -61,7 +66,7 @@ class TfdsSource:
 
   def __init__(self, data_source):
     if len(data_source) == 0:
-      raise ValueError("the split holds no images")
+      raise ValueError('the split holds no images')
     self._data = data_source
 
   def __len__(self) -> int:

@@ -38,29 +38,31 @@ from shls_jax.evaluation import results_io, scoring
 from shls_jax.inference import propagation
 from shls_jax.model import shls
 
-SETTINGS_FILE = "evaluation.json"
-OVERLAY_DIR = "overlays"
-SUPERPIXEL_SOURCES = ("slic", "isec", "precomputed")
+SETTINGS_FILE = 'evaluation.json'
+OVERLAY_DIR = 'overlays'
+SUPERPIXEL_SOURCES = ('slic', 'isec', 'precomputed')
 _OVERLAY_ALPHA = 0.5
 
 
-def selected_sequences(eval_config: ml_collections.ConfigDict,
-                       sequences: list[str] | None = None) -> list[str]:
+def selected_sequences(
+  eval_config: ml_collections.ConfigDict, sequences: list[str] | None = None
+) -> list[str]:
   """Names to evaluate: `sequences`, else `eval_config.sequences` (comma-separated), else the split.
 
   Raises:
     FileNotFoundError: a named sequence has no frames under `eval_config.davis_root`.
   """
   if not sequences and eval_config.sequences:
-    sequences = [s.strip() for s in eval_config.sequences.split(",") if s.strip()]
+    sequences = [s.strip() for s in eval_config.sequences.split(',') if s.strip()]
   if not sequences:
     return davis.list_sequences(eval_config.davis_root, eval_config.split, eval_config.resolution)
   available = set(davis.list_sequences(eval_config.davis_root, None, eval_config.resolution))
   missing = [s for s in sequences if s not in available]
   if missing:
     raise FileNotFoundError(
-        f"sequence(s) {', '.join(missing)} not found under {eval_config.davis_root}/JPEGImages/"
-        f"{eval_config.resolution}: choose others with --sequences")
+      f'sequence(s) {", ".join(missing)} not found under {eval_config.davis_root}/JPEGImages/'
+      f'{eval_config.resolution}: choose others with --sequences'
+    )
   return list(sequences)
 
 
@@ -70,13 +72,16 @@ def working_size(eval_config: ml_collections.ConfigDict) -> tuple[int, int] | No
   if not size:
     return None
   if len(size) != 2 or min(size) < 1:
-    raise ValueError(f"eval.size must be () or (H, W) with positive sizes, got {size}")
+    raise ValueError(f'eval.size must be () or (H, W) with positive sizes, got {size}')
   return int(size[0]), int(size[1])
 
 
-def sequence_superpixels(frames: np.ndarray, sequence: davis.Sequence,
-                         spx_config: ml_collections.ConfigDict,
-                         progress: bool = False) -> np.ndarray:
+def sequence_superpixels(
+  frames: np.ndarray,
+  sequence: davis.Sequence,
+  spx_config: ml_collections.ConfigDict,
+  progress: bool = False,
+) -> np.ndarray:
   """Superpixels of every frame.
 
   Args:
@@ -91,21 +96,28 @@ def sequence_superpixels(frames: np.ndarray, sequence: davis.Sequence,
   """
   method = spx_config.method
   if method not in SUPERPIXEL_SOURCES:
-    raise ValueError(f"unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}")
-  if method == "precomputed" and not spx_config.root:
+    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}')
+  if method == 'precomputed' and not spx_config.root:
     raise ValueError("superpixels 'precomputed' need eval.superpixels.root, the folder of maps")
-  params = {"n_segments": spx_config.n_segments} if method == "slic" else {}
+  params = {'n_segments': spx_config.n_segments} if method == 'slic' else {}
   size = frames.shape[1:3]
   labels = []
-  for frame, name in tqdm(list(zip(frames, sequence.frame_names)), desc=f"{sequence.name} spx",
-                          unit="frame", leave=False, disable=not progress):
-    if method != "precomputed":
+  for frame, name in tqdm(
+    list(zip(frames, sequence.frame_names)),
+    desc=f'{sequence.name} spx',
+    unit='frame',
+    leave=False,
+    disable=not progress,
+  ):
+    if method != 'precomputed':
       labels.append(superpixels.compute(frame, method, **params))
       continue
     path = superpixels.label_path(spx_config.root, sequence.name, name)
     if not path.is_file():
-      raise FileNotFoundError(f"precomputed superpixel map {path} is missing: compute the maps "
-                              "with `python -m shls_jax.tools.superpixels`")
+      raise FileNotFoundError(
+        f'precomputed superpixel map {path} is missing: compute the maps '
+        'with `python -m shls_jax.tools.superpixels`'
+      )
     spx = superpixels.read_labels(path)
     if spx.shape != size:
       # Nearest resizing can drop small superpixels; renumbering keeps labels dense.
@@ -114,8 +126,9 @@ def sequence_superpixels(frames: np.ndarray, sequence: davis.Sequence,
   return np.stack(labels).astype(np.int32)
 
 
-def first_mask(sequence: davis.Sequence, single_object: bool,
-               size: tuple[int, int] | None = None) -> np.ndarray:
+def first_mask(
+  sequence: davis.Sequence, single_object: bool, size: tuple[int, int] | None = None
+) -> np.ndarray:
   """[H, W] uint8 first-frame object ids (0 = background, void counted as background)."""
   mask = davis.load_masks(sequence, [0], size, single_object)[0]
   return np.where(mask == davis.VOID, 0, mask).astype(np.uint8)
@@ -138,7 +151,7 @@ def write_overlays(folder: Path, sequence: davis.Sequence, masks: np.ndarray) ->
   folder.mkdir(parents=True, exist_ok=True)
   for path, mask in zip(sequence.frames, masks):
     image = overlay(davis.read_frame(path), mask)
-    cv2.imwrite(str(folder / f"{path.stem}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / f'{path.stem}.jpg'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
 def write_masks_atomically(results_dir: Path, sequence: davis.Sequence, masks: np.ndarray) -> None:
@@ -147,7 +160,7 @@ def write_masks_atomically(results_dir: Path, sequence: davis.Sequence, masks: n
   A run interrupted mid-sequence then leaves some frames missing, never a truncated PNG, and
   `is_complete` is enough to decide whether to redo it.
   """
-  staging = results_dir / f".{sequence.name}.partial"
+  staging = results_dir / f'.{sequence.name}.partial'
   shutil.rmtree(staging, ignore_errors=True)
   paths = results_io.write_sequence_masks(staging, sequence.name, masks, sequence.frame_names)
   folder = results_dir / sequence.name
@@ -160,15 +173,15 @@ def write_masks_atomically(results_dir: Path, sequence: davis.Sequence, masks: n
 def is_complete(results_dir: Path, sequence: davis.Sequence) -> bool:
   """True when every frame of `sequence` has its result PNG."""
   folder = results_dir / sequence.name
-  return all((folder / f"{name}.png").is_file() for name in sequence.frame_names)
+  return all((folder / f'{name}.png').is_file() for name in sequence.frame_names)
 
 
 def _settings(config: ml_collections.ConfigDict, weights: str) -> dict[str, Any]:
   """What decides the masks of a run: the config (but not the scoring workers) and the weights."""
   settings = json.loads(config.to_json())
-  settings.get("eval", {}).pop("workers", None)
-  settings.get("eval", {}).pop("davis_root", None)
-  return {"weights": weights, "config": settings}
+  settings.get('eval', {}).pop('workers', None)
+  settings.get('eval', {}).pop('davis_root', None)
+  return {'weights': weights, 'config': settings}
 
 
 class Evaluator:
@@ -182,9 +195,17 @@ class Evaluator:
     davis_sequences: their `davis.Sequence`s (frames and annotations found on disk).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, results_dir, *, weights: str = "",
-               sequences: list[str] | None = None, overwrite: bool = False,
-               overlays: bool = False, progress: bool = True):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    results_dir,
+    *,
+    weights: str = '',
+    sequences: list[str] | None = None,
+    overwrite: bool = False,
+    overlays: bool = False,
+    progress: bool = True,
+  ):
     """Builds the evaluator.
 
     Args:
@@ -207,8 +228,9 @@ class Evaluator:
     self.progress = progress
     self.settings = _settings(config, weights)
     self.davis_sequences = [
-        davis.load_sequence(self.eval_config.davis_root, s, self.eval_config.resolution)
-        for s in self.sequences]
+      davis.load_sequence(self.eval_config.davis_root, s, self.eval_config.resolution)
+      for s in self.sequences
+    ]
 
   # ------------------------------------------------------------------------------ results folder
 
@@ -221,15 +243,19 @@ class Evaluator:
     if self.overwrite or not self.results_dir.exists():
       return
     if not self.results_dir.is_dir():
-      raise NotADirectoryError(f"results folder {self.results_dir} is a file")
+      raise NotADirectoryError(f'results folder {self.results_dir} is a file')
     previous = self._previous_settings()
     if previous is None and any(self.results_dir.iterdir()):
-      raise FileExistsError(f"results folder {self.results_dir} is not empty and was not made by "
-                            "this evaluation: choose another folder or pass --overwrite")
+      raise FileExistsError(
+        f'results folder {self.results_dir} is not empty and was not made by '
+        'this evaluation: choose another folder or pass --overwrite'
+      )
     if previous is not None and previous != self.settings:
-      raise FileExistsError(f"results folder {self.results_dir} holds results of another run "
-                            f"(other config or weights, see {SETTINGS_FILE}): choose another "
-                            "folder or pass --overwrite")
+      raise FileExistsError(
+        f'results folder {self.results_dir} holds results of another run '
+        f'(other config or weights, see {SETTINGS_FILE}): choose another '
+        'folder or pass --overwrite'
+      )
 
   def _check_csvs(self) -> None:
     """Refuses to replace CSVs of a folder this evaluation did not make, unless overwriting."""
@@ -237,27 +263,32 @@ class Evaluator:
       return
     existing = [p for p in self._csv_paths() if p.exists()]
     if existing:
-      raise FileExistsError(f"{', '.join(map(str, existing))} already exist(s): pass --overwrite "
-                            "to replace them")
+      raise FileExistsError(
+        f'{", ".join(map(str, existing))} already exist(s): pass --overwrite to replace them'
+      )
 
   def _csv_paths(self) -> list[Path]:
     split = self.eval_config.split
-    return [self.results_dir / f"global_results-{split}.csv",
-            self.results_dir / f"per-sequence_results-{split}.csv"]
+    return [
+      self.results_dir / f'global_results-{split}.csv',
+      self.results_dir / f'per-sequence_results-{split}.csv',
+    ]
 
   # ---------------------------------------------------------------------------------- prediction
 
-  def predict_sequence(self, propagator: propagation.Propagator,
-                       sequence: davis.Sequence) -> np.ndarray:
+  def predict_sequence(
+    self, propagator: propagation.Propagator, sequence: davis.Sequence
+  ) -> np.ndarray:
     """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W)."""
     single = self.eval_config.single_object
     frames = davis.load_frames(sequence, self.size)
     spx = sequence_superpixels(frames, sequence, self.eval_config.superpixels, self.progress)
-    result = propagator.run(frames, spx, first_mask(sequence, single, self.size),
-                            progress=self.progress)
+    result = propagator.run(
+      frames, spx, first_mask(sequence, single, self.size), progress=self.progress
+    )
     masks = np.asarray(result.masks)
     if masks.shape != spx.shape:
-      raise ValueError(f"propagation returned masks {masks.shape} for frames {spx.shape}")
+      raise ValueError(f'propagation returned masks {masks.shape} for frames {spx.shape}')
     full = first_mask(sequence, single)
     masks = resize_masks(masks, full.shape)
     # The given mask is the result of frame 0, at full detail rather than resized twice.
@@ -267,16 +298,16 @@ class Evaluator:
   def predict(self, variables) -> list[str]:
     """Writes the masks of this process's share of the sequences; returns the names computed."""
     self.check_results_dir()
-    sync("shls_eval_checked")
+    sync('shls_eval_checked')
     if jax.process_index() == 0:
       self.results_dir.mkdir(parents=True, exist_ok=True)
-      (self.results_dir / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + "\n")
-    mine = self.davis_sequences[jax.process_index()::jax.process_count()]
+      (self.results_dir / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + '\n')
+    mine = self.davis_sequences[jax.process_index() :: jax.process_count()]
     todo = [s for s in mine if self.overwrite or not is_complete(self.results_dir, s)]
     if not todo:
       return []
     propagator = propagation.Propagator(variables, self.config.inference)
-    for sequence in tqdm(todo, desc="sequences", unit="seq", disable=not self.progress):
+    for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
       masks = self.predict_sequence(propagator, sequence)
       write_masks_atomically(self.results_dir, sequence, masks)
       if self.overlays:
@@ -294,8 +325,13 @@ class Evaluator:
     self._check_csvs()
     config = self.eval_config
     global_table, sequence_table = scoring.score_results(
-        config.davis_root, self.results_dir, self.sequences, config.single_object,
-        config.workers, config.resolution)
+      config.davis_root,
+      self.results_dir,
+      self.sequences,
+      config.single_object,
+      config.workers,
+      config.resolution,
+    )
     scoring.write_csvs(self.results_dir, global_table, sequence_table, config.split)
     print(scoring.format_tables(global_table, sequence_table, config.split), flush=True)
     return global_table, sequence_table
@@ -311,7 +347,7 @@ class Evaluator:
       process.
     """
     self.predict(variables)
-    sync("shls_eval_predicted")
+    sync('shls_eval_predicted')
     values = np.zeros(len(scoring.GLOBAL_COLUMNS), np.float64)
     if jax.process_index() == 0:
       global_table, _ = self.score()
@@ -331,14 +367,21 @@ def describe_weights(checkpoint: str | None) -> str:
   """What `evaluate` loads for `checkpoint`, as recorded in `evaluation.json`: the absolute path
   (with '@<step>' for an orbax folder) or 'random'."""
   if not checkpoint:
-    return "random"
+    return 'random'
   path = Path(checkpoint).resolve()
-  return f"{path}@{checkpoints.latest_step(path)}" if path.is_dir() else str(path)
+  return f'{path}@{checkpoints.latest_step(path)}' if path.is_dir() else str(path)
 
 
-def evaluate(config: ml_collections.ConfigDict, results_dir, *, checkpoint: str | None = None,
-             sequences: list[str] | None = None, score_only: bool = False,
-             overwrite: bool = False, overlays: bool = False) -> dict[str, float]:
+def evaluate(
+  config: ml_collections.ConfigDict,
+  results_dir,
+  *,
+  checkpoint: str | None = None,
+  sequences: list[str] | None = None,
+  score_only: bool = False,
+  overwrite: bool = False,
+  overlays: bool = False,
+) -> dict[str, float]:
   """The `evaluate.py` command: segments and scores, or only scores (`score_only`).
 
   Returns:
@@ -347,18 +390,24 @@ def evaluate(config: ml_collections.ConfigDict, results_dir, *, checkpoint: str 
   if score_only:
     evaluator = Evaluator(config, results_dir, sequences=sequences, overwrite=overwrite)
     if not evaluator.results_dir.is_dir():
-      raise FileNotFoundError(f"results folder {results_dir} does not exist: nothing to score")
+      raise FileNotFoundError(f'results folder {results_dir} does not exist: nothing to score')
     return evaluator.score()[0]
   # Dataset, selection and results folder are checked before the slow loading of the weights.
-  evaluator = Evaluator(config, results_dir, weights=describe_weights(checkpoint),
-                        sequences=sequences, overwrite=overwrite, overlays=overlays)
+  evaluator = Evaluator(
+    config,
+    results_dir,
+    weights=describe_weights(checkpoint),
+    sequences=sequences,
+    overwrite=overwrite,
+    overlays=overlays,
+  )
   evaluator.check_results_dir()
   if checkpoint:
     variables = checkpoints.load_variables(checkpoint)
   else:
     # Smoke tests only: the results of random weights mean nothing.
     variables = shls.init_variables(jax.random.PRNGKey(0))
-    logging.warning("=" * 70)
-    logging.warning("NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.")
-    logging.warning("=" * 70)
+    logging.warning('=' * 70)
+    logging.warning('NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.')
+    logging.warning('=' * 70)
   return dict(evaluator.run(variables))

@@ -23,9 +23,9 @@ BOUND_TH = 0.008
 
 def _check_shapes(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None):
   if gt.shape != pred.shape:
-    raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} shapes differ")
+    raise ValueError(f'ground truth {gt.shape} and prediction {pred.shape} shapes differ')
   if void is not None and void.shape != gt.shape:
-    raise ValueError(f"void mask {void.shape} and ground truth {gt.shape} shapes differ")
+    raise ValueError(f'void mask {void.shape} and ground truth {gt.shape} shapes differ')
 
 
 def jaccard(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
@@ -44,7 +44,7 @@ def jaccard(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None) ->
   valid = True if void is None else ~np.asarray(void, bool)
   inter = np.count_nonzero(gt & pred & valid, axis=(-2, -1))
   union = np.count_nonzero((gt | pred) & valid, axis=(-2, -1))
-  with np.errstate(invalid="ignore", divide="ignore"):
+  with np.errstate(invalid='ignore', divide='ignore'):
     return np.where(union == 0, 1.0, inter / np.maximum(union, 1)).astype(np.float64)
 
 
@@ -76,7 +76,7 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 def disk(radius: int) -> np.ndarray:
   """[2r+1, 2r+1] uint8 disk: 1 where x^2 + y^2 <= r^2 (the DAVIS structuring element)."""
   offsets = np.arange(-radius, radius + 1)
-  return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius ** 2).astype(np.uint8)
+  return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
 
 
 def boundary_radius(shape: tuple[int, int], bound_th: float = BOUND_TH) -> int:
@@ -102,8 +102,9 @@ def _dilate_near(bmap: np.ndarray, kernel: np.ndarray, radius: int) -> np.ndarra
   return dilated.view(bool)
 
 
-def f_measure(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
-              bound_th: float = BOUND_TH) -> float:
+def f_measure(
+  gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None, bound_th: float = BOUND_TH
+) -> float:
   """Boundary F-measure of one frame.
 
   Args:
@@ -118,7 +119,7 @@ def f_measure(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
   gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
   _check_shapes(gt, pred, void)
   if gt.ndim != 2:
-    raise ValueError(f"f_measure takes [H, W] masks, got shape {gt.shape}")
+    raise ValueError(f'f_measure takes [H, W] masks, got shape {gt.shape}')
   if void is not None:
     valid = ~np.asarray(void, bool)
     gt, pred = gt & valid, pred & valid
@@ -136,12 +137,18 @@ def f_measure(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
   return 2 * precision * recall / (precision + recall)
 
 
-def f_measure_frames(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
-                     bound_th: float = BOUND_TH) -> np.ndarray:
+def f_measure_frames(
+  gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None, bound_th: float = BOUND_TH
+) -> np.ndarray:
   """F for each frame of [T, H, W] stacks; returns float64 [T]."""
   gt, pred = np.asarray(gt), np.asarray(pred)
   _check_shapes(gt, pred, void)
   if gt.ndim != 3:
-    raise ValueError(f"f_measure_frames takes [T, H, W] stacks, got shape {gt.shape}")
-  return np.array([f_measure(gt[t], pred[t], None if void is None else void[t], bound_th)
-                   for t in range(gt.shape[0])], np.float64)
+    raise ValueError(f'f_measure_frames takes [T, H, W] stacks, got shape {gt.shape}')
+  return np.array(
+    [
+      f_measure(gt[t], pred[t], None if void is None else void[t], bound_th)
+      for t in range(gt.shape[0])
+    ],
+    np.float64,
+  )

@@ -12,15 +12,17 @@ import numpy as np
 from shls_jax.data import davis
 
 
-def write_sequence_masks(results_dir, sequence: str, masks: np.ndarray,
-                         frame_names: list[str]) -> list[Path]:
+def write_sequence_masks(
+  results_dir, sequence: str, masks: np.ndarray, frame_names: list[str]
+) -> list[Path]:
   """Writes [T, H, W] id masks as `<results_dir>/<sequence>/<frame_names[t]>.png`; returns paths."""
   masks = np.asarray(masks)
   if masks.ndim != 3 or masks.shape[0] != len(frame_names):
-    raise ValueError(f"masks {masks.shape} do not match {len(frame_names)} frame names "
-                     "(expected [T, H, W])")
+    raise ValueError(
+      f'masks {masks.shape} do not match {len(frame_names)} frame names (expected [T, H, W])'
+    )
   folder = Path(results_dir) / sequence
-  paths = [folder / f"{name}.png" for name in frame_names]
+  paths = [folder / f'{name}.png' for name in frame_names]
   for path, mask in zip(paths, masks):
     davis.write_mask(path, mask)
   return paths
@@ -30,9 +32,9 @@ def read_sequence_masks(results_dir, sequence: str, frame_names: list[str]) -> n
   """[T, H, W] uint8 ids of `<results_dir>/<sequence>/<name>.png` for each of `frame_names`."""
   folder = Path(results_dir) / sequence
   if not folder.is_dir():
-    raise FileNotFoundError(f"results folder {folder} for sequence {sequence!r} does not exist")
-  masks = [davis.read_mask(folder / f"{name}.png", binary_255=None) for name in frame_names]
+    raise FileNotFoundError(f'results folder {folder} for sequence {sequence!r} does not exist')
+  masks = [davis.read_mask(folder / f'{name}.png', binary_255=None) for name in frame_names]
   shapes = {m.shape for m in masks}
   if len(shapes) > 1:
-    raise ValueError(f"result masks of {sequence!r} mix sizes {sorted(shapes)}")
+    raise ValueError(f'result masks of {sequence!r} mix sizes {sorted(shapes)}')
   return np.stack(masks)

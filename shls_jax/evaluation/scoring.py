@@ -25,12 +25,12 @@ import numpy as np
 from shls_jax.data import davis
 from shls_jax.evaluation import metrics
 
-GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
-SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
+GLOBAL_COLUMNS = ('J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay')
+SEQUENCE_COLUMNS = ('Sequence', 'J-Mean', 'F-Mean')
 _NUM_DECAY_BINS = 4
 # Forking a process that already runs JAX's threads can deadlock; forkserver children start from
 # a clean single-threaded server instead.
-_POOL_START_METHOD = "forkserver"
+_POOL_START_METHOD = 'forkserver'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,7 @@ class SequenceScores:
     j: float64 [K, T] region similarity.
     f: float64 [K, T] boundary F-measure.
   """
+
   name: str
   object_ids: tuple[int, ...]
   frame_names: tuple[str, ...]
@@ -58,14 +59,15 @@ def statistics(values: np.ndarray) -> tuple[float, float, float]:
   recall = float(np.mean(values > 0.5))
   # Bin edges at 1-based positions linspace(1, T, 5), consecutive bins sharing their edge frame.
   edges = (np.round(np.linspace(1, len(values), _NUM_DECAY_BINS + 1) + 1e-10) - 1).astype(int)
-  first = values[edges[0]:edges[1] + 1]
-  last = values[edges[-2]:edges[-1] + 1]
+  first = values[edges[0] : edges[1] + 1]
+  last = values[edges[-2] : edges[-1] + 1]
   decay = float(np.nanmean(first) - np.nanmean(last))
   return mean, recall, decay
 
 
-def score_sequence(davis_root, results_dir, name: str, single_object: bool = False,
-                   resolution: str = "480p") -> SequenceScores:
+def score_sequence(
+  davis_root, results_dir, name: str, single_object: bool = False, resolution: str = '480p'
+) -> SequenceScores:
   """Scores `<results_dir>/<name>/<frame>.png` against the annotations of sequence `name`.
 
   Raises:
@@ -74,30 +76,36 @@ def score_sequence(davis_root, results_dir, name: str, single_object: bool = Fal
   """
   sequence = davis.load_sequence(davis_root, name, resolution)
   if len(sequence.frames) < 3:
-    raise ValueError(f"sequence {name!r} has {len(sequence.frames)} frames: scoring skips the "
-                     "first and the last, so it needs at least 3")
+    raise ValueError(
+      f'sequence {name!r} has {len(sequence.frames)} frames: scoring skips the '
+      'first and the last, so it needs at least 3'
+    )
   scored = range(1, len(sequence.frames) - 1)
   frame_names = [sequence.frames[i].stem for i in scored]
   folder = Path(results_dir) / name
   if not folder.is_dir():
-    raise FileNotFoundError(f"results folder {folder} for sequence {name!r} does not exist")
+    raise FileNotFoundError(f'results folder {folder} for sequence {name!r} does not exist')
   object_ids = (1,) if single_object else sequence.object_ids
   j = np.empty((len(object_ids), len(scored)))
   f = np.empty((len(object_ids), len(scored)))
   for t, (i, frame) in enumerate(zip(scored, frame_names)):
     if sequence.annotations[i] is None:
-      raise FileNotFoundError(f"sequence {name!r}: frame {frame} has no annotation mask")
-    gt = davis.read_mask(sequence.annotations[i], binary_255=sequence.binary_255,
-                         single_object=single_object)
-    pred = davis.read_mask(folder / f"{frame}.png", binary_255=None)
+      raise FileNotFoundError(f'sequence {name!r}: frame {frame} has no annotation mask')
+    gt = davis.read_mask(
+      sequence.annotations[i], binary_255=sequence.binary_255, single_object=single_object
+    )
+    pred = davis.read_mask(folder / f'{frame}.png', binary_255=None)
     if pred.shape != gt.shape:
-      raise ValueError(f"result {folder / frame}.png is {pred.shape} (H, W) but its annotation "
-                       f"is {gt.shape}")
+      raise ValueError(
+        f'result {folder / frame}.png is {pred.shape} (H, W) but its annotation is {gt.shape}'
+      )
     if single_object:
       pred = pred != 0
     elif pred.max() > len(object_ids):
-      raise ValueError(f"result {folder / frame}.png holds object id {pred.max()} but sequence "
-                       f"{name!r} has {len(object_ids)} object(s)")
+      raise ValueError(
+        f'result {folder / frame}.png holds object id {pred.max()} but sequence '
+        f'{name!r} has {len(object_ids)} object(s)'
+      )
     for k, obj in enumerate(object_ids):
       gt_k, pred_k = gt == obj, pred == obj
       j[k, t] = metrics.jaccard(gt_k, pred_k)
@@ -105,15 +113,23 @@ def score_sequence(davis_root, results_dir, name: str, single_object: bool = Fal
   return SequenceScores(name, object_ids, tuple(frame_names), j, f)
 
 
-def score_all(davis_root, results_dir, sequences, single_object: bool = False,
-              workers: int = 1, resolution: str = "480p") -> list[SequenceScores]:
+def score_all(
+  davis_root,
+  results_dir,
+  sequences,
+  single_object: bool = False,
+  workers: int = 1,
+  resolution: str = '480p',
+) -> list[SequenceScores]:
   """`score_sequence` for each of `sequences`, in order, over `workers` processes."""
   missing = [s for s in sequences if not (Path(results_dir) / s).is_dir()]
   if missing:
-    raise FileNotFoundError(f"results folder {results_dir} has no folder for sequence(s) "
-                            + ", ".join(missing))
-  score = functools.partial(score_sequence, davis_root, results_dir,
-                            single_object=single_object, resolution=resolution)
+    raise FileNotFoundError(
+      f'results folder {results_dir} has no folder for sequence(s) ' + ', '.join(missing)
+    )
+  score = functools.partial(
+    score_sequence, davis_root, results_dir, single_object=single_object, resolution=resolution
+  )
   if workers <= 1 or len(sequences) <= 1:
     return [score(s) for s in sequences]
   context = multiprocessing.get_context(_POOL_START_METHOD)
@@ -137,18 +153,25 @@ def tables(scores: list[SequenceScores]) -> tuple[dict[str, float], list[dict]]:
     for k, obj in enumerate(seq.object_ids):
       j_stats.append(statistics(seq.j[k]))
       f_stats.append(statistics(seq.f[k]))
-      rows.append({"Sequence": f"{seq.name}_{obj}", "J-Mean": j_stats[-1][0],
-                   "F-Mean": f_stats[-1][0]})
+      rows.append(
+        {'Sequence': f'{seq.name}_{obj}', 'J-Mean': j_stats[-1][0], 'F-Mean': f_stats[-1][0]}
+      )
   if not rows:
-    raise ValueError("no objects were scored")
+    raise ValueError('no objects were scored')
   j_mean, j_recall, j_decay = np.mean(j_stats, axis=0)
   f_mean, f_recall, f_decay = np.mean(f_stats, axis=0)
   values = ((j_mean + f_mean) / 2, j_mean, j_recall, j_decay, f_mean, f_recall, f_decay)
   return dict(zip(GLOBAL_COLUMNS, map(float, values))), rows
 
 
-def score_results(davis_root, results_dir, sequences, single_object: bool = False, workers: int = 1,
-                  resolution: str = "480p") -> tuple[dict[str, float], list[dict]]:
+def score_results(
+  davis_root,
+  results_dir,
+  sequences,
+  single_object: bool = False,
+  workers: int = 1,
+  resolution: str = '480p',
+) -> tuple[dict[str, float], list[dict]]:
   """Scores a results folder; returns (global table, per-sequence table) as `tables` does.
 
   Args:
@@ -165,23 +188,27 @@ def score_results(davis_root, results_dir, sequences, single_object: bool = Fals
     FileNotFoundError: a missing results folder, result frame or annotation.
     ValueError: a result mask of the wrong size or with an unknown object id.
   """
-  return tables(score_all(davis_root, results_dir, list(sequences), single_object, workers,
-                          resolution))
+  return tables(
+    score_all(davis_root, results_dir, list(sequences), single_object, workers, resolution)
+  )
 
 
-def write_csvs(out_dir, global_table: dict[str, float], sequence_table: list[dict],
-               split: str = "val") -> tuple[Path, Path]:
+def write_csvs(
+  out_dir, global_table: dict[str, float], sequence_table: list[dict], split: str = 'val'
+) -> tuple[Path, Path]:
   """Writes `global_results-<split>.csv` and `per-sequence_results-<split>.csv` (3 decimals)."""
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  global_path = out_dir / f"global_results-{split}.csv"
-  sequence_path = out_dir / f"per-sequence_results-{split}.csv"
-  for path, columns, rows in ((global_path, GLOBAL_COLUMNS, [global_table]),
-                              (sequence_path, SEQUENCE_COLUMNS, sequence_table)):
-    with open(path, "w", newline="") as f:
-      writer = csv.writer(f, lineterminator="\n")
+  global_path = out_dir / f'global_results-{split}.csv'
+  sequence_path = out_dir / f'per-sequence_results-{split}.csv'
+  for path, columns, rows in (
+    (global_path, GLOBAL_COLUMNS, [global_table]),
+    (sequence_path, SEQUENCE_COLUMNS, sequence_table),
+  ):
+    with open(path, 'w', newline='') as f:
+      writer = csv.writer(f, lineterminator='\n')
       writer.writerow(columns)
-      writer.writerows([_format(row[c], "%.3f") for c in columns] for row in rows)
+      writer.writerows([_format(row[c], '%.3f') for c in columns] for row in rows)
   return global_path, sequence_path
 
 
@@ -190,15 +217,18 @@ def _format(value, float_format: str) -> str:
 
 
 def _text_table(columns, rows) -> str:
-  cells = [list(columns)] + [[_format(row[c], "%.6f") for c in columns] for row in rows]
+  cells = [list(columns)] + [[_format(row[c], '%.6f') for c in columns] for row in rows]
   widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-  return "\n".join(" ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+  return '\n'.join(' '.join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
 
 
-def format_tables(global_table: dict[str, float], sequence_table: list[dict],
-                  split: str = "val") -> str:
+def format_tables(
+  global_table: dict[str, float], sequence_table: list[dict], split: str = 'val'
+) -> str:
   """The two tables as console text."""
-  return (f"{'-' * 27} Global results for {split} {'-' * 27}\n"
-          f"{_text_table(GLOBAL_COLUMNS, [global_table])}\n\n"
-          f"{'-' * 10} Per sequence results for {split} {'-' * 10}\n"
-          f"{_text_table(SEQUENCE_COLUMNS, sequence_table)}")
+  return (
+    f'{"-" * 27} Global results for {split} {"-" * 27}\n'
+    f'{_text_table(GLOBAL_COLUMNS, [global_table])}\n\n'
+    f'{"-" * 10} Per sequence results for {split} {"-" * 10}\n'
+    f'{_text_table(SEQUENCE_COLUMNS, sequence_table)}'
+  )

@@ -11,7 +11,7 @@ DAVIS_STD = (0.2485, 0.2403, 0.2617)
 def get_config() -> ml_collections.ConfigDict:
   """The engine's settings (`config.inference` of `configs/default.py`)."""
   config = ml_collections.ConfigDict()
-  config.mode = "exact"  # "exact" (reference parity) or "fast" (static shapes)
+  config.mode = 'exact'  # "exact" (reference parity) or "fast" (static shapes)
   config.mean = DAVIS_MEAN
   config.std = DAVIS_STD
   # Superpixel counts are padded up to a multiple of this, so the embedding compiles once per
@@ -28,8 +28,24 @@ def get_config() -> ml_collections.ConfigDict:
   # see that canvas instead of their own zero padding; mean per-frame mask IoU against exact
   # mode 0.990 on DAVIS blackswan, see the module docstring). These steps (32 px up to 256,
   # 64 up to 512, 128 beyond) add at most a quarter to a side above 128.
-  config.canvas_sizes = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
-                         896, 1024)
+  config.canvas_sizes = (
+    32,
+    64,
+    96,
+    128,
+    160,
+    192,
+    224,
+    256,
+    320,
+    384,
+    448,
+    512,
+    640,
+    768,
+    896,
+    1024,
+  )
   # Fast mode: quality/speed knob for large ROIs. An ROI whose longest side exceeds this (a
   # multiple of 4; 0 = no limit) is decoded at a size scaled by one factor to this longest side
   # (`static_crops.decode_extents`), its output resized back onto the ROI. The decoder's time

@@ -52,7 +52,7 @@ from shls_jax.memory import host_memory as memory
 from shls_jax.memory import pools, rois
 from shls_jax.model import decoder, shls
 
-MODES = ("exact", "fast")
+MODES = ('exact', 'fast')
 # 255 is DAVIS' "void" label, never an object id.
 VOID = 255
 
@@ -69,6 +69,7 @@ class VideoResult:
     logodds: optional [T, H, W, C] float32 aggregated log-odds (channel j = class j + 1; frame
       0 = the one-hot annotation); only with `config.keep_logodds`.
   """
+
   masks: np.ndarray
   presegs: np.ndarray
   logodds: Optional[np.ndarray] = None
@@ -78,6 +79,7 @@ class VideoResult:
 class Embedding:
   """One frame's network features: l1 [H, W, 67], l4 [h4, w4, 259] (device arrays),
   superfeatures [N, 32] float32 (host)."""
+
   l1: jax.Array
   l4: jax.Array
   superfeatures: np.ndarray
@@ -92,6 +94,7 @@ class FirstFrame:
     onehot: [H, W, C] float32 one-hot annotation (channel j = class j + 1).
     boxes: [K, 4] int32 frame-0 ROIs (annotation boxes), K = C - 1 objects.
   """
+
   l1: jax.Array
   l4: jax.Array
   onehot: jax.Array
@@ -111,6 +114,7 @@ class Carry:
     attmaps: K arrays [h_k, w_k, 4] float32, frame t's attention maps cropped to its ROIs.
     attention: [K, H, W, 4] float32 full-frame attention maps (fast mode only, else None).
   """
+
   memory: memory.Memory
   l1: jax.Array
   l4: jax.Array
@@ -125,6 +129,7 @@ class Carry:
 class FrameOutput:
   """Result of one frame t >= 1: the memory prediction, log-odds [H, W, C] float32, mask
   [H, W] int32 (argmax + 1), confident flags [N] bool (None after the last frame)."""
+
   prediction: memory.MemoryPrediction
   logodds: np.ndarray
   mask: np.ndarray
@@ -135,9 +140,10 @@ def normalise(frames, mean, std) -> np.ndarray:
   """uint8 RGB [..., 3] -> float32 (x / 255 - mean) / std."""
   frames = np.asarray(frames)
   if frames.dtype != np.uint8:
-    raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
-  return ((frames.astype(np.float32) / np.float32(255.0) - np.asarray(mean, np.float32))
-          / np.asarray(std, np.float32))
+    raise ValueError(f'frames must be uint8 RGB, got dtype {frames.dtype}')
+  return (
+    frames.astype(np.float32) / np.float32(255.0) - np.asarray(mean, np.float32)
+  ) / np.asarray(std, np.float32)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -163,13 +169,13 @@ TRACE_COUNTS = collections.Counter()
 
 @functools.partial(jax.jit, static_argnums=3)
 def _embed(variables, image, spx, num_segments):
-  TRACE_COUNTS["embed"] += 1
+  TRACE_COUNTS['embed'] += 1
   return shls.embed(variables, image, spx, num_segments=num_segments)[0]
 
 
 def _decode_object_traced(variables, inputs):
   """Decoder logits [h, w, 2] of one object's `ObjectInputs`."""
-  TRACE_COUNTS["decode"] += 1
+  TRACE_COUNTS['decode'] += 1
   return shls.decode_object(variables, inputs)[0]
 
 
@@ -178,7 +184,7 @@ _decode_object = jax.jit(_decode_object_traced)
 
 @jax.jit
 def _aggregate(frame_logits):
-  TRACE_COUNTS["aggregate"] += 1
+  TRACE_COUNTS['aggregate'] += 1
   return decoder.aggregate_objects(frame_logits)
 
 
@@ -194,12 +200,14 @@ def _decode_all(canvas, variables, first, prev, cur, extents, valid):
 
   def one(first, prev, cur, extent):
     inputs = static_crops.canvas_inputs(first, prev, cur, canvas=canvas, extent=extent)
-    return static_crops.paste_canvas(_decode_object_traced(variables, inputs), cur.box,
-                                     frame_hw, extent)
+    return static_crops.paste_canvas(
+      _decode_object_traced(variables, inputs), cur.box, frame_hw, extent
+    )
 
   per_object = object_crops.CropSource(l1=None, l4=None, box=0, plane=0, attention=0)
   frame_logits = jax.vmap(one, in_axes=(per_object, per_object, per_object, 0))(
-      first, prev, cur, extents)
+    first, prev, cur, extents
+  )
   probs = jax.nn.softmax(frame_logits, axis=-1)[..., 1] * valid[:, None, None]
   return decoder.soft_aggregate(probs)
 
@@ -217,15 +225,21 @@ class Propagator:
   def __init__(self, variables, config):
     """variables: SHLS {'params', 'batch_stats'}; config: see `defaults.get_config`."""
     if config.mode not in MODES:
-      raise ValueError(f"inference mode must be one of {MODES}, got {config.mode!r}")
-    if config.mode == "fast" and any(s < object_crops.MULTIPLE or s % object_crops.MULTIPLE
-                                     for s in config.canvas_sizes):
-      raise ValueError(f"canvas_sizes {tuple(config.canvas_sizes)} must be positive multiples "
-                       f"of {object_crops.MULTIPLE}")
-    if config.mode == "fast" and (config.max_canvas < 0
-                                  or config.max_canvas % object_crops.MULTIPLE):
-      raise ValueError(f"max_canvas {config.max_canvas} must be 0 or a positive multiple of "
-                       f"{object_crops.MULTIPLE}")
+      raise ValueError(f'inference mode must be one of {MODES}, got {config.mode!r}')
+    if config.mode == 'fast' and any(
+      s < object_crops.MULTIPLE or s % object_crops.MULTIPLE for s in config.canvas_sizes
+    ):
+      raise ValueError(
+        f'canvas_sizes {tuple(config.canvas_sizes)} must be positive multiples '
+        f'of {object_crops.MULTIPLE}'
+      )
+    if config.mode == 'fast' and (
+      config.max_canvas < 0 or config.max_canvas % object_crops.MULTIPLE
+    ):
+      raise ValueError(
+        f'max_canvas {config.max_canvas} must be 0 or a positive multiple of '
+        f'{object_crops.MULTIPLE}'
+      )
     self.variables = variables
     self.config = config
     self.timings = collections.defaultdict(float)
@@ -236,7 +250,7 @@ class Propagator:
   def capacity(self, num_spx: int) -> int:
     """Static superpixel capacity used for a frame with num_spx superpixels."""
     capacity = _round_up(num_spx, self.config.superpixel_bucket)
-    if self.config.mode == "fast":
+    if self.config.mode == 'fast':
       capacity = max(capacity, self.config.superpixel_capacity)
     return capacity
 
@@ -244,14 +258,19 @@ class Propagator:
     """Features of one frame: image [H, W, 3] float32 normalised, spx [H, W] int dense 1..N."""
     start = time.perf_counter()
     num_spx = int(np.max(spx))
-    out = _embed(self.variables, jnp.asarray(image)[None],
-                      jnp.asarray(spx, jnp.int32)[None], self.capacity(num_spx))
-    superfeatures = np.asarray(out["superfeatures"][0, :num_spx])
-    self.timings["embed"] += time.perf_counter() - start
-    return Embedding(out["feat_l1"][0], out["feat_l4"][0], superfeatures)
+    out = _embed(
+      self.variables,
+      jnp.asarray(image)[None],
+      jnp.asarray(spx, jnp.int32)[None],
+      self.capacity(num_spx),
+    )
+    superfeatures = np.asarray(out['superfeatures'][0, :num_spx])
+    self.timings['embed'] += time.perf_counter() - start
+    return Embedding(out['feat_l1'][0], out['feat_l4'][0], superfeatures)
 
-  def first_frame(self, emb: Embedding, spx: np.ndarray,
-                  annotation: np.ndarray) -> Tuple[FirstFrame, Carry]:
+  def first_frame(
+    self, emb: Embedding, spx: np.ndarray, annotation: np.ndarray
+  ) -> Tuple[FirstFrame, Carry]:
     """Memory fit and frame-0 ROIs/attention maps.
 
     Args:
@@ -264,25 +283,40 @@ class Propagator:
     mem = memory.fit(emb.superfeatures, pools.mode_pools(spx, annotation), num_cls)
     mem, pred = memory.predict(mem, emb.superfeatures, spx, annotation, annotation=annotation)
     onehot = (annotation[..., None] == np.arange(1, num_cls + 1)).astype(np.float32)
-    self.timings["memory"] += time.perf_counter() - start
+    self.timings['memory'] += time.perf_counter() - start
     first = FirstFrame(emb.l1, emb.l4, jnp.asarray(onehot), pred.boxes)
-    carry = Carry(mem, emb.l1, emb.l4, onehot, np.asarray(annotation, np.int32), pred.boxes,
-                  pred.attmaps, self._attention(spx, pred))
+    carry = Carry(
+      mem,
+      emb.l1,
+      emb.l4,
+      onehot,
+      np.asarray(annotation, np.int32),
+      pred.boxes,
+      pred.attmaps,
+      self._attention(spx, pred),
+    )
     return first, carry
 
-  def predict(self, carry: Carry, emb: Embedding,
-              spx: np.ndarray) -> Tuple[memory.Memory, memory.MemoryPrediction]:
+  def predict(
+    self, carry: Carry, emb: Embedding, spx: np.ndarray
+  ) -> Tuple[memory.Memory, memory.MemoryPrediction]:
     """Memory prediction of frame t from the previous mask."""
     start = time.perf_counter()
     out = memory.predict(carry.memory, emb.superfeatures, spx, carry.mask)
-    self.timings["memory"] += time.perf_counter() - start
+    self.timings['memory'] += time.perf_counter() - start
     return out
 
-  def decode(self, first: FirstFrame, carry: Carry, emb: Embedding, spx: np.ndarray,
-             pred: memory.MemoryPrediction) -> Tuple[np.ndarray, Optional[jax.Array]]:
+  def decode(
+    self,
+    first: FirstFrame,
+    carry: Carry,
+    emb: Embedding,
+    spx: np.ndarray,
+    pred: memory.MemoryPrediction,
+  ) -> Tuple[np.ndarray, Optional[jax.Array]]:
     """Aggregated log-odds [H, W, C] float32 of frame t, and (fast mode) its full-frame
     attention maps [K, H, W, 4] for the next frame."""
-    if self.config.mode == "exact":
+    if self.config.mode == 'exact':
       return self._decode_exact(first, carry, emb, pred), None
     start = time.perf_counter()
     attention = self._attention(spx, pred)
@@ -292,36 +326,56 @@ class Propagator:
     canvas = static_crops.canvas_size(extents, spx.shape, tuple(self.config.canvas_sizes))
     self.canvases[canvas] += 1
     pad = lambda x, value: jnp.concatenate(
-        [jnp.asarray(x), jnp.full((capacity - num_objects,) + x.shape[1:], value, x.dtype)])
+      [jnp.asarray(x), jnp.full((capacity - num_objects,) + x.shape[1:], value, x.dtype)]
+    )
     # Padding objects get a 1-pixel box, which fits any canvas; their output is masked out.
     boxes = lambda b: pad(np.asarray(b, np.int32), np.array([0, 1, 0, 1], np.int32))
     objects = lambda x: pad(jnp.moveaxis(jnp.asarray(x)[..., 1:], -1, 0), 0.0)
     logodds = _decode_all(
-        canvas, self.variables,
-        object_crops.CropSource(first.l1, first.l4, boxes(first.boxes),
-                                plane=objects(first.onehot)),
-        object_crops.CropSource(carry.l1, carry.l4, boxes(carry.boxes),
-                                plane=objects(carry.logodds),
-                                attention=pad(carry.attention, 0.0)),
-        object_crops.CropSource(emb.l1, emb.l4, boxes(pred.boxes),
-                                attention=pad(attention, 0.0)),
-        pad(extents, np.array([1, 1], np.int32)), jnp.arange(capacity) < num_objects)
-    logodds = np.asarray(logodds[..., :num_objects + 1])
-    self.timings["decode"] += time.perf_counter() - start
+      canvas,
+      self.variables,
+      object_crops.CropSource(first.l1, first.l4, boxes(first.boxes), plane=objects(first.onehot)),
+      object_crops.CropSource(
+        carry.l1,
+        carry.l4,
+        boxes(carry.boxes),
+        plane=objects(carry.logodds),
+        attention=pad(carry.attention, 0.0),
+      ),
+      object_crops.CropSource(emb.l1, emb.l4, boxes(pred.boxes), attention=pad(attention, 0.0)),
+      pad(extents, np.array([1, 1], np.int32)),
+      jnp.arange(capacity) < num_objects,
+    )
+    logodds = np.asarray(logodds[..., : num_objects + 1])
+    self.timings['decode'] += time.perf_counter() - start
     return logodds, attention
 
-  def remember(self, mem: memory.Memory, emb: Embedding, spx: np.ndarray, mask: np.ndarray,
-               logodds: np.ndarray, preseg: np.ndarray) -> Tuple[memory.Memory, np.ndarray]:
+  def remember(
+    self,
+    mem: memory.Memory,
+    emb: Embedding,
+    spx: np.ndarray,
+    mask: np.ndarray,
+    logodds: np.ndarray,
+    preseg: np.ndarray,
+  ) -> Tuple[memory.Memory, np.ndarray]:
     """Confident superpixels of frame t (judged against `mask`) join the memory under their
     `preseg` pools; returns (memory, [N] bool flags)."""
     start = time.perf_counter()
     confident = memory.confident_superpixels(spx, mask, logodds)
     mem = memory.memorise_confident(mem, emb.superfeatures, spx, preseg, confident)
-    self.timings["memory"] += time.perf_counter() - start
+    self.timings['memory'] += time.perf_counter() - start
     return mem, confident
 
-  def step(self, first: FirstFrame, carry: Carry, image, spx: np.ndarray, last: bool,
-           memory_features: Optional[np.ndarray] = None) -> Tuple[FrameOutput, Carry]:
+  def step(
+    self,
+    first: FirstFrame,
+    carry: Carry,
+    image,
+    spx: np.ndarray,
+    last: bool,
+    memory_features: Optional[np.ndarray] = None,
+  ) -> Tuple[FrameOutput, Carry]:
     """One frame t >= 1 from the state after frame t - 1; no memory update when `last`.
 
     `memory_features` [N, 32], when given, replace the network's superfeatures in the memory.
@@ -335,21 +389,28 @@ class Propagator:
     confident = None
     if not last:
       mem, confident = self.remember(mem, emb, spx, mask, logodds, pred.preseg)
-    return (FrameOutput(pred, logodds, mask, confident),
-            Carry(mem, emb.l1, emb.l4, logodds, mask, pred.boxes, pred.attmaps, attention))
+    return (
+      FrameOutput(pred, logodds, mask, confident),
+      Carry(mem, emb.l1, emb.l4, logodds, mask, pred.boxes, pred.attmaps, attention),
+    )
 
   # Decoding ---------------------------------------------------------------------------------
 
-  def exact_inputs(self, first: FirstFrame, carry: Carry, emb: Embedding,
-                   pred: memory.MemoryPrediction, k: int):
+  def exact_inputs(
+    self, first: FirstFrame, carry: Carry, emb: Embedding, pred: memory.MemoryPrediction, k: int
+  ):
     """Exact-mode decoder inputs of object k (class k + 2): (ObjectInputs, pads)."""
     return object_crops.object_inputs(
-        object_crops.CropSource(first.l1, first.l4, first.boxes[k],
-                                plane=first.onehot[..., k + 1]),
-        object_crops.CropSource(carry.l1, carry.l4, carry.boxes[k],
-                                plane=jnp.asarray(carry.logodds[..., k + 1]),
-                                attention=carry.attmaps[k]),
-        object_crops.CropSource(emb.l1, emb.l4, pred.boxes[k], attention=pred.attmaps[k]))
+      object_crops.CropSource(first.l1, first.l4, first.boxes[k], plane=first.onehot[..., k + 1]),
+      object_crops.CropSource(
+        carry.l1,
+        carry.l4,
+        carry.boxes[k],
+        plane=jnp.asarray(carry.logodds[..., k + 1]),
+        attention=carry.attmaps[k],
+      ),
+      object_crops.CropSource(emb.l1, emb.l4, pred.boxes[k], attention=pred.attmaps[k]),
+    )
 
   def _decode_exact(self, first, carry, emb, pred) -> np.ndarray:
     start = time.perf_counter()
@@ -363,20 +424,25 @@ class Propagator:
     middle = time.perf_counter()
     logodds = np.asarray(_aggregate(frame_logits))
     end = time.perf_counter()
-    self.timings["decode"] += middle - start
-    self.timings["aggregation"] += end - middle
+    self.timings['decode'] += middle - start
+    self.timings['aggregation'] += end - middle
     return logodds
 
   def _attention(self, spx, pred) -> Optional[jax.Array]:
-    if self.config.mode != "fast":
+    if self.config.mode != 'fast':
       return None
     return jnp.asarray(full_frame_attention(spx, pred))
 
   # Whole videos -----------------------------------------------------------------------------
 
-  def propagate(self, images, spx, annotation, progress: bool = False,
-                memory_features: Optional[List[np.ndarray]] = None
-                ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+  def propagate(
+    self,
+    images,
+    spx,
+    annotation,
+    progress: bool = False,
+    memory_features: Optional[List[np.ndarray]] = None,
+  ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Runs the loop on normalised frames.
 
     Args:
@@ -403,14 +469,18 @@ class Propagator:
     logodds = [carry.logodds] if self.config.keep_logodds else None
     num_frames = len(images)
     for t in tqdm.trange(1, num_frames, disable=not progress, leave=False):
-      out, carry = self.step(first, carry, images[t], spx[t], last=t == num_frames - 1,
-                             memory_features=given[t])
+      out, carry = self.step(
+        first, carry, images[t], spx[t], last=t == num_frames - 1, memory_features=given[t]
+      )
       masks.append(out.mask)
       presegs.append(out.prediction.preseg)
       if logodds is not None:
         logodds.append(out.logodds)
-    return (np.stack(masks), np.stack(presegs).astype(np.int32),
-            None if logodds is None else np.stack(logodds).astype(np.float32))
+    return (
+      np.stack(masks),
+      np.stack(presegs).astype(np.int32),
+      None if logodds is None else np.stack(logodds).astype(np.float32),
+    )
 
   def run(self, frames, spx, first_mask, progress: bool = False) -> VideoResult:
     """Segments a video.
@@ -433,9 +503,11 @@ class Propagator:
     ids = ids[ids > 0]
     if ids.size == 0:
       shape = spx.shape
-      return VideoResult(np.zeros(shape, np.uint8), np.ones(shape, np.int32),
-                         np.zeros(shape + (1,), np.float32) if self.config.keep_logodds
-                         else None)
+      return VideoResult(
+        np.zeros(shape, np.uint8),
+        np.ones(shape, np.int32),
+        np.zeros(shape + (1,), np.float32) if self.config.keep_logodds else None,
+      )
     annotation = np.where(first_mask > 0, np.searchsorted(ids, first_mask) + 2, 1)
     images = normalise(frames, self.config.mean, self.config.std)
     masks, presegs, logodds = self.propagate(images, spx, annotation, progress)
@@ -447,25 +519,31 @@ def _check_video(frames, spx, first_mask):
   """Validates `Propagator.run` inputs; returns them as numpy arrays."""
   frames, spx, first_mask = np.asarray(frames), np.asarray(spx), np.asarray(first_mask)
   if frames.ndim != 4 or frames.shape[-1] != 3:
-    raise ValueError(f"frames must be [T, H, W, 3] RGB, got shape {frames.shape}")
+    raise ValueError(f'frames must be [T, H, W, 3] RGB, got shape {frames.shape}')
   if spx.shape != frames.shape[:3]:
-    raise ValueError(f"superpixels {spx.shape} do not match the frames {frames.shape[:3]}")
+    raise ValueError(f'superpixels {spx.shape} do not match the frames {frames.shape[:3]}')
   if first_mask.shape != frames.shape[1:3]:
-    raise ValueError(f"first mask {first_mask.shape} does not match the frame size "
-                     f"{frames.shape[1:3]}")
+    raise ValueError(
+      f'first mask {first_mask.shape} does not match the frame size {frames.shape[1:3]}'
+    )
   if frames.shape[0] < 1:
-    raise ValueError("the video has no frame")
+    raise ValueError('the video has no frame')
   if not np.issubdtype(spx.dtype, np.integer) or not np.issubdtype(first_mask.dtype, np.integer):
-    raise ValueError(f"superpixels and first mask must be integer, got {spx.dtype} and "
-                     f"{first_mask.dtype}")
+    raise ValueError(
+      f'superpixels and first mask must be integer, got {spx.dtype} and {first_mask.dtype}'
+    )
   if first_mask.min() < 0 or first_mask.max() >= VOID:
-    raise ValueError(f"first-mask ids must lie in 0..{VOID - 1} (map void {VOID} to an id or "
-                     f"to 0 first), found {first_mask.min()}..{first_mask.max()}")
+    raise ValueError(
+      f'first-mask ids must lie in 0..{VOID - 1} (map void {VOID} to an id or '
+      f'to 0 first), found {first_mask.min()}..{first_mask.max()}'
+    )
   flat = spx.reshape(spx.shape[0], -1)
   top = flat.max(axis=1)
   counts = np.array([np.unique(f).size for f in flat])
   bad = np.flatnonzero((flat.min(axis=1) < 1) | (counts != top))
   if bad.size:
-    raise ValueError(f"superpixels of frame {bad[0]} are not dense 1..N ({counts[bad[0]]} "
-                     f"distinct labels, max {top[bad[0]]}); relabel them first")
+    raise ValueError(
+      f'superpixels of frame {bad[0]} are not dense 1..N ({counts[bad[0]]} '
+      f'distinct labels, max {top[bad[0]]}); relabel them first'
+    )
   return frames, spx.astype(np.int32), first_mask.astype(np.int64)

@@ -43,6 +43,7 @@ class DeviceMemory(NamedTuple):
     labels: [M] int32 class of each slot, 0 = empty.
     centroids: [C, 2, D] float32 unit-norm k-means centroids per class (zero for absent classes).
   """
+
   features: jax.Array
   labels: jax.Array
   centroids: jax.Array
@@ -51,8 +52,10 @@ class DeviceMemory(NamedTuple):
 def memory_capacity(num_segments: int, num_frames: int) -> int:
   """Slots a training memory needs: frame 0 plus one update block per frame 1..T-2."""
   if not 2 <= num_frames <= _MAX_FRAMES:
-    raise ValueError(f"training sequences need 2..{_MAX_FRAMES} frames (the per-class memory "
-                     f"cap is not applied on device), got {num_frames}")
+    raise ValueError(
+      f'training sequences need 2..{_MAX_FRAMES} frames (the per-class memory '
+      f'cap is not applied on device), got {num_frames}'
+    )
   return num_segments * max(num_frames - 1, 1)
 
 
@@ -63,6 +66,7 @@ def initial_centroids(features: jax.Array, labels: jax.Array, num_classes: int) 
 
   features: [M, D] unit rows; labels: [M] int32 (0 = empty).
   """
+
   def one_class(cls):
     member = labels == cls
     first = features[jnp.argmax(member)]
@@ -70,11 +74,13 @@ def initial_centroids(features: jax.Array, labels: jax.Array, num_classes: int) 
     second = features[jnp.argmin(sims)]
     present = jnp.any(member)
     return jnp.where(present, jnp.stack([first, second]), 0.0)
+
   return jax.vmap(one_class)(jnp.arange(1, num_classes + 1))
 
 
-def fit_kmeans(features: jax.Array, labels: jax.Array, init: jax.Array,
-               iterations: int) -> jax.Array:
+def fit_kmeans(
+  features: jax.Array, labels: jax.Array, init: jax.Array, iterations: int
+) -> jax.Array:
   """Spherical k-means of every class, `iterations` Lloyd steps from `init`.
 
   Args:
@@ -101,8 +107,9 @@ def fit_kmeans(features: jax.Array, labels: jax.Array, init: jax.Array,
   return jax.lax.fori_loop(0, iterations, step, init)
 
 
-def fit(superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classes: int,
-        iterations: int) -> DeviceMemory:
+def fit(
+  superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classes: int, iterations: int
+) -> DeviceMemory:
   """Memory of frame 0.
 
   Args:
@@ -114,17 +121,19 @@ def fit(superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classe
   """
   n, d = superfeatures.shape
   if capacity < n:
-    raise ValueError(f"memory capacity {capacity} is below the {n} superpixel slots")
+    raise ValueError(f'memory capacity {capacity} is below the {n} superpixel slots')
   features = l2_normalise(jax.lax.stop_gradient(superfeatures).astype(jnp.float32))
   features = jnp.zeros((capacity, d), jnp.float32).at[:n].set(features)
   labels = jnp.zeros((capacity,), jnp.int32).at[:n].set(pools.astype(jnp.int32))
-  centroids = fit_kmeans(features, labels, initial_centroids(features, labels, num_classes),
-                         iterations)
+  centroids = fit_kmeans(
+    features, labels, initial_centroids(features, labels, num_classes), iterations
+  )
   return DeviceMemory(features, labels, centroids)
 
 
-def add(memory: DeviceMemory, superfeatures: jax.Array, pools: jax.Array, *, offset,
-        iterations: int) -> DeviceMemory:
+def add(
+  memory: DeviceMemory, superfeatures: jax.Array, pools: jax.Array, *, offset, iterations: int
+) -> DeviceMemory:
   """Writes superfeatures [N, D] with classes pools [N] (0 = empty slot) into slots
   offset..offset + N - 1, then refits every class' k-means from its centroids.
 
@@ -133,15 +142,16 @@ def add(memory: DeviceMemory, superfeatures: jax.Array, pools: jax.Array, *, off
   """
   n = superfeatures.shape[0]
   if isinstance(offset, int) and offset + n > memory.labels.shape[0]:
-    raise ValueError(f"slots {offset}..{offset + n - 1} exceed the memory capacity "
-                     f"{memory.labels.shape[0]}")
+    raise ValueError(
+      f'slots {offset}..{offset + n - 1} exceed the memory capacity {memory.labels.shape[0]}'
+    )
   keep = pools > 0
   new = jnp.where(keep[:, None], l2_normalise(jax.lax.stop_gradient(superfeatures)), 0.0)
   features = jax.lax.dynamic_update_slice(memory.features, new.astype(jnp.float32), (offset, 0))
-  labels = jax.lax.dynamic_update_slice(memory.labels, jnp.where(keep, pools, 0).astype(jnp.int32),
-                                        (offset,))
-  return DeviceMemory(features, labels, fit_kmeans(features, labels, memory.centroids,
-                                                   iterations))
+  labels = jax.lax.dynamic_update_slice(
+    memory.labels, jnp.where(keep, pools, 0).astype(jnp.int32), (offset,)
+  )
+  return DeviceMemory(features, labels, fit_kmeans(features, labels, memory.centroids, iterations))
 
 
 def knn_predict(memory: DeviceMemory, queries: jax.Array) -> Tuple[jax.Array, jax.Array]:
@@ -184,8 +194,9 @@ def pixel_map(table: jax.Array, spx: jax.Array) -> jax.Array:
   return jnp.where(inside, rows, jnp.zeros((), table.dtype))
 
 
-def attention_table(knn_scores: jax.Array, cent_scores: jax.Array,
-                    class_valid: jax.Array) -> jax.Array:
+def attention_table(
+  knn_scores: jax.Array, cent_scores: jax.Array, class_valid: jax.Array
+) -> jax.Array:
   """Per-superpixel attention channels of objects 2..C: [N, C - 1, 4].
 
   Channels as `rois.attention_maps`: kNN score of the object, max kNN score of the other valid
@@ -199,12 +210,14 @@ def attention_table(knn_scores: jax.Array, cent_scores: jax.Array,
   def other_max(scores):
     return jnp.max(jnp.where(others[None], scores[:, None, :], -jnp.inf), axis=-1)
 
-  return jnp.stack([knn_scores[:, 1:], other_max(knn_scores),
-                    cent_scores[:, 1:], other_max(cent_scores)], axis=-1)
+  return jnp.stack(
+    [knn_scores[:, 1:], other_max(knn_scores), cent_scores[:, 1:], other_max(cent_scores)], axis=-1
+  )
 
 
-def annotation_box(mask: jax.Array, widening: float = rules.ANNOTATION_WIDENING,
-                   min_extent: float = rules.MIN_EXTENT) -> jax.Array:
+def annotation_box(
+  mask: jax.Array, widening: float = rules.ANNOTATION_WIDENING, min_extent: float = rules.MIN_EXTENT
+) -> jax.Array:
   """Traced `rois.roi`: box of mask [H, W] bool widened by floor(widening x extent) per side,
   clipped, an axis shorter than min_extent of the frame made full-range; empty -> full frame.
 
@@ -223,9 +236,14 @@ def annotation_box(mask: jax.Array, widening: float = rules.ANNOTATION_WIDENING,
   return jnp.stack(box).astype(jnp.int32)
 
 
-def confident_superpixels(spx: jax.Array, seg: jax.Array, logodds: jax.Array, *,
-                          num_segments: int,
-                          ratio: float = rules.CONFIDENCE_RATIO) -> jax.Array:
+def confident_superpixels(
+  spx: jax.Array,
+  seg: jax.Array,
+  logodds: jax.Array,
+  *,
+  num_segments: int,
+  ratio: float = rules.CONFIDENCE_RATIO,
+) -> jax.Array:
   """Traced `host_memory.confident_superpixels`.
 
   Args:

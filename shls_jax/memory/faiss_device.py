@@ -9,7 +9,7 @@ import numpy as np
 @functools.lru_cache(maxsize=None)
 def use_gpu() -> bool:
   """True when this faiss build has GPU support and sees at least one GPU."""
-  return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+  return hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
 
 
 @functools.lru_cache(maxsize=None)

@@ -27,6 +27,7 @@ class Memory:
     initial_boxes: [C - 1, 4] int32 tight boxes of objects 2..C in the mask given to the first
       predict after fit (frame 0's annotation); None until then.
   """
+
   features: tuple[np.ndarray, ...]
   centroids: tuple[np.ndarray, ...]
   initial_sizes: tuple[int, ...]
@@ -50,6 +51,7 @@ class MemoryPrediction:
     boxes: [C - 1, 4] int32 ROI of objects 2..C.
     attmaps: C - 1 arrays [h_k, w_k, 4] float32, attention maps cropped to the boxes.
   """
+
   knn_pred: np.ndarray
   knn_scores: np.ndarray
   cent_scores: np.ndarray
@@ -62,9 +64,9 @@ def _check_features(features: np.ndarray, num_spx: int) -> np.ndarray:
   """Returns `features` as [num_spx, D] float32, or raises ValueError."""
   features = np.asarray(features, dtype=np.float32)
   if features.ndim != 2:
-    raise ValueError(f"superfeatures must be [N, D]; got shape {features.shape}")
+    raise ValueError(f'superfeatures must be [N, D]; got shape {features.shape}')
   if features.shape[0] != num_spx:
-    raise ValueError(f"{features.shape[0]} superfeatures for {num_spx} superpixels")
+    raise ValueError(f'{features.shape[0]} superfeatures for {num_spx} superpixels')
   return features
 
 
@@ -81,17 +83,18 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int) -> Memory:
   """
   pools = np.asarray(pools)
   if pools.ndim != 1:
-    raise ValueError(f"pools must be [N]; got shape {pools.shape}")
+    raise ValueError(f'pools must be [N]; got shape {pools.shape}')
   features = _check_features(features, pools.shape[0])
   per_class = tuple(features[pools == cls] for cls in range(1, num_cls + 1))
   absent = [cls for cls, feats in enumerate(per_class, start=1) if not len(feats)]
   if absent:
-    raise ValueError(f"classes {absent} have no superpixel in frame 0; cannot build their memory")
+    raise ValueError(f'classes {absent} have no superpixel in frame 0; cannot build their memory')
   return Memory(
-      features=per_class,
-      centroids=tuple(kmeans.fit_spherical_kmeans(feats) for feats in per_class),
-      initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * len(feats) for feats in per_class),
-      max_size=rules.MEMORY_CAP_FACTOR * features.shape[0])
+    features=per_class,
+    centroids=tuple(kmeans.fit_spherical_kmeans(feats) for feats in per_class),
+    initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * len(feats) for feats in per_class),
+    max_size=rules.MEMORY_CAP_FACTOR * features.shape[0],
+  )
 
 
 def _scores(memory: Memory, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,12 +107,18 @@ def _scores(memory: Memory, features: np.ndarray) -> tuple[np.ndarray, np.ndarra
   knn_pred = knn.weighted_vote(neighbour_cls, weights, memory.num_cls)
   knn_scores = knn.class_scores(sims, neighbour_cls, weights, memory.num_cls)
   cent_scores = np.stack(
-      [kmeans.nearest_centroid_scores(c, features) for c in memory.centroids], axis=1)
+    [kmeans.nearest_centroid_scores(c, features) for c in memory.centroids], axis=1
+  )
   return knn_pred, knn_scores, cent_scores
 
 
-def predict(memory: Memory, features: np.ndarray, spx: np.ndarray, prev_mask: np.ndarray,
-            annotation: np.ndarray | None = None) -> tuple[Memory, MemoryPrediction]:
+def predict(
+  memory: Memory,
+  features: np.ndarray,
+  spx: np.ndarray,
+  prev_mask: np.ndarray,
+  annotation: np.ndarray | None = None,
+) -> tuple[Memory, MemoryPrediction]:
   """Pre-segmentation, ROIs and attention maps of one frame.
 
   The first call after `fit` also records the objects' tight boxes in `prev_mask` as their
@@ -129,16 +138,17 @@ def predict(memory: Memory, features: np.ndarray, spx: np.ndarray, prev_mask: np
   """
   spx = np.asarray(spx)
   if spx.ndim != 2 or spx.min() < 1:
-    raise ValueError(f"superpixel map must be [H, W] with labels from 1; got shape {spx.shape}")
+    raise ValueError(f'superpixel map must be [H, W] with labels from 1; got shape {spx.shape}')
   features = _check_features(features, int(spx.max()))
   prev_mask = np.asarray(prev_mask)
-  for name, other in (("previous mask", prev_mask), ("annotation", annotation)):
+  for name, other in (('previous mask', prev_mask), ('annotation', annotation)):
     if other is not None and np.shape(other) != spx.shape:
-      raise ValueError(f"{name} {np.shape(other)} and superpixel map {spx.shape} differ in shape")
+      raise ValueError(f'{name} {np.shape(other)} and superpixel map {spx.shape} differ in shape')
   objects = range(2, memory.num_cls + 1)
   if memory.initial_boxes is None:
-    memory = dataclasses.replace(memory, initial_boxes=np.stack(
-        [rois.roi(prev_mask == cls, widening=0.0) for cls in objects]))
+    memory = dataclasses.replace(
+      memory, initial_boxes=np.stack([rois.roi(prev_mask == cls, widening=0.0) for cls in objects])
+    )
 
   knn_pred, knn_scores, cent_scores = _scores(memory, features)
   preseg = rois.clean_preseg(knn_pred[spx - 1], prev_mask, memory.num_cls)
@@ -154,12 +164,18 @@ def predict(memory: Memory, features: np.ndarray, spx: np.ndarray, prev_mask: np
     boxes.append(box)
   boxes = np.stack(boxes).astype(np.int32)
   return memory, MemoryPrediction(
-      knn_pred=knn_pred, knn_scores=knn_scores, cent_scores=cent_scores, preseg=preseg,
-      boxes=boxes, attmaps=rois.attention_maps(spx, knn_scores, cent_scores, boxes))
+    knn_pred=knn_pred,
+    knn_scores=knn_scores,
+    cent_scores=cent_scores,
+    preseg=preseg,
+    boxes=boxes,
+    attmaps=rois.attention_maps(spx, knn_scores, cent_scores, boxes),
+  )
 
 
-def confident_superpixels(spx: np.ndarray, seg: np.ndarray, logodds: np.ndarray,
-                          ratio: float = rules.CONFIDENCE_RATIO) -> np.ndarray:
+def confident_superpixels(
+  spx: np.ndarray, seg: np.ndarray, logodds: np.ndarray, ratio: float = rules.CONFIDENCE_RATIO
+) -> np.ndarray:
   """Superpixels confident enough to join the memory.
 
   For each channel j, m_j is the mean of logodds[..., j] over pixels with seg == j + 1 (for the
@@ -179,8 +195,10 @@ def confident_superpixels(spx: np.ndarray, seg: np.ndarray, logodds: np.ndarray,
   spx = np.asarray(spx)
   logodds = np.asarray(logodds, dtype=np.float64)
   if logodds.ndim != 3 or logodds.shape[:2] != spx.shape or np.shape(seg) != spx.shape:
-    raise ValueError(f"need spx [H, W], seg [H, W], logodds [H, W, C]; got {spx.shape}, "
-                     f"{np.shape(seg)}, {logodds.shape}")
+    raise ValueError(
+      f'need spx [H, W], seg [H, W], logodds [H, W, C]; got {spx.shape}, '
+      f'{np.shape(seg)}, {logodds.shape}'
+    )
   num_spx = int(spx.max())
   background = logodds[..., 0][seg == 1]
   if background.size == 0:
@@ -194,10 +212,17 @@ def confident_superpixels(spx: np.ndarray, seg: np.ndarray, logodds: np.ndarray,
     if values.size:
       class_means[col] = values.mean()
   counts = np.bincount(spx.ravel() - 1, minlength=num_spx)
-  spx_means = np.stack([
-      np.bincount(spx.ravel() - 1, weights=logodds[..., col].ravel(), minlength=num_spx)
-      for col in range(logodds.shape[-1])], axis=1) / np.maximum(counts, 1)[:, None]
-  with np.errstate(invalid="ignore"):
+  spx_means = (
+    np.stack(
+      [
+        np.bincount(spx.ravel() - 1, weights=logodds[..., col].ravel(), minlength=num_spx)
+        for col in range(logodds.shape[-1])
+      ],
+      axis=1,
+    )
+    / np.maximum(counts, 1)[:, None]
+  )
+  with np.errstate(invalid='ignore'):
     confident = (spx_means >= ratio * class_means) & (counts > 0)[:, None]
   return confident.any(axis=1)
 
@@ -218,24 +243,27 @@ def update(memory: Memory, features: np.ndarray, pools: np.ndarray) -> Memory:
   """
   pools = np.asarray(pools)
   if pools.ndim != 1:
-    raise ValueError(f"pools must be [M]; got shape {pools.shape}")
+    raise ValueError(f'pools must be [M]; got shape {pools.shape}')
   features = _check_features(features, pools.shape[0])
   if features.shape[1] != memory.features[0].shape[1]:
-    raise ValueError(f"superfeatures have {features.shape[1]} channels, the memory "
-                     f"{memory.features[0].shape[1]}")
+    raise ValueError(
+      f'superfeatures have {features.shape[1]} channels, the memory {memory.features[0].shape[1]}'
+    )
   new_features, new_centroids = [], []
   for cls, (stored, centroids, keep) in enumerate(
-      zip(memory.features, memory.centroids, memory.initial_sizes), start=1):
+    zip(memory.features, memory.centroids, memory.initial_sizes), start=1
+  ):
     grown = np.concatenate([stored, features[pools == cls]])
     if len(grown) > memory.max_size:
-      grown = np.concatenate([grown[:keep], grown[len(grown) - (memory.max_size - keep):]])
+      grown = np.concatenate([grown[:keep], grown[len(grown) - (memory.max_size - keep) :]])
     new_features.append(grown)
     new_centroids.append(kmeans.fit_spherical_kmeans(grown, len(centroids), centroids))
   return dataclasses.replace(memory, features=tuple(new_features), centroids=tuple(new_centroids))
 
 
-def memorise_confident(memory: Memory, features: np.ndarray, spx: np.ndarray,
-                       preseg: np.ndarray, confident: np.ndarray) -> Memory:
+def memorise_confident(
+  memory: Memory, features: np.ndarray, spx: np.ndarray, preseg: np.ndarray, confident: np.ndarray
+) -> Memory:
   """Updates the memory with the confident superpixels, each under its pre-segmentation pool.
 
   Args:
@@ -254,5 +282,5 @@ def memorise_confident(memory: Memory, features: np.ndarray, spx: np.ndarray,
   pools = mode_pools(spx, preseg)
   features = _check_features(features, pools.shape[0])
   if confident.shape != pools.shape:
-    raise ValueError(f"{confident.shape[0]} confidence flags for {pools.shape[0]} superpixels")
+    raise ValueError(f'{confident.shape[0]} confidence flags for {pools.shape[0]} superpixels')
   return update(memory, features[confident], pools[confident])

@@ -15,13 +15,14 @@ from shls_jax.memory.faiss_device import inner_product_index
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
   """Rows of `x` ([N, D]) scaled to unit L2 norm as float32; zero rows stay zero."""
-  x = np.array(x, dtype=np.float32, order="C", copy=True)
+  x = np.array(x, dtype=np.float32, order='C', copy=True)
   faiss.normalize_L2(x)
   return x
 
 
-def knn_search(memory: np.ndarray, queries: np.ndarray,
-               num_neighbours: int = rules.NUM_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+def knn_search(
+  memory: np.ndarray, queries: np.ndarray, num_neighbours: int = rules.NUM_NEIGHBOURS
+) -> tuple[np.ndarray, np.ndarray]:
   """Nearest memory entries of each query by cosine similarity.
 
   Args:
@@ -33,9 +34,9 @@ def knn_search(memory: np.ndarray, queries: np.ndarray,
     (similarities [N, k] float32 in decreasing order, memory row indices [N, k] int64).
   """
   if memory.ndim != 2 or queries.ndim != 2 or memory.shape[1] != queries.shape[1]:
-    raise ValueError(f"memory {memory.shape} and queries {queries.shape} must be [M, D] and [N, D]")
+    raise ValueError(f'memory {memory.shape} and queries {queries.shape} must be [M, D] and [N, D]')
   if memory.shape[0] < num_neighbours:
-    raise ValueError(f"memory holds {memory.shape[0]} entries, fewer than k = {num_neighbours}")
+    raise ValueError(f'memory holds {memory.shape[0]} entries, fewer than k = {num_neighbours}')
   index = inner_product_index(l2_normalise(memory))
   sims, ids = index.search(l2_normalise(queries), num_neighbours)
   return sims, ids
@@ -57,8 +58,9 @@ def weighted_vote(neighbour_labels: np.ndarray, weights: np.ndarray, num_cls: in
   return (np.argmax(votes, axis=1) + 1).astype(np.int32)
 
 
-def class_scores(sims: np.ndarray, neighbour_labels: np.ndarray, weights: np.ndarray,
-                 num_cls: int) -> np.ndarray:
+def class_scores(
+  sims: np.ndarray, neighbour_labels: np.ndarray, weights: np.ndarray, num_cls: int
+) -> np.ndarray:
   """Per-class kNN score: weighted mean of the sorted similarities of that class' neighbours.
 
   For class c, the neighbours' similarities with those of other classes set to 0 are sorted in

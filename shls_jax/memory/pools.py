@@ -18,22 +18,23 @@ def _check_maps(spx: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
   spx = np.asarray(spx)
   label = np.asarray(label)
   if spx.ndim != 2 or label.ndim != 2:
-    raise ValueError(f"superpixel and class maps must be [H, W]; got {spx.shape} and {label.shape}")
+    raise ValueError(f'superpixel and class maps must be [H, W]; got {spx.shape} and {label.shape}')
   if spx.shape != label.shape:
-    raise ValueError(f"superpixel map {spx.shape} and class map {label.shape} differ in shape")
+    raise ValueError(f'superpixel map {spx.shape} and class map {label.shape} differ in shape')
   if spx.size == 0:
-    raise ValueError("superpixel map is empty")
+    raise ValueError('superpixel map is empty')
   if not (np.issubdtype(spx.dtype, np.integer) and np.issubdtype(label.dtype, np.integer)):
-    raise ValueError(f"maps must be integer; got {spx.dtype} and {label.dtype}")
+    raise ValueError(f'maps must be integer; got {spx.dtype} and {label.dtype}')
   spx = spx.astype(np.int64)
   label = label.astype(np.int64)
   if label.min() < 0:
-    raise ValueError(f"class labels must be >= 0; found {label.min()}")
+    raise ValueError(f'class labels must be >= 0; found {label.min()}')
   present = np.unique(spx)
   if present[0] < 1 or present.size != present[-1]:
     raise ValueError(
-        "superpixel labels must be dense 1..N (relabel them first); found "
-        f"{present.size} distinct ids between {present[0]} and {present[-1]}")
+      'superpixel labels must be dense 1..N (relabel them first); found '
+      f'{present.size} distinct ids between {present[0]} and {present[-1]}'
+    )
   return spx, label
 
 
@@ -50,8 +51,9 @@ def mode_pools(spx: np.ndarray, label: np.ndarray) -> np.ndarray:
   spx, label = _check_maps(spx, label)
   num_spx = int(spx.max())
   num_labels = int(label.max()) + 1
-  counts = np.bincount(((spx - 1) * num_labels + label).ravel(),
-                       minlength=num_spx * num_labels).reshape(num_spx, num_labels)
+  counts = np.bincount(
+    ((spx - 1) * num_labels + label).ravel(), minlength=num_spx * num_labels
+  ).reshape(num_spx, num_labels)
   return np.argmax(counts, axis=1).astype(np.int32)
 
 
@@ -75,7 +77,7 @@ def merge_with_annotation(spx: np.ndarray, label: np.ndarray) -> np.ndarray:
   """
   spx, label = _check_maps(spx, label)
   if label.min() < 1:
-    raise ValueError(f"annotation labels must start at 1; found {label.min()}")
+    raise ValueError(f'annotation labels must start at 1; found {label.min()}')
   pool_map = mode_pools(spx, label)[spx - 1]
   merged = np.zeros_like(spx)
   top = int(spx.max())

@@ -14,8 +14,9 @@ from shls_jax.memory import rules
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
-def clean_preseg(preseg: np.ndarray, prev_mask: np.ndarray, num_cls: int,
-                 min_overlap: float = rules.MIN_OVERLAP) -> np.ndarray:
+def clean_preseg(
+  preseg: np.ndarray, prev_mask: np.ndarray, num_cls: int, min_overlap: float = rules.MIN_OVERLAP
+) -> np.ndarray:
   """Removes object pixels far from the object's previous position.
 
   For each object class c, the 4-connected components of `preseg == c` whose overlap with
@@ -33,7 +34,7 @@ def clean_preseg(preseg: np.ndarray, prev_mask: np.ndarray, num_cls: int,
     [H, W] int32 cleaned class map.
   """
   if preseg.shape != prev_mask.shape:
-    raise ValueError(f"preseg {preseg.shape} and previous mask {prev_mask.shape} differ in shape")
+    raise ValueError(f'preseg {preseg.shape} and previous mask {prev_mask.shape} differ in shape')
   cleaned = np.array(preseg, dtype=np.int32)
   for cls in range(2, num_cls + 1):
     is_cls = preseg == cls
@@ -99,8 +100,9 @@ def grow_to_min_size(box: np.ndarray, min_box: np.ndarray, shape: tuple[int, int
   return box.astype(np.int32)
 
 
-def attention_maps(spx: np.ndarray, knn_scores: np.ndarray, cent_scores: np.ndarray,
-                   boxes: np.ndarray) -> list[np.ndarray]:
+def attention_maps(
+  spx: np.ndarray, knn_scores: np.ndarray, cent_scores: np.ndarray, boxes: np.ndarray
+) -> list[np.ndarray]:
   """4-channel attention map of each object, cropped to its box.
 
   Channels: kNN score of the object, max kNN score of the other classes (background included),
@@ -119,7 +121,14 @@ def attention_maps(spx: np.ndarray, knn_scores: np.ndarray, cent_scores: np.ndar
   maps = []
   for col, (rmin, rmax, cmin, cmax) in zip(range(1, num_cls), boxes):
     others = np.arange(num_cls) != col
-    table = np.stack([knn_scores[:, col], knn_scores[:, others].max(axis=1),
-                      cent_scores[:, col], cent_scores[:, others].max(axis=1)], axis=-1)
+    table = np.stack(
+      [
+        knn_scores[:, col],
+        knn_scores[:, others].max(axis=1),
+        cent_scores[:, col],
+        cent_scores[:, others].max(axis=1),
+      ],
+      axis=-1,
+    )
     maps.append(table[spx[rmin:rmax, cmin:cmax] - 1].astype(np.float32))
   return maps

@@ -24,17 +24,32 @@ def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
   return init
 
 
-def conv2d(features: int, kernel_size: int, in_features: int, *, stride: int = 1,
-           padding: int = 0, use_bias: bool = True, name: Optional[str] = None) -> nn.Conv:
+def conv2d(
+  features: int,
+  kernel_size: int,
+  in_features: int,
+  *,
+  stride: int = 1,
+  padding: int = 0,
+  use_bias: bool = True,
+  name: Optional[str] = None,
+) -> nn.Conv:
   """A Conv equal to PyTorch `Conv2d(in, features, k, stride, padding)` (symmetric padding).
 
   Explicit symmetric padding makes output sizes floor((in + 2p - k) / s) + 1 as in PyTorch
   (118 -> 59 -> 30), unlike 'SAME'.
   """
   fan_in = in_features * kernel_size * kernel_size
-  return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
-                 padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name=name)
+  return nn.Conv(
+    features,
+    (kernel_size, kernel_size),
+    strides=(stride, stride),
+    padding=((padding, padding), (padding, padding)),
+    use_bias=use_bias,
+    kernel_init=torch_uniform(fan_in),
+    bias_init=torch_uniform(fan_in),
+    name=name,
+  )
 
 
 def running_update(old: jax.Array, batch: jax.Array) -> jax.Array:
@@ -75,6 +90,7 @@ class BatchNorm(nn.Module):
 
 class ConvBN(nn.Module):
   """Conv (child '0') + BatchNorm (child '1') [+ ReLU], a PyTorch `Sequential` of those."""
+
   features: int
   kernel_size: int
   stride: int = 1
@@ -84,21 +100,30 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = conv2d(self.features, self.kernel_size, x.shape[-1], stride=self.stride,
-               padding=self.padding, use_bias=self.use_bias, name='0')(x)
+    x = conv2d(
+      self.features,
+      self.kernel_size,
+      x.shape[-1],
+      stride=self.stride,
+      padding=self.padding,
+      use_bias=self.use_bias,
+      name='0',
+    )(x)
     x = BatchNorm(name='1')(x, train)
     return nn.relu(x) if self.relu else x
 
 
 class BasicBlockBody(nn.Module):
   """conv3x3(stride) - BN - ReLU - conv3x3 - BN; children '0', '1', '3', '4' as in PyTorch."""
+
   features: int
   stride: int
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = conv2d(self.features, 3, x.shape[-1], stride=self.stride, padding=1, use_bias=False,
-               name='0')(x)
+    x = conv2d(
+      self.features, 3, x.shape[-1], stride=self.stride, padding=1, use_bias=False, name='0'
+    )(x)
     x = nn.relu(BatchNorm(name='1')(x, train))
     x = conv2d(self.features, 3, self.features, padding=1, use_bias=False, name='3')(x)
     return BatchNorm(name='4')(x, train)
@@ -107,6 +132,7 @@ class BasicBlockBody(nn.Module):
 class BasicBlock(nn.Module):
   """ResNet basic block: relu(left(x) + shortcut(x)); the shortcut is a 1x1 conv + BN when the
   stride or the channel count changes, the identity otherwise."""
+
   features: int
   stride: int = 1
 
@@ -120,6 +146,7 @@ class BasicBlock(nn.Module):
 
 class ResLayer(nn.Module):
   """`num_blocks` basic blocks named '0', '1', ...; only the first one strides."""
+
   features: int
   stride: int
   num_blocks: int = 2

@@ -7,7 +7,6 @@ Layout is NHWC. Decoder crops have heights and widths that are multiples of 4 (s
 module tree.
 """
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,6 +31,7 @@ class Refine(nn.Module):
 
   f: [B, 2h, 2w, Cin], pm: [B, h, w, features] -> [B, 2h, 2w, features].
   """
+
   features: int = 256
 
   @nn.compact

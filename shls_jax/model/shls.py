@@ -45,8 +45,9 @@ class SHLS(nn.Module):
     self.sf_head_L4 = SuperfeatureHead()
     self.sf_conv_1x1 = HeadCombination()
 
-  def embed(self, image: jax.Array, spx: jax.Array, *, num_segments: int,
-            train: bool = False) -> Dict[str, jax.Array]:
+  def embed(
+    self, image: jax.Array, spx: jax.Array, *, num_segments: int, train: bool = False
+  ) -> Dict[str, jax.Array]:
     """Features and superfeatures of a batch of frames.
 
     Args:
@@ -75,23 +76,30 @@ class SHLS(nn.Module):
     sf_l4 = self.sf_head_L4(means_l4, counts_l4 > 0, train)
     valid = label_range_mask(spx, num_segments)
     superfeatures = jnp.where(valid[..., None], self.sf_conv_1x1(sf_l1, sf_l4), 0.0)
-    return dict(feat_l1=feat_l1, feat_l4=feat_l4, spx_l4=spx_l4,
-                superfeatures=superfeatures, valid=valid)
+    return dict(
+      feat_l1=feat_l1, feat_l4=feat_l4, spx_l4=spx_l4, superfeatures=superfeatures, valid=valid
+    )
 
   def modulate(self, am: jax.Array, l1: jax.Array, l4: jax.Array) -> jax.Array:
     """Feature modulator: am [2, h, w, 4], l1 [2, h, w, 67], l4 [2, h/4, w/4, 259]
     (previous, current) -> [1, h/4, w/4, 518]."""
     return self.mem_select(am, l1, l4)
 
-  def refine(self, l1: jax.Array, l4: jax.Array, am: jax.Array,
-             train: bool = False) -> jax.Array:
+  def refine(self, l1: jax.Array, l4: jax.Array, am: jax.Array, train: bool = False) -> jax.Array:
     """Refinement decoder: l1 [B, h, w, 69], l4 [B, h/4, w/4, 777], am [B, h, w, 4] ->
     logits [B, h, w, 2]."""
     return self.segmenter(l1, l4, am, train)
 
-  def decode_object(self, am_pair: jax.Array, l1_pair: jax.Array, l4_pair: jax.Array,
-                    first_l4: jax.Array, l1: jax.Array, am: jax.Array,
-                    train: bool = False) -> jax.Array:
+  def decode_object(
+    self,
+    am_pair: jax.Array,
+    l1_pair: jax.Array,
+    l4_pair: jax.Array,
+    first_l4: jax.Array,
+    l1: jax.Array,
+    am: jax.Array,
+    train: bool = False,
+  ) -> jax.Array:
     """Modulator then decoder for one object; h, w multiples of 4.
 
     Args:
@@ -114,34 +122,52 @@ class SHLS(nn.Module):
     out = self.embed(image, spx, num_segments=int(spx.shape[1] * spx.shape[2]))
     _, h, w, _ = crop.shape
     zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
-    logits = self.decode_object(zeros(2, h, w, 4), zeros(2, h, w, 67),
-                                zeros(2, h // 4, w // 4, 259), zeros(1, h // 4, w // 4, 259),
-                                zeros(1, h, w, 69), zeros(1, h, w, 4))
+    logits = self.decode_object(
+      zeros(2, h, w, 4),
+      zeros(2, h, w, 67),
+      zeros(2, h // 4, w // 4, 259),
+      zeros(1, h // 4, w // 4, 259),
+      zeros(1, h, w, 69),
+      zeros(1, h, w, 4),
+    )
     return out, logits
 
 
-def init_variables(rng: jax.Array, image_size: Tuple[int, int] = (32, 32),
-                   crop_size: Tuple[int, int] = (16, 16)):
+def init_variables(
+  rng: jax.Array, image_size: Tuple[int, int] = (32, 32), crop_size: Tuple[int, int] = (16, 16)
+):
   """Fresh variables {'params', 'batch_stats'} of `SHLS` (PyTorch default initialisation).
 
   Shapes of the variables do not depend on the sizes; they only set the dummy inputs.
   """
   h, w = image_size
   spx = (jnp.arange(h * w, dtype=jnp.int32).reshape(1, h, w) % 4) + 1
-  return SHLS().init(rng, jnp.zeros((1, h, w, 3), jnp.float32), spx,
-                     jnp.zeros((1,) + tuple(crop_size) + (1,), jnp.float32),
-                     method=SHLS.initialize)
+  return SHLS().init(
+    rng,
+    jnp.zeros((1, h, w, 3), jnp.float32),
+    spx,
+    jnp.zeros((1,) + tuple(crop_size) + (1,), jnp.float32),
+    method=SHLS.initialize,
+  )
 
 
-def embed(variables, image: jax.Array, spx: jax.Array, *, num_segments: int,
-          train: bool = False) -> Tuple[Dict[str, jax.Array], Dict]:
+def embed(
+  variables, image: jax.Array, spx: jax.Array, *, num_segments: int, train: bool = False
+) -> Tuple[Dict[str, jax.Array], Dict]:
   """`SHLS.embed` of a batch of frames (arguments as there) with explicit variables.
 
   Returns:
     (the `SHLS.embed` dict, batch_stats after the call: updated in train mode, else as given).
   """
-  out, updated = SHLS().apply(variables, image, spx, num_segments=num_segments, train=train,
-                              mutable=['batch_stats'], method=SHLS.embed)
+  out, updated = SHLS().apply(
+    variables,
+    image,
+    spx,
+    num_segments=num_segments,
+    train=train,
+    mutable=['batch_stats'],
+    method=SHLS.embed,
+  )
   return out, updated['batch_stats']
 
 
@@ -157,7 +183,15 @@ def decode_object(variables, inputs, *, train: bool = False) -> Tuple[jax.Array,
     (logits [h, w, 2] (background, object), batch_stats after the call).
   """
   logits, updated = SHLS().apply(
-      variables, inputs.attention, inputs.l1, inputs.l4, inputs.first_l4[None],
-      inputs.decoder_l1[None], inputs.decoder_attention[None], train=train,
-      mutable=['batch_stats'], method=SHLS.decode_object)
+    variables,
+    inputs.attention,
+    inputs.l1,
+    inputs.l4,
+    inputs.first_l4[None],
+    inputs.decoder_l1[None],
+    inputs.decoder_attention[None],
+    train=train,
+    mutable=['batch_stats'],
+    method=SHLS.decode_object,
+  )
   return logits[0], updated['batch_stats']

@@ -30,8 +30,10 @@ def check_labels(spx, num_segments: int) -> None:
   if lo < 0:
     raise ValueError(f'superpixel labels must be >= 0 (0 = no superpixel), found {lo}')
   if hi > num_segments:
-    raise ValueError(f'superpixel label {hi} exceeds the capacity num_segments={num_segments}; '
-                     'raise num_segments to at least the largest label')
+    raise ValueError(
+      f'superpixel label {hi} exceeds the capacity num_segments={num_segments}; '
+      'raise num_segments to at least the largest label'
+    )
 
 
 def _segment_sums(values: jax.Array, spx: jax.Array, num_segments: int) -> jax.Array:
@@ -40,13 +42,15 @@ def _segment_sums(values: jax.Array, spx: jax.Array, num_segments: int) -> jax.A
   # Label 0 goes to a spare slot per image that is sliced off afterwards.
   ids = jnp.where(spx > 0, spx - 1, num_segments).astype(jnp.int32)
   ids = ids + (num_segments + 1) * jnp.arange(b, dtype=jnp.int32)[:, None, None]
-  sums = jax.ops.segment_sum(values.reshape(-1, values.shape[-1]), ids.reshape(-1),
-                             num_segments=b * (num_segments + 1))
+  sums = jax.ops.segment_sum(
+    values.reshape(-1, values.shape[-1]), ids.reshape(-1), num_segments=b * (num_segments + 1)
+  )
   return sums.reshape(b, num_segments + 1, -1)[:, :num_segments]
 
 
-def segment_means(features: jax.Array, spx: jax.Array,
-                  num_segments: int) -> Tuple[jax.Array, jax.Array]:
+def segment_means(
+  features: jax.Array, spx: jax.Array, num_segments: int
+) -> Tuple[jax.Array, jax.Array]:
   """Per-superpixel means of `features` [B, H, W, C] over the labels of `spx` [B, H, W].
 
   Returns (means [B, num_segments, C] float32, counts [B, num_segments] int32); the mean of a
@@ -73,8 +77,9 @@ def info_map(spx: jax.Array, num_segments: int) -> jax.Array:
   per_label = jnp.concatenate([(counts / (h * w)).astype(dtype)[..., None], means], -1)
   # A zero row for label 0, then gather each pixel's row.
   per_label = jnp.concatenate([jnp.zeros((b, 1, 3), dtype), per_label], axis=1)
-  return jnp.take_along_axis(per_label, spx.reshape(b, -1, 1).astype(jnp.int32), axis=1
-                             ).reshape(b, h, w, 3)
+  return jnp.take_along_axis(per_label, spx.reshape(b, -1, 1).astype(jnp.int32), axis=1).reshape(
+    b, h, w, 3
+  )
 
 
 def sequential_running_update(old: jax.Array, batch: jax.Array, valid: jax.Array) -> jax.Array:
@@ -126,13 +131,15 @@ class SuperfeatureHead(nn.Module):
 
   means: [B, S, C], valid: [B, S] bool. Returns [B, S, features], 0 where not valid.
   """
+
   features: int = SF_CHANNELS
 
   @nn.compact
   def __call__(self, means: jax.Array, valid: jax.Array, train: bool) -> jax.Array:
     fan_in = means.shape[-1]
-    x = nn.Dense(self.features, kernel_init=torch_uniform(fan_in),
-                 bias_init=torch_uniform(fan_in), name='0')(means)
+    x = nn.Dense(
+      self.features, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name='0'
+    )(means)
     x = nn.relu(SuperpixelBatchNorm(name='1')(x, valid, train))
     return jnp.where(valid[..., None], x, 0.0)
 

@@ -44,8 +44,11 @@ def run_groups(ref: Reference, groups, out: str = None) -> bool:
 
 def stage_groups(names) -> list:
   """Stage groups by family: 'network', 'pipeline', 'training' (the modules of those names)."""
-  families = {'network': network.STAGE_GROUPS, 'pipeline': pipeline.STAGE_GROUPS,
-              'training': training.STAGE_GROUPS}
+  families = {
+    'network': network.STAGE_GROUPS,
+    'pipeline': pipeline.STAGE_GROUPS,
+    'training': training.STAGE_GROUPS,
+  }
   unknown = set(names) - families.keys()
   if unknown:
     raise ValueError(f'unknown stage families {sorted(unknown)}; choose from {sorted(families)}')
@@ -54,11 +57,15 @@ def stage_groups(names) -> list:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--vectors', required=True, help='parity directory (vectors.npz, '
-                      'checkpoint.pth)')
+  parser.add_argument(
+    '--vectors', required=True, help='parity directory (vectors.npz, checkpoint.pth)'
+  )
   parser.add_argument('--out', help='write the recomputed stages to this .npz')
-  parser.add_argument('--stages', default='network,pipeline,training',
-                      help='comma-separated stage families: network, pipeline, training')
+  parser.add_argument(
+    '--stages',
+    default='network,pipeline,training',
+    help='comma-separated stage families: network, pipeline, training',
+  )
   args = parser.parse_args(argv)
   try:
     groups = stage_groups(args.stages.split(','))

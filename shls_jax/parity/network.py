@@ -25,15 +25,19 @@ def _superfeatures(ref: Reference, image: np.ndarray, spx: np.ndarray):
   """Embedding of one frame: image [3, H, W] (NCHW), spx [H, W]."""
   check_labels(spx, ref.capacity())
   out = ref.embed(to_nhwc(image[None]), jnp.asarray(spx[None]))
-  return out, np.asarray(out['superfeatures'][0, :int(spx.max())])
+  return out, np.asarray(out['superfeatures'][0, : int(spx.max())])
 
 
 def embedding_stages(ref: Reference) -> Dict[str, np.ndarray]:
   """Frame 0 on the merged superpixels: L1/L4 features, spx_l4, superfeatures."""
   v = ref.vectors
   out, sf = _superfeatures(ref, v['image'][0], v['pools.spx_merged0'])
-  return {'embed.feat_l1': to_nchw(out['feat_l1']), 'embed.feat_l4': to_nchw(out['feat_l4']),
-          'embed.spx_l4': np.asarray(out['spx_l4'][0]), 'embed.superfeatures': sf}
+  return {
+    'embed.feat_l1': to_nchw(out['feat_l1']),
+    'embed.feat_l4': to_nchw(out['feat_l4']),
+    'embed.spx_l4': np.asarray(out['spx_l4'][0]),
+    'embed.superfeatures': sf,
+  }
 
 
 def _frame_indices(vectors, pattern: str) -> List[Tuple[int, ...]]:
@@ -44,16 +48,20 @@ def _frame_indices(vectors, pattern: str) -> List[Tuple[int, ...]]:
 def frame_superfeature_stages(ref: Reference) -> Dict[str, np.ndarray]:
   """Superfeatures of every recorded frame N >= 1 on its raw superpixels."""
   v = ref.vectors
-  return {f'frame{n}.superfeatures': _superfeatures(ref, v['image'][n], v['spx'][n])[1]
-          for (n,) in _frame_indices(v, r'frame(\d+)\.superfeatures')}
+  return {
+    f'frame{n}.superfeatures': _superfeatures(ref, v['image'][n], v['spx'][n])[1]
+    for (n,) in _frame_indices(v, r'frame(\d+)\.superfeatures')
+  }
 
 
 def decoder_stages(ref: Reference) -> Dict[str, np.ndarray]:
   """Feature modulator and decoder of every recorded object, from their recorded inputs."""
   v, model = ref.vectors, SHLS()
   out = {}
-  for stage, method, extra in (('mem_select', SHLS.modulate, {}),
-                               ('segmenter', SHLS.refine, {'train': False})):
+  for stage, method, extra in (
+    ('mem_select', SHLS.modulate, {}),
+    ('segmenter', SHLS.refine, {'train': False}),
+  ):
     for n, k in _frame_indices(v, rf'frame(\d+)\.{stage}(\d+)\.out'):
       key = f'frame{n}.{stage}{k}'
       inputs = [to_nhwc(v[f'{key}.in{i}']) for i in range(3)]
@@ -75,9 +83,10 @@ def train_embedding_stages(ref: Reference) -> Dict[str, np.ndarray]:
   for n in frames:
     spx = v['train.spx_merged0'] if n == 0 else v['spx'][n]
     check_labels(spx, ref.capacity())
-    emb, stats = apply({'params': params, 'batch_stats': stats}, to_nhwc(v['image'][n][None]),
-                       jnp.asarray(spx[None]))
-    out[f'train.frame{n}.superfeatures'] = np.asarray(emb['superfeatures'][0, :int(spx.max())])
+    emb, stats = apply(
+      {'params': params, 'batch_stats': stats}, to_nhwc(v['image'][n][None]), jnp.asarray(spx[None])
+    )
+    out[f'train.frame{n}.superfeatures'] = np.asarray(emb['superfeatures'][0, : int(spx.max())])
   for path, value in flatten_dict(stats).items():
     name = '.'.join(path[:-1])
     if path[-1] in ('mean', 'var') and path[0] != 'segmenter':
@@ -88,13 +97,19 @@ def train_embedding_stages(ref: Reference) -> Dict[str, np.ndarray]:
 def loss_stages(ref: Reference) -> Dict[str, np.ndarray]:
   """NT-Xent on frame 0's recorded superfeatures/pools/triplets, CE of frame 1's logits."""
   v = ref.vectors
-  ntxent = losses.ntxent_loss(jnp.asarray(v['embed.superfeatures']),
-                              jnp.asarray(v['pools.pools0']),
-                              jnp.asarray(v['loss.triplets'].astype(np.int32)))
+  ntxent = losses.ntxent_loss(
+    jnp.asarray(v['embed.superfeatures']),
+    jnp.asarray(v['pools.pools0']),
+    jnp.asarray(v['loss.triplets'].astype(np.int32)),
+  )
   ce = losses.cross_entropy(to_nhwc(v['frame1.pred']), jnp.asarray(v['label'][1:2]))
   return {'loss.ntxent': np.asarray(ntxent), 'loss.ce_frame1': np.asarray(ce)}
 
 
 STAGE_GROUPS: Tuple[Callable[[Reference], Dict[str, np.ndarray]], ...] = (
-    embedding_stages, frame_superfeature_stages, decoder_stages, train_embedding_stages,
-    loss_stages)
+  embedding_stages,
+  frame_superfeature_stages,
+  decoder_stages,
+  train_embedding_stages,
+  loss_stages,
+)

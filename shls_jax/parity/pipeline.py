@@ -36,24 +36,28 @@ from shls_jax.parity import reference as parity
 
 def _propagator(ref: parity.Reference) -> propagation.Propagator:
   config = inference_defaults.get_config()
-  config.mode = "exact"
+  config.mode = 'exact'
   return propagation.Propagator(ref.variables, config)
 
 
 def _images(ref: parity.Reference) -> np.ndarray:
   """Recorded normalised frames as [T, H, W, 3]."""
-  return np.moveaxis(ref.vectors["image"], 1, -1)
+  return np.moveaxis(ref.vectors['image'], 1, -1)
 
 
 def _attmaps(vectors, prefix: str, num_objects: int) -> List[np.ndarray]:
-  return [vectors[f"{prefix}.attmap{k}"].transpose(1, 2, 0) for k in range(num_objects)]
+  return [vectors[f'{prefix}.attmap{k}'].transpose(1, 2, 0) for k in range(num_objects)]
 
 
 def _prediction_stages(prefix: str, pred: memory.MemoryPrediction) -> Dict[str, np.ndarray]:
-  out = {f"{prefix}.knn_pred": pred.knn_pred, f"{prefix}.knn_dist": pred.knn_scores,
-         f"{prefix}.cent_dist": pred.cent_scores, f"{prefix}.preseg": pred.preseg,
-         f"{prefix}.bbox": pred.boxes}
-  out.update({f"{prefix}.attmap{k}": a.transpose(2, 0, 1) for k, a in enumerate(pred.attmaps)})
+  out = {
+    f'{prefix}.knn_pred': pred.knn_pred,
+    f'{prefix}.knn_dist': pred.knn_scores,
+    f'{prefix}.cent_dist': pred.cent_scores,
+    f'{prefix}.preseg': pred.preseg,
+    f'{prefix}.bbox': pred.boxes,
+  }
+  out.update({f'{prefix}.attmap{k}': a.transpose(2, 0, 1) for k, a in enumerate(pred.attmaps)})
   return out
 
 
@@ -61,15 +65,15 @@ def _decoder_input_stages(ref, prop, first, carry, emb, pred, n: int) -> Dict[st
   """Recorded feature-modulator/decoder inputs of frame n, recomputed."""
   out = {}
   for k in range(len(pred.boxes)):
-    if f"frame{n}.mem_select{k}.in0" not in ref.vectors:
+    if f'frame{n}.mem_select{k}.in0' not in ref.vectors:
       continue
     x, _ = prop.exact_inputs(first, carry, emb, pred, k)
     modulated = SHLS().apply(ref.variables, x.attention, x.l1, x.l4, method=SHLS.modulate)
     l4 = jnp.concatenate([x.first_l4[None], modulated], axis=-1)
     for i, value in enumerate((x.attention, x.l1, x.l4)):
-      out[f"frame{n}.mem_select{k}.in{i}"] = parity.to_nchw(value)
+      out[f'frame{n}.mem_select{k}.in{i}'] = parity.to_nchw(value)
     for i, value in enumerate((x.decoder_l1[None], l4, x.decoder_attention[None])):
-      out[f"frame{n}.segmenter{k}.in{i}"] = parity.to_nchw(value)
+      out[f'frame{n}.segmenter{k}.in{i}'] = parity.to_nchw(value)
   return out
 
 
@@ -77,36 +81,44 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   """frame0.bbox/attmapK, and per frame N >= 1: memory prediction, decoder inputs, pred and
   confident flags, each from the recorded state after frame N - 1."""
   v, prop = ref.vectors, _propagator(ref)
-  images, label0 = _images(ref), v["label"][0]
-  merged = pools.merge_with_annotation(v["spx"][0], label0)
+  images, label0 = _images(ref), v['label'][0]
+  merged = pools.merge_with_annotation(v['spx'][0], label0)
   emb = prop.embed(images[0], merged)
-  emb.superfeatures = v["embed.superfeatures"]
+  emb.superfeatures = v['embed.superfeatures']
   first, carry = prop.first_frame(emb, merged, label0)
   num_objects = len(first.boxes)
-  out = {"frame0.bbox": first.boxes}
-  out.update({f"frame0.attmap{k}": a.transpose(2, 0, 1) for k, a in enumerate(carry.attmaps)})
+  out = {'frame0.bbox': first.boxes}
+  out.update({f'frame0.attmap{k}': a.transpose(2, 0, 1) for k, a in enumerate(carry.attmaps)})
   mem = carry.memory
-  for n in range(1, v["spx"].shape[0]):
-    spx = v["spx"][n]
+  for n in range(1, v['spx'].shape[0]):
+    spx = v['spx'][n]
     if n > 1:
-      logodds = v[f"frame{n - 1}.pred"][0].transpose(1, 2, 0)
-      carry = propagation.Carry(mem, carry.l1, carry.l4, logodds,
-                                (np.argmax(logodds, axis=-1) + 1).astype(np.int32),
-                                v[f"frame{n - 1}.bbox"], _attmaps(v, f"frame{n - 1}", num_objects))
+      logodds = v[f'frame{n - 1}.pred'][0].transpose(1, 2, 0)
+      carry = propagation.Carry(
+        mem,
+        carry.l1,
+        carry.l4,
+        logodds,
+        (np.argmax(logodds, axis=-1) + 1).astype(np.int32),
+        v[f'frame{n - 1}.bbox'],
+        _attmaps(v, f'frame{n - 1}', num_objects),
+      )
     carry.memory = mem
     emb = prop.embed(images[n], spx)
-    emb.superfeatures = v[f"frame{n}.superfeatures"]
+    emb.superfeatures = v[f'frame{n}.superfeatures']
     mem, pred = prop.predict(carry, emb, spx)
-    out.update(_prediction_stages(f"frame{n}", pred))
+    out.update(_prediction_stages(f'frame{n}', pred))
     out.update(_decoder_input_stages(ref, prop, first, carry, emb, pred, n))
     logodds, _ = prop.decode(first, carry, emb, spx, pred)
-    out[f"frame{n}.pred"] = parity.to_nchw(logodds[None])
-    if f"frame{n}.confident" in v:
+    out[f'frame{n}.pred'] = parity.to_nchw(logodds[None])
+    if f'frame{n}.confident' in v:
       mask = np.argmax(logodds, axis=-1) + 1
-      out[f"frame{n}.confident"] = memory.confident_superpixels(spx, mask, logodds).astype(
-          v[f"frame{n}.confident"].dtype)
-      mem = memory.memorise_confident(mem, emb.superfeatures, spx, v[f"frame{n}.preseg"],
-                                      v[f"frame{n}.confident"].astype(bool))
+      out[f'frame{n}.confident'] = memory.confident_superpixels(spx, mask, logodds).astype(
+        v[f'frame{n}.confident'].dtype
+      )
+      mem = memory.memorise_confident(
+        mem, emb.superfeatures, spx, v[f'frame{n}.preseg'], v[f'frame{n}.confident'].astype(bool)
+      )
     carry.l1, carry.l4 = emb.l1, emb.l4
   return out
 
@@ -114,15 +126,19 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
 def pool_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   """Frame 0's superpixels merged with its labels and their pools; frame 1's pools unmerged."""
   v = ref.vectors
-  merged = pools.merge_with_annotation(v["spx"][0], v["label"][0])
-  return {"pools.spx_merged0": merged, "pools.pools0": pools.mode_pools(merged, v["label"][0]),
-          "pools.pools1": pools.mode_pools(v["spx"][1], v["label"][1])}
+  merged = pools.merge_with_annotation(v['spx'][0], v['label'][0])
+  return {
+    'pools.spx_merged0': merged,
+    'pools.pools0': pools.mode_pools(merged, v['label'][0]),
+    'pools.pools1': pools.mode_pools(v['spx'][1], v['label'][1]),
+  }
 
 
 def recorded_superfeatures(vectors) -> List[np.ndarray]:
   """Per-frame recorded superfeatures, frame 0's on the merged superpixels."""
-  return [vectors["embed.superfeatures"]] + [
-      vectors[f"frame{n}.superfeatures"] for n in range(1, vectors["spx"].shape[0])]
+  return [vectors['embed.superfeatures']] + [
+    vectors[f'frame{n}.superfeatures'] for n in range(1, vectors['spx'].shape[0])
+  ]
 
 
 def video_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
@@ -130,9 +146,12 @@ def video_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   with the recorded superfeatures (see the module docstring)."""
   v = ref.vectors
   masks, presegs, _ = _propagator(ref).propagate(
-      _images(ref), v["spx"], v["label"][0], memory_features=recorded_superfeatures(v))
-  return {"video.masks": masks.astype(v["video.masks"].dtype),
-          "video.presegs": presegs.astype(v["video.presegs"].dtype)}
+    _images(ref), v['spx'], v['label'][0], memory_features=recorded_superfeatures(v)
+  )
+  return {
+    'video.masks': masks.astype(v['video.masks'].dtype),
+    'video.presegs': presegs.astype(v['video.presegs'].dtype),
+  }
 
 
 STAGE_GROUPS = (pool_stages, frame_stages, video_stages)

@@ -28,9 +28,11 @@ FLOAT64_TOLERANCE = 1e-6
 # correct computations; 2 leaves room for the float64 residual.
 NOISE_FACTOR = 2.0
 
+
 @dataclasses.dataclass
 class Reference:
   """A parity directory: its recorded arrays and the network variables of its checkpoint."""
+
   directory: Path
   vectors: Dict[str, np.ndarray]
   variables: dict
@@ -43,8 +45,9 @@ class Reference:
         raise FileNotFoundError(f'{directory / name} does not exist')
     with np.load(directory / 'vectors.npz') as f:
       vectors = {k: f[k] for k in f.files}
-    variables = jax.tree_util.tree_map(jnp.asarray,
-                                       load_torch_checkpoint(directory / 'checkpoint.pth'))
+    variables = jax.tree_util.tree_map(
+      jnp.asarray, load_torch_checkpoint(directory / 'checkpoint.pth')
+    )
     return cls(directory, vectors, variables)
 
   def capacity(self) -> int:
@@ -74,16 +77,20 @@ def is_gradient(key: str) -> bool:
 def gradient_floor(vectors) -> float:
   """GRADIENT_FLOOR x the largest |gradient| stored for any parameter: gradients of biases that
   feed a train-mode BatchNorm are rounding noise, so they are compared against this floor."""
-  largest = max((float(np.max(np.abs(v))) for k, v in vectors.items()
-                 if k.startswith('train.grad.')), default=0.0)
+  largest = max(
+    (float(np.max(np.abs(v))) for k, v in vectors.items() if k.startswith('train.grad.')),
+    default=0.0,
+  )
   return GRADIENT_FLOOR * largest
 
 
 def relative_error(ours, reference, floor: float = 1e-6) -> float:
   """max |ours - reference| / max(max |reference|, floor)."""
   ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
-  return float(np.max(np.abs(ours - reference), initial=0.0) /
-               max(np.max(np.abs(reference), initial=0.0), floor, 1e-30))
+  return float(
+    np.max(np.abs(ours - reference), initial=0.0)
+    / max(np.max(np.abs(reference), initial=0.0), floor, 1e-30)
+  )
 
 
 def gradient_bound(key: str, outputs, vectors) -> Tuple[float, str]:
@@ -123,8 +130,7 @@ def compare_stage(key: str, outputs, vectors) -> Tuple[bool, str]:
   note = ''
   if is_gradient(key):
     err, what = relative_error(ours, reference, gradient_floor(vectors)), 'grad rel err'
-    tolerance, note = ((FLOAT64_TOLERANCE, '') if float64 else
-                       gradient_bound(key, outputs, vectors))
+    tolerance, note = (FLOAT64_TOLERANCE, '') if float64 else gradient_bound(key, outputs, vectors)
   else:
     err, what = relative_error(ours, reference), 'max rel err'
     tolerance = FLOAT64_TOLERANCE if float64 else FLOAT_TOLERANCE
@@ -134,7 +140,4 @@ def compare_stage(key: str, outputs, vectors) -> Tuple[bool, str]:
 
 def failures(outputs: Dict[str, np.ndarray], vectors) -> List[str]:
   """Report lines of the stages in `outputs` that `compare_stage` does not pass."""
-  return [line for key in outputs for ok, line in [compare_stage(key, outputs, vectors)]
-          if not ok]
-
-
+  return [line for key in outputs for ok, line in [compare_stage(key, outputs, vectors)] if not ok]

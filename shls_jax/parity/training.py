@@ -37,8 +37,9 @@ _RUNS: Dict[int, Tuple[parity.Reference, reference_step.StepResult]] = {}
 
 def num_frames(ref: parity.Reference) -> int:
   """T: the frames of the recorded iteration (one `train.triplets<t>` per frame)."""
-  frames = {int(m.group(1)) for m in map(re.compile(r'train\.triplets(\d+)').fullmatch,
-                                         ref.vectors) if m}
+  frames = {
+    int(m.group(1)) for m in map(re.compile(r'train\.triplets(\d+)').fullmatch, ref.vectors) if m
+  }
   if not frames or frames != set(range(len(frames))):
     raise ValueError(f'train.triplets<t> must be recorded for t = 0..T-1; found {sorted(frames)}')
   return len(frames)
@@ -52,11 +53,16 @@ def run_iteration(ref: parity.Reference) -> reference_step.StepResult:
     num_cls = v['train.frame1.pred'].shape[1]
     float_dtype = jax.dtypes.canonicalize_dtype(np.float64)
     variables = jax.tree_util.tree_map(
-        lambda x: x.astype(float_dtype) if np.issubdtype(x.dtype, np.floating) else x,
-        ref.variables)
+      lambda x: x.astype(float_dtype) if np.issubdtype(x.dtype, np.floating) else x, ref.variables
+    )
     result = reference_step.reference_step(
-        variables, np.moveaxis(v['image'][:t], 1, -1), v['spx'][:t], v['label'][:t],
-        num_cls, triplets=[v[f'train.triplets{n}'] for n in range(t)])
+      variables,
+      np.moveaxis(v['image'][:t], 1, -1),
+      v['spx'][:t],
+      v['label'][:t],
+      num_cls,
+      triplets=[v[f'train.triplets{n}'] for n in range(t)],
+    )
     _RUNS[id(ref)] = (ref, result)
   return _RUNS[id(ref)][1]
 
@@ -82,8 +88,9 @@ def _iteration_stages(result: reference_step.StepResult, stored, prefix: str):
   out[f'{prefix}.loss_ntxent'] = np.asarray(result.ntxent)
   out[f'{prefix}.loss_ce'] = np.asarray(result.ce)
   grads = variables_to_arrays({'params': result.grads, 'batch_stats': {}})
-  out[f'{prefix}.grad_norm'] = np.array([np.linalg.norm(g.astype(np.float64))
-                                         for g in grads.values()])
+  out[f'{prefix}.grad_norm'] = np.array(
+    [np.linalg.norm(g.astype(np.float64)) for g in grads.values()]
+  )
   for name, grad in grads.items():
     out[f'{prefix}.grad.{name}'] = grad
   return {k: v for k, v in out.items() if k in stored}
@@ -93,8 +100,9 @@ def forward_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   """Merged frame-0 superpixels and, per frame, superfeatures, ROIs, attention maps,
   pre-segmentation, logits and confident flags."""
   stages = _iteration_stages(run_iteration(ref), ref.vectors, 'train')
-  return {k: v for k, v in stages.items()
-          if k == 'train.spx_merged0' or k.startswith('train.frame')}
+  return {
+    k: v for k, v in stages.items() if k == 'train.spx_merged0' or k.startswith('train.frame')
+  }
 
 
 def loss_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
@@ -125,9 +133,13 @@ def float64_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
       out = Path(tmp) / 'train64.npz'
       env = dict(os.environ, JAX_ENABLE_X64='1')
-      done = subprocess.run([sys.executable, '-m', 'shls_jax.parity.training',
-                             str(ref.directory), str(out)], env=env, capture_output=True,
-                            text=True, check=False)
+      done = subprocess.run(
+        [sys.executable, '-m', 'shls_jax.parity.training', str(ref.directory), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+      )
       if done.returncode != 0:
         raise RuntimeError(f'the float64 iteration failed:\n{done.stderr[-4000:]}')
       with np.load(out) as f:
@@ -145,7 +157,12 @@ def running_statistics_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
 
 
 STAGE_GROUPS: Tuple[Callable[[parity.Reference], Dict[str, np.ndarray]], ...] = (
-    forward_stages, loss_stages, gradient_stages, running_statistics_stages, float64_stages)
+  forward_stages,
+  loss_stages,
+  gradient_stages,
+  running_statistics_stages,
+  float64_stages,
+)
 
 
 def _write_float64_stages(directory: str, out: str) -> None:

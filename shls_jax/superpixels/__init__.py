@@ -8,8 +8,17 @@ import numpy as np
 from shls_jax.superpixels import isec, slic
 from shls_jax.superpixels.label_io import dense_labels, label_path, read_labels, write_labels
 
-__all__ = ['METHODS', 'as_rgb', 'compute', 'dense_labels', 'isec', 'label_path', 'read_labels',
-           'slic', 'write_labels']
+__all__ = [
+  'METHODS',
+  'as_rgb',
+  'compute',
+  'dense_labels',
+  'isec',
+  'label_path',
+  'read_labels',
+  'slic',
+  'write_labels',
+]
 
 METHODS = ('slic', 'isec')
 
@@ -30,18 +39,19 @@ def as_rgb(image) -> np.ndarray:
   elif image.ndim == 3 and image.shape[2] == 4:
     image = image[:, :, :3]
   if image.ndim != 3 or image.shape[2] != 3:
-    raise ValueError(f"expected an [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA image, got shape "
-                     f"{image.shape}")
+    raise ValueError(
+      f'expected an [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA image, got shape {image.shape}'
+    )
   if image.shape[0] == 0 or image.shape[1] == 0:
-    raise ValueError(f"image is empty: shape {image.shape}")
+    raise ValueError(f'image is empty: shape {image.shape}')
   if image.dtype == np.uint8:
     return image.astype(np.float32) / 255.0
   if not np.issubdtype(image.dtype, np.floating):
-    raise ValueError(f"image dtype must be uint8 or float in [0, 1], got {image.dtype}")
+    raise ValueError(f'image dtype must be uint8 or float in [0, 1], got {image.dtype}')
   if not np.isfinite(image).all():
-    raise ValueError("image holds NaN or infinite values")
+    raise ValueError('image holds NaN or infinite values')
   if image.min() < 0 or image.max() > 1:
-    raise ValueError(f"float image values must lie in [0, 1], got [{image.min()}, {image.max()}]")
+    raise ValueError(f'float image values must lie in [0, 1], got [{image.min()}, {image.max()}]')
   return image
 
 
@@ -60,4 +70,4 @@ def compute(image, method: str = 'slic', **params) -> np.ndarray:
     return slic.segment(as_rgb(image), **params)
   if method == 'isec':
     return isec.segment(as_rgb(image), **params)
-  raise ValueError(f"unknown superpixel method {method!r}: expected one of {METHODS}")
+  raise ValueError(f'unknown superpixel method {method!r}: expected one of {METHODS}')

@@ -55,10 +55,10 @@ def canny_gradients(grey: np.ndarray, sigma: float):
 # (row, col) offsets of the two neighbours whose magnitudes are interpolated on the positive side
 # of the normal (the negative side uses the opposite offsets).
 _SECTORS = (
-    (True, True, (1, 0), (1, 1)),
-    (False, True, (0, 1), (1, 1)),
-    (False, False, (0, 1), (-1, 1)),
-    (True, False, (-1, 0), (-1, 1)),
+  (True, True, (1, 0), (1, 1)),
+  (False, True, (0, 1), (1, 1)),
+  (False, False, (0, 1), (-1, 1)),
+  (True, False, (-1, 0), (-1, 1)),
 )
 
 
@@ -81,7 +81,7 @@ def non_maximum_suppression(rows, cols, magnitude) -> np.ndarray:
   padded = np.pad(magnitude, 1)
 
   def shifted(dr, dc):
-    return padded[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
+    return padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
 
   with np.errstate(divide='ignore', invalid='ignore'):
     # Interpolation weights of both orientations; only finite where the sector applies.
@@ -226,8 +226,14 @@ def _timed(timings: dict | None, stage: str):
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-def segment(rgb: np.ndarray, *, filter_order: int = 11, iterations: int = 4, area: int = 20,
-            timings: dict | None = None) -> np.ndarray:
+def segment(
+  rgb: np.ndarray,
+  *,
+  filter_order: int = 11,
+  iterations: int = 4,
+  area: int = 20,
+  timings: dict | None = None,
+) -> np.ndarray:
   """ISEC superpixels of an RGB image.
 
   Args:
@@ -241,13 +247,17 @@ def segment(rgb: np.ndarray, *, filter_order: int = 11, iterations: int = 4, are
     [H, W] int32 labels, dense 1..N, regions numbered in raster order of their first pixel.
   """
   if rgb.ndim != 3 or rgb.shape[2] != 3:
-    raise ValueError(f"isec expects an [H, W, 3] RGB image, got shape {rgb.shape}")
+    raise ValueError(f'isec expects an [H, W, 3] RGB image, got shape {rgb.shape}')
   if not np.issubdtype(rgb.dtype, np.floating):
-    raise ValueError(f"isec expects a float image in [0, 1], got {rgb.dtype}: use "
-                     "superpixels.compute, which converts uint8")
+    raise ValueError(
+      f'isec expects a float image in [0, 1], got {rgb.dtype}: use '
+      'superpixels.compute, which converts uint8'
+    )
   if filter_order < 3 or iterations < 1 or area < 1:
-    raise ValueError(f"isec needs filter_order >= 3, iterations >= 1 and area >= 1, got "
-                     f"{filter_order}, {iterations}, {area}")
+    raise ValueError(
+      f'isec needs filter_order >= 3, iterations >= 1 and area >= 1, got '
+      f'{filter_order}, {iterations}, {area}'
+    )
   with _timed(timings, 'luminance'):
     grey = luminance(rgb)
   boundaries = np.zeros(grey.shape, bool)

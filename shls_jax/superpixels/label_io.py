@@ -22,9 +22,9 @@ def dense_labels(labels: np.ndarray) -> np.ndarray:
   """
   labels = np.asarray(labels)
   if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"a label map must be a 2-D integer array, got {labels.dtype} {labels.shape}")
+    raise ValueError(f'a label map must be a 2-D integer array, got {labels.dtype} {labels.shape}')
   if labels.size == 0:
-    raise ValueError(f"a label map must not be empty, got shape {labels.shape}")
+    raise ValueError(f'a label map must not be empty, got shape {labels.shape}')
   values, inverse = np.unique(labels, return_inverse=True)
   if values[0] == 1 and values[-1] == len(values):
     return labels.astype(np.int32, copy=False)
@@ -33,7 +33,7 @@ def dense_labels(labels: np.ndarray) -> np.ndarray:
 
 def label_path(root, sequence: str, frame: str) -> Path:
   """Path of the label map of `frame` (a JPEG stem such as '00000') of `sequence` under `root`."""
-  return Path(root) / sequence / f"{frame}.png"
+  return Path(root) / sequence / f'{frame}.png'
 
 
 def write_labels(path, labels: np.ndarray) -> None:
@@ -45,17 +45,18 @@ def write_labels(path, labels: np.ndarray) -> None:
   path = Path(path)
   labels = np.asarray(labels)
   if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
-    raise ValueError(f"{path}: expected a non-empty 2-D integer label map, got "
-                     f"{labels.dtype} {labels.shape}")
+    raise ValueError(
+      f'{path}: expected a non-empty 2-D integer label map, got {labels.dtype} {labels.shape}'
+    )
   lo, hi = int(labels.min()), int(labels.max())
   if lo < 1:
-    raise ValueError(f"{path}: labels must start at 1, got a minimum of {lo}")
+    raise ValueError(f'{path}: labels must start at 1, got a minimum of {lo}')
   if hi > MAX_LABEL:
-    raise ValueError(f"{path}: {hi} labels do not fit a 16-bit PNG (at most {MAX_LABEL})")
+    raise ValueError(f'{path}: {hi} labels do not fit a 16-bit PNG (at most {MAX_LABEL})')
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+  tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
   if not cv2.imwrite(str(tmp), labels.astype(np.uint16)):
-    raise OSError(f"could not write label map {tmp}")
+    raise OSError(f'could not write label map {tmp}')
   os.replace(tmp, path)
 
 
@@ -71,16 +72,19 @@ def read_labels(path, shape: tuple[int, int] | None = None) -> np.ndarray:
   """
   path = Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"label map {path} does not exist")
+    raise FileNotFoundError(f'label map {path} does not exist')
   labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
   if labels is None:
-    raise ValueError(f"label map {path} is not a readable image")
+    raise ValueError(f'label map {path} is not a readable image')
   if labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
-    raise ValueError(f"label map {path} must be a single-channel 8- or 16-bit PNG, got "
-                     f"{labels.dtype} with shape {labels.shape}")
+    raise ValueError(
+      f'label map {path} must be a single-channel 8- or 16-bit PNG, got '
+      f'{labels.dtype} with shape {labels.shape}'
+    )
   if shape is not None and labels.shape != tuple(shape):
-    raise ValueError(f"label map {path} is {labels.shape[0]}x{labels.shape[1]}, expected "
-                     f"{shape[0]}x{shape[1]}")
+    raise ValueError(
+      f'label map {path} is {labels.shape[0]}x{labels.shape[1]}, expected {shape[0]}x{shape[1]}'
+    )
   if labels.min() == 0:
-    raise ValueError(f"label map {path} holds label 0: labels must start at 1")
+    raise ValueError(f'label map {path} holds label 0: labels must start at 1')
   return dense_labels(labels)

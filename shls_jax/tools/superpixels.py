@@ -27,6 +27,7 @@ _SETTINGS = 'settings.json'
 @dataclasses.dataclass(frozen=True)
 class Job:
   """One frame to segment: its JPEG, its label map, and how to compute it."""
+
   frame: Path
   output: Path
   method: str
@@ -46,7 +47,7 @@ def run_job(job: Job) -> bool:
     try:
       superpixels.read_labels(job.output, image.shape[:2])
     except ValueError as err:
-      raise ValueError(f"{err}; rerun with --overwrite to replace it") from None
+      raise ValueError(f'{err}; rerun with --overwrite to replace it') from None
     return False
   labels = superpixels.compute(image, job.method, **dict(job.params))
   superpixels.write_labels(job.output, labels)
@@ -59,15 +60,25 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
   if path.is_file() and not overwrite:
     previous = json.loads(path.read_text())
     if previous != settings:
-      raise ValueError(f"{out} holds superpixels made with {previous}, not {settings}: choose "
-                       "another --out or pass --overwrite")
+      raise ValueError(
+        f'{out} holds superpixels made with {previous}, not {settings}: choose '
+        'another --out or pass --overwrite'
+      )
   out.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(settings, indent=2, sort_keys=True) + '\n')
 
 
-def list_jobs(davis_root, out, method: str, params: dict, *, split: str | None = None,
-              sequences: list[str] | None = None, max_frames: int | None = None,
-              overwrite: bool = False) -> list[Job]:
+def list_jobs(
+  davis_root,
+  out,
+  method: str,
+  params: dict,
+  *,
+  split: str | None = None,
+  sequences: list[str] | None = None,
+  max_frames: int | None = None,
+  overwrite: bool = False,
+) -> list[Job]:
   """Jobs for every frame of the chosen sequences (all of JPEGImages/480p by default).
 
   Args:
@@ -81,27 +92,28 @@ def list_jobs(davis_root, out, method: str, params: dict, *, split: str | None =
     overwrite: recompute maps that already exist.
   """
   if method not in superpixels.METHODS:
-    raise ValueError(f"unknown superpixel method {method!r}: expected one of {superpixels.METHODS}")
+    raise ValueError(f'unknown superpixel method {method!r}: expected one of {superpixels.METHODS}')
   if sequences is None:
     if split is not None and Path(split).is_file():
       sequences = davis.read_split_file(Path(split))
     else:
       sequences = davis.list_sequences(davis_root, split)
   if not sequences:
-    raise ValueError(f"no sequences to process under {davis_root}")
+    raise ValueError(f'no sequences to process under {davis_root}')
   items = tuple(sorted(params.items()))
   jobs = []
   for name in sequences:
     frames = davis.frame_paths(davis_root, name)[:max_frames]
-    jobs += [Job(f, superpixels.label_path(out, name, f.stem), method, items, overwrite)
-             for f in frames]
+    jobs += [
+      Job(f, superpixels.label_path(out, name, f.stem), method, items, overwrite) for f in frames
+    ]
   return jobs
 
 
 def precompute(jobs: list[Job], workers: int = 1) -> tuple[int, int]:
   """Runs `jobs` on `workers` processes with a progress bar; returns (written, kept)."""
   if workers < 1:
-    raise ValueError(f"--workers must be >= 1, got {workers}")
+    raise ValueError(f'--workers must be >= 1, got {workers}')
   progress = tqdm(total=len(jobs), unit='frame', desc='superpixels')
   written = 0
   if workers == 1:
@@ -112,8 +124,9 @@ def precompute(jobs: list[Job], workers: int = 1) -> tuple[int, int]:
     # Spawned, not forked: the caller may hold threads (JAX, OpenCV) that a fork would copy
     # mid-operation.
     context = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=_init_worker) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=context, initializer=_init_worker
+    ) as pool:
       for done in pool.map(run_job, jobs, chunksize=4):
         written += done
         progress.update()
@@ -130,10 +143,15 @@ def _parse_args(argv):
   group.add_argument('--split', help="split name (e.g. 'val') or split file path")
   group.add_argument('--sequences', help='comma-separated sequence names')
   parser.add_argument('--workers', type=int, default=1, help='parallel processes')
-  parser.add_argument('--max-frames', type=int, default=None,
-                      help='only the first N frames of each sequence')
-  parser.add_argument('--n-segments', type=int, default=None,
-                      help='SLIC only: approximate number of superpixels (default 300)')
+  parser.add_argument(
+    '--max-frames', type=int, default=None, help='only the first N frames of each sequence'
+  )
+  parser.add_argument(
+    '--n-segments',
+    type=int,
+    default=None,
+    help='SLIC only: approximate number of superpixels (default 300)',
+  )
   parser.add_argument('--overwrite', action='store_true', help='recompute existing maps')
   args = parser.parse_args(argv)
   if args.n_segments is not None and args.method != 'slic':
@@ -148,8 +166,16 @@ def main(argv=None) -> None:
   params = {} if args.n_segments is None else {'n_segments': args.n_segments}
   sequences = args.sequences.split(',') if args.sequences else None
   try:
-    jobs = list_jobs(args.davis_root, args.out, args.method, params, split=args.split,
-                     sequences=sequences, max_frames=args.max_frames, overwrite=args.overwrite)
+    jobs = list_jobs(
+      args.davis_root,
+      args.out,
+      args.method,
+      params,
+      split=args.split,
+      sequences=sequences,
+      max_frames=args.max_frames,
+      overwrite=args.overwrite,
+    )
     _check_settings(args.out, {'method': args.method, 'params': params}, args.overwrite)
     written, kept = precompute(jobs, args.workers)
   except (FileNotFoundError, ValueError) as err:

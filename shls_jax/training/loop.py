@@ -58,16 +58,19 @@ TENSORBOARD_DIR = 'tensorboard'
 # TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
 # package that provides `tf.summary.scalar` is not a dependency).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
+  plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars')
+)
 
 
 def make_source(data_config: ml_collections.ConfigDict) -> stills.StillImageSet:
   """Still images of `data_config.root` (MSRA10K layout, optional split and mask folder)."""
   if not data_config.root:
-    raise ValueError("config.data.root is empty: set it to the MSRA10K folder "
-                     "(--config.data.root=PATH)")
-  return stills.StillImageSet(stills.list_msra10k(
-      data_config.root, data_config.split or None, data_config.mask_dir or None))
+    raise ValueError(
+      'config.data.root is empty: set it to the MSRA10K folder (--config.data.root=PATH)'
+    )
+  return stills.StillImageSet(
+    stills.list_msra10k(data_config.root, data_config.split or None, data_config.mask_dir or None)
+  )
 
 
 def total_steps(config: ml_collections.ConfigDict, num_images: int) -> int:
@@ -79,8 +82,10 @@ def total_steps(config: ml_collections.ConfigDict, num_images: int) -> int:
     global_batch = 1
   steps = int(config.num_epochs * config.epoch_fraction * num_images) // global_batch
   if steps < 1:
-    raise ValueError(f"{config.num_epochs} epochs of {config.epoch_fraction} x {num_images} "
-                     f"images make no step of {global_batch} sequences")
+    raise ValueError(
+      f'{config.num_epochs} epochs of {config.epoch_fraction} x {num_images} '
+      f'images make no step of {global_batch} sequences'
+    )
   return steps
 
 
@@ -90,8 +95,7 @@ def initial_state(config: ml_collections.ConfigDict) -> train_step_lib.TrainStat
   variables = None
   if config.init_checkpoint:
     variables = checkpoints.load_variables(config.init_checkpoint)
-  return train_step_lib.create_train_state(jax.random.PRNGKey(config.seed), config.step,
-                                           variables)
+  return train_step_lib.create_train_state(jax.random.PRNGKey(config.seed), config.step, variables)
 
 
 def segment_seed(seed: int, step: int) -> int:
@@ -99,8 +103,9 @@ def segment_seed(seed: int, step: int) -> int:
   return int(np.random.SeedSequence((seed, step)).generate_state(1)[0])
 
 
-def open_batches(source, config: ml_collections.ConfigDict, step: int,
-                 local_devices: int) -> Iterator[Dict[str, np.ndarray]]:
+def open_batches(
+  source, config: ml_collections.ConfigDict, step: int, local_devices: int
+) -> Iterator[Dict[str, np.ndarray]]:
   """Batches from `step` on: the pipeline of step's segment, past its first batches.
 
   Returns:
@@ -109,9 +114,13 @@ def open_batches(source, config: ml_collections.ConfigDict, step: int,
   every = config.checkpoint_every_steps
   start = step - step % every if every > 0 else 0
   batches = input_pipeline.create_split(
-      source, batch_size_per_device=config.batch_size_per_device, local_devices=local_devices,
-      seed=segment_seed(config.seed, start), config=config.data,
-      num_parallel_calls=config.data.num_parallel_calls)
+    source,
+    batch_size_per_device=config.batch_size_per_device,
+    local_devices=local_devices,
+    seed=segment_seed(config.seed, start),
+    config=config.data,
+    num_parallel_calls=config.data.num_parallel_calls,
+  )
   for _ in range(step - start):
     next(batches)
   return batches
@@ -121,8 +130,11 @@ def open_batches(source, config: ml_collections.ConfigDict, step: int,
 def pmapped_train_step(step_config_json: str):
   """`train_step` pmap-ed over 'batch' with the state donated, once per step config (JSON)."""
   step_config = ml_collections.ConfigDict(json.loads(step_config_json))
-  return jax.pmap(functools.partial(train_step_lib.train_step, config=step_config),
-                  axis_name='batch', donate_argnums=(0,))
+  return jax.pmap(
+    functools.partial(train_step_lib.train_step, config=step_config),
+    axis_name='batch',
+    donate_argnums=(0,),
+  )
 
 
 def _reference_train_step(state, batch, *, config):
@@ -130,9 +142,14 @@ def _reference_train_step(state, batch, *, config):
   sequence = {k: v[0, 0] for k, v in batch.items()}
   rng = np.random.default_rng((config.seed, int(state.step)))
   result = reference_step.reference_step(
-      {'params': state.params, 'batch_stats': state.batch_stats}, sequence['image'],
-      sequence['spx'], sequence['label'], int(sequence['num_cls']), rng=rng,
-      options=reference_step.StepOptions.from_config(config.step))
+    {'params': state.params, 'batch_stats': state.batch_stats},
+    sequence['image'],
+    sequence['spx'],
+    sequence['label'],
+    int(sequence['num_cls']),
+    rng=rng,
+    options=reference_step.StepOptions.from_config(config.step),
+  )
   metrics = dict(loss=result.loss, ntxent=result.ntxent, ce=result.ce)
   return _apply_gradients(state, result.grads, result.batch_stats, metrics)
 
@@ -153,8 +170,9 @@ class MetricWriter:
     logging.info('[%d] %s', step, ', '.join(f'{prefix}{k}={v:.5g}' for k, v in scalars.items()))
     with self._writer.as_default():
       for name, value in scalars.items():
-        tf.summary.write(prefix + name, tf.constant(value, tf.float32), step=step,
-                         metadata=_SCALAR_METADATA)
+        tf.summary.write(
+          prefix + name, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA
+        )
     self._writer.flush()
 
   def close(self) -> None:
@@ -172,44 +190,55 @@ def host_state(state, replicated: bool):
 
 def _checkpoint_managers(workdir: Path, config: ml_collections.ConfigDict):
   latest = ocp.CheckpointManager(
-      workdir / CHECKPOINT_DIR,
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    workdir / CHECKPOINT_DIR,
+    options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True),
+  )
   best = ocp.CheckpointManager(
-      workdir / BEST_DIR,
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='max',
-          create=True))
+    workdir / BEST_DIR,
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='max', create=True
+    ),
+  )
   return latest, best
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.step_mode not in STEP_MODES:
-    raise ValueError(f"config.step_mode must be one of {STEP_MODES}, got {config.step_mode!r}")
-  if config.step_mode == 'reference' and (config.batch_size_per_device != 1
-                                          or jax.process_count() != 1):
-    raise ValueError("step_mode 'reference' trains on one sequence per step in one process: "
-                     "set batch_size_per_device=1 and run without jax.distributed")
+    raise ValueError(f'config.step_mode must be one of {STEP_MODES}, got {config.step_mode!r}')
+  if config.step_mode == 'reference' and (
+    config.batch_size_per_device != 1 or jax.process_count() != 1
+  ):
+    raise ValueError(
+      "step_mode 'reference' trains on one sequence per step in one process: "
+      'set batch_size_per_device=1 and run without jax.distributed'
+    )
   if config.export_torch and Path(config.export_torch).exists() and not config.export_overwrite:
-    raise FileExistsError(f"{config.export_torch} exists: choose another --export-torch path or "
-                          "pass --overwrite-export")
+    raise FileExistsError(
+      f'{config.export_torch} exists: choose another --export-torch path or pass --overwrite-export'
+    )
 
 
 def _check_finite(metrics: Dict[str, float], step: int, workdir: Path) -> None:
   if not np.isfinite(metrics['loss']):
     raise FloatingPointError(
-        f"loss is {metrics['loss']} at step {step} ({metrics}): training stopped; the "
-        f"checkpoints in {workdir / CHECKPOINT_DIR} predate it")
+      f'loss is {metrics["loss"]} at step {step} ({metrics}): training stopped; the '
+      f'checkpoints in {workdir / CHECKPOINT_DIR} predate it'
+    )
 
 
-def validate(config: ml_collections.ConfigDict, workdir: Path, step: int,
-             variables) -> Optional[Dict[str, float]]:
+def validate(
+  config: ml_collections.ConfigDict, workdir: Path, step: int, variables
+) -> Optional[Dict[str, float]]:
   """Scores of `variables` on the validation sequences, or None without a DAVIS root."""
   if not config.eval.davis_root:
     logging.info('Validation skipped at step %d: no config.eval.davis_root', step)
     return None
   evaluator = evaluator_lib.Evaluator(
-      config, workdir / VALIDATION_DIR / f'{step:08d}', weights=f'{workdir.resolve()}@{step}',
-      progress=False)
+    config,
+    workdir / VALIDATION_DIR / f'{step:08d}',
+    weights=f'{workdir.resolve()}@{step}',
+    progress=False,
+  )
   return dict(evaluator.run(variables))
 
 
@@ -225,8 +254,9 @@ def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None
     logging.info('Wrote the variables of step %d to %s', step, config.export_torch)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: os.PathLike) -> train_step_lib.TrainState:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: os.PathLike
+) -> train_step_lib.TrainState:
   """Trains, checkpoints, validates and optionally exports (see the module docstring).
 
   Args:
@@ -248,8 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   latest_manager, best_manager = _checkpoint_managers(workdir, config)
   state = initial_state(config)
   if latest_manager.latest_step() is not None:
-    state = latest_manager.restore(latest_manager.latest_step(),
-                                   args=ocp.args.StandardRestore(jax.device_get(state)))
+    state = latest_manager.restore(
+      latest_manager.latest_step(), args=ocp.args.StandardRestore(jax.device_get(state))
+    )
     logging.info('Resumed from %s at step %d', latest_manager.directory, int(state.step))
   step = int(state.step)
 
@@ -267,29 +298,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer = MetricWriter(workdir / TENSORBOARD_DIR)
   lr = optimizer.learning_rate(config.step)
   sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
-  logging.info('Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s', step,
-               num_steps, sequences_per_step, lr, config.step_mode)
+  logging.info(
+    'Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s',
+    step,
+    num_steps,
+    sequences_per_step,
+    lr,
+    config.step_mode,
+  )
   history = {}  # step -> J&F-Mean of this run's validations
 
   def validate_and_keep_best(saved):
-    scores = validate(config, workdir, int(saved.step),
-                      {'params': saved.params, 'batch_stats': saved.batch_stats})
+    scores = validate(
+      config, workdir, int(saved.step), {'params': saved.params, 'batch_stats': saved.batch_stats}
+    )
     if scores is not None:
       writer.write(int(saved.step), scores, prefix='val/')
-      best_manager.save(int(saved.step), args=ocp.args.StandardSave(saved),
-                        metrics={BEST_METRIC: scores[BEST_METRIC]})
+      best_manager.save(
+        int(saved.step),
+        args=ocp.args.StandardSave(saved),
+        metrics={BEST_METRIC: scores[BEST_METRIC]},
+      )
       history[int(saved.step)] = scores[BEST_METRIC]
 
   if config.eval_at_start and step == 0:
     validate_and_keep_best(host_state(state, replicated))
   batches = None
   pending, tick = [], time.time()
-  progress = tqdm(total=num_steps, initial=step, desc='train', unit='step',
-                  disable=jax.process_index() != 0)
+  progress = tqdm(
+    total=num_steps, initial=step, desc='train', unit='step', disable=jax.process_index() != 0
+  )
   try:
     while step < num_steps:
-      if batches is None or (config.checkpoint_every_steps > 0 and
-                             step % config.checkpoint_every_steps == 0):
+      if batches is None or (
+        config.checkpoint_every_steps > 0 and step % config.checkpoint_every_steps == 0
+      ):
         if batches is not None:
           batches.close()
         batches = open_batches(source, config, step, local_devices)
@@ -297,10 +340,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       pending.append(metrics)
       step += 1
       progress.update()
-      checkpoint_now = step == num_steps or (config.checkpoint_every_steps > 0 and
-                                             step % config.checkpoint_every_steps == 0)
-      eval_now = step == num_steps or (config.eval_every_steps > 0 and
-                                       step % config.eval_every_steps == 0)
+      checkpoint_now = step == num_steps or (
+        config.checkpoint_every_steps > 0 and step % config.checkpoint_every_steps == 0
+      )
+      eval_now = step == num_steps or (
+        config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+      )
       if pending and (step % config.log_every_steps == 0 or checkpoint_now or eval_now):
         fetched = jax.device_get(pending)
         if replicated:
@@ -308,8 +353,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         _check_finite(scalars, step, workdir)
         elapsed = time.time() - tick
-        scalars.update(learning_rate=lr, steps_per_second=len(fetched) / elapsed,
-                       sequences_per_second=len(fetched) * sequences_per_step / elapsed)
+        scalars.update(
+          learning_rate=lr,
+          steps_per_second=len(fetched) / elapsed,
+          sequences_per_second=len(fetched) * sequences_per_step / elapsed,
+        )
         writer.write(step, scalars, prefix='train/')
         pending, tick = [], time.time()
       if checkpoint_now or eval_now:
@@ -334,6 +382,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   best_manager.close()
   if history and jax.process_index() == 0:
     # Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores.
-    print(f'Validation {BEST_METRIC} by step: ' +
-          ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())), flush=True)
+    print(
+      f'Validation {BEST_METRIC} by step: '
+      + ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())),
+      flush=True,
+    )
   return final

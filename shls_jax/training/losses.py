@@ -42,12 +42,14 @@ def ntxent_loss(features, labels, triplets, temperature: float = 0.07) -> jnp.nd
   """
   features = jnp.asarray(features)
   if features.ndim != 2:
-    raise ValueError(f"ntxent_loss: features must be [N, S], got shape {features.shape}")
+    raise ValueError(f'ntxent_loss: features must be [N, S], got shape {features.shape}')
   if np.shape(labels) != features.shape[:1]:
-    raise ValueError(f"ntxent_loss: labels shape {np.shape(labels)} does not match "
-                     f"{features.shape[0]} feature rows")
+    raise ValueError(
+      f'ntxent_loss: labels shape {np.shape(labels)} does not match '
+      f'{features.shape[0]} feature rows'
+    )
   if np.ndim(triplets) != 2 or np.shape(triplets)[0] != 3:
-    raise ValueError(f"ntxent_loss: triplets must be [3, M], got shape {np.shape(triplets)}")
+    raise ValueError(f'ntxent_loss: triplets must be [3, M], got shape {np.shape(triplets)}')
   if np.shape(triplets)[1] <= 1:
     return jnp.zeros((), features.dtype)
   anchor, positive, negative = jnp.asarray(triplets)
@@ -86,9 +88,9 @@ def random_triplets(labels, rng: np.random.Generator, per_anchor: int = 16) -> n
   """
   labels = np.asarray(labels)
   if labels.ndim != 1:
-    raise ValueError(f"random_triplets: labels must be [N], got shape {labels.shape}")
+    raise ValueError(f'random_triplets: labels must be [N], got shape {labels.shape}')
   if per_anchor < 1:
-    raise ValueError(f"random_triplets: per_anchor must be positive, got {per_anchor}")
+    raise ValueError(f'random_triplets: per_anchor must be positive, got {per_anchor}')
   parts = []
   for cls in np.unique(labels):
     members = np.flatnonzero(labels == cls)
@@ -120,8 +122,10 @@ def cross_entropy(logits, labels) -> jnp.ndarray:
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
   if logits.shape[:-1] != labels.shape:
-    raise ValueError(f"cross_entropy: logits {logits.shape} and labels {labels.shape} disagree; "
-                     "expected logits [..., H, W, C] and labels [..., H, W]")
+    raise ValueError(
+      f'cross_entropy: logits {logits.shape} and labels {labels.shape} disagree; '
+      'expected logits [..., H, W, C] and labels [..., H, W]'
+    )
   log_prob = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_prob, (labels - 1)[..., None].astype(jnp.int32), axis=-1)
   return -jnp.mean(picked)
@@ -129,8 +133,10 @@ def cross_entropy(logits, labels) -> jnp.ndarray:
 
 # Static-shape NT-Xent for the jitted training step --------------------------------------------------
 
-def sample_triplets(rng: jax.Array, labels: jax.Array,
-                    per_anchor: int) -> Tuple[jax.Array, jax.Array, jax.Array]:
+
+def sample_triplets(
+  rng: jax.Array, labels: jax.Array, per_anchor: int
+) -> Tuple[jax.Array, jax.Array, jax.Array]:
   """Random triplets on device, distributed as `random_triplets`.
 
   Every row with a class (label > 0) whose class has >= 2 members and some member of another
@@ -153,8 +159,9 @@ def sample_triplets(rng: jax.Array, labels: jax.Array,
   # Valid rows sorted by (class, index): class c occupies [start_c, start_c + members_c).
   order = jnp.argsort(jnp.where(valid, labels, jnp.iinfo(jnp.int32).max), stable=True)
   start = jnp.sum(valid[None, :] & (labels[None, :] < labels[:, None]), axis=1)
-  rank = jnp.sum(same & (jnp.arange(labels.shape[0])[None, :] < jnp.arange(labels.shape[0])[:, None]),
-                 axis=1)
+  rank = jnp.sum(
+    same & (jnp.arange(labels.shape[0])[None, :] < jnp.arange(labels.shape[0])[:, None]), axis=1
+  )
   pos_key, neg_key = jax.random.split(rng)
   shape = (labels.shape[0], per_anchor)
   draw = jax.random.randint(pos_key, shape, 0, jnp.maximum(members - 1, 1)[:, None])
@@ -167,9 +174,14 @@ def sample_triplets(rng: jax.Array, labels: jax.Array,
   return positives.astype(jnp.int32), negatives.astype(jnp.int32), anchor_ok
 
 
-def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.Array,
-                  negatives: jax.Array, negative_mask: jax.Array,
-                  temperature: float = 0.07) -> jax.Array:
+def masked_ntxent(
+  features: jax.Array,
+  positives: jax.Array,
+  positive_mask: jax.Array,
+  negatives: jax.Array,
+  negative_mask: jax.Array,
+  temperature: float = 0.07,
+) -> jax.Array:
   """NT-Xent with static shapes: per anchor row i, pairs (i, positives[i, p]) where
   positive_mask[i, p], each contrasted with the negatives (i, negatives[i, q]) where
   negative_mask[i, q] (repetitions count).
@@ -193,11 +205,15 @@ def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.
   pos = jnp.take_along_axis(sims, positives, axis=1)
   neg = jnp.take_along_axis(sims, negatives, axis=1)
   # Shifts carry no gradient (they cancel); they keep exp() in range.
-  neg_max = jax.lax.stop_gradient(jnp.max(jnp.where(negative_mask, neg, -jnp.inf), axis=1,
-                                          keepdims=True))
+  neg_max = jax.lax.stop_gradient(
+    jnp.max(jnp.where(negative_mask, neg, -jnp.inf), axis=1, keepdims=True)
+  )
   shift = jax.lax.stop_gradient(jnp.maximum(pos, neg_max))
-  neg_sum = jnp.sum(jnp.where(negative_mask, jnp.exp(neg - jnp.where(
-      jnp.isfinite(neg_max), neg_max, 0.0)), 0.0), axis=1, keepdims=True)
+  neg_sum = jnp.sum(
+    jnp.where(negative_mask, jnp.exp(neg - jnp.where(jnp.isfinite(neg_max), neg_max, 0.0)), 0.0),
+    axis=1,
+    keepdims=True,
+  )
   neg_term = neg_sum * jnp.exp(jnp.where(jnp.isfinite(neg_max), neg_max, shift) - shift)
   numerator = jnp.exp(pos - shift)
   tiny = jnp.finfo(features.dtype).tiny
@@ -207,9 +223,15 @@ def masked_ntxent(features: jax.Array, positives: jax.Array, positive_mask: jax.
   return jnp.where(count > 1, total / jnp.maximum(count, 1), 0.0)
 
 
-def frame_ntxent(rng: jax.Array, superfeatures: jax.Array, labels: jax.Array, *,
-                 mode: str = 'sampled', per_anchor: int = TRIPLETS_PER_ANCHOR,
-                 temperature: float = TEMPERATURE) -> jax.Array:
+def frame_ntxent(
+  rng: jax.Array,
+  superfeatures: jax.Array,
+  labels: jax.Array,
+  *,
+  mode: str = 'sampled',
+  per_anchor: int = TRIPLETS_PER_ANCHOR,
+  temperature: float = TEMPERATURE,
+) -> jax.Array:
   """NT-Xent of one frame with static shapes: superfeatures [N, S], labels [N] int32 pools
   (0 = padding); `mode` 'sampled' (per_anchor random triplets per anchor, `sample_triplets`)
   or 'all_pairs'."""

@@ -19,10 +19,10 @@ import jax
 import optax
 
 FROZEN_GROUPS: Dict[str, Tuple[str, ...]] = {
-    'backbone': ('spx_embedding',),
-    'heads': ('sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
-    'modulator': ('mem_select',),
-    'decoder': ('segmenter',),
+  'backbone': ('spx_embedding',),
+  'heads': ('sf_head_L1', 'sf_head_L4', 'sf_conv_1x1'),
+  'modulator': ('mem_select',),
+  'decoder': ('segmenter',),
 }
 # Group names of earlier versions, and what they covered.
 _FORMER_GROUPS = {'embedding': ('backbone', 'heads')}
@@ -37,15 +37,19 @@ def check_frozen(frozen: Iterable[str]) -> FrozenSet[str]:
   """
   names = frozenset(frozen)
   for name in sorted(names & _FORMER_GROUPS.keys()):
-    raise ValueError(f'frozen group {name!r} no longer exists: name '
-                     f'{" and ".join(map(repr, _FORMER_GROUPS[name]))} instead (groups: '
-                     f'{", ".join(FROZEN_GROUPS)})')
+    raise ValueError(
+      f'frozen group {name!r} no longer exists: name '
+      f'{" and ".join(map(repr, _FORMER_GROUPS[name]))} instead (groups: '
+      f'{", ".join(FROZEN_GROUPS)})'
+    )
   unknown = sorted(names - FROZEN_GROUPS.keys())
   if unknown:
     raise ValueError(f'unknown frozen groups {unknown}; choose among {list(FROZEN_GROUPS)}')
   if ('backbone' in names) != ('heads' in names):
-    raise ValueError("'backbone' and 'heads' run in one embedding call with one BatchNorm "
-                     'mode; freeze both or neither')
+    raise ValueError(
+      "'backbone' and 'heads' run in one embedding call with one BatchNorm "
+      'mode; freeze both or neither'
+    )
   return names
 
 
@@ -62,8 +66,10 @@ def trains_decoder(frozen: Iterable[str]) -> bool:
 def frozen_mask(params, frozen: Iterable[str]) -> Any:
   """Pytree like params of bools: True on the leaves of the frozen groups."""
   modules = {m for group in check_frozen(frozen) for m in FROZEN_GROUPS[group]}
-  return {name: jax.tree.map(lambda _, frozen_module=name in modules: frozen_module, sub)
-          for name, sub in params.items()}
+  return {
+    name: jax.tree.map(lambda _, frozen_module=name in modules: frozen_module, sub)
+    for name, sub in params.items()
+  }
 
 
 def learning_rate(config) -> float:

@@ -54,6 +54,7 @@ class StepOptions:
     frozen: names of `optimizer.FROZEN_GROUPS`; frozen groups get zero gradients, and their
       BatchNorms run in eval mode (running statistics unchanged).
   """
+
   ntxent: bool = True
   ce: bool = True
   frozen: FrozenSet[str] = frozenset()
@@ -82,6 +83,7 @@ class IterationConstants:
     num_segments: T superpixel counts N_t (static).
     num_cls: classes including the background (static).
   """
+
   images: jax.Array
   labels: jax.Array
   spx: Tuple[jax.Array, ...]
@@ -103,6 +105,7 @@ class ForwardRecord:
     preds: T - 1 arrays [H, W, num_cls] float32, aggregated log-odds of frames 1..T-1.
     confident: T - 2 arrays [N_t] bool, confident superpixels of frames 1..T-2.
   """
+
   superfeatures: Tuple[np.ndarray, ...]
   presegs: Tuple[np.ndarray, ...]
   preds: Tuple[np.ndarray, ...]
@@ -112,6 +115,7 @@ class ForwardRecord:
 @flax.struct.dataclass
 class LossTerms:
   """Loss terms (scalars) and the running statistics after the iteration."""
+
   ntxent: jax.Array
   ce: jax.Array
   batch_stats: dict
@@ -120,8 +124,13 @@ class LossTerms:
 @functools.partial(jax.jit, static_argnames=('num_segments', 'train'))
 def _embed(params, batch_stats, image, spx, *, num_segments: int, train: bool):
   """Embedding of one frame: image [H, W, 3], spx [H, W] -> (SHLS.embed dict, batch_stats)."""
-  return shls.embed({'params': params, 'batch_stats': batch_stats}, image[None], spx[None],
-                    num_segments=num_segments, train=train)
+  return shls.embed(
+    {'params': params, 'batch_stats': batch_stats},
+    image[None],
+    spx[None],
+    num_segments=num_segments,
+    train=train,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('train',))
@@ -130,8 +139,21 @@ def _decode_object(params, batch_stats, inputs: object_crops.ObjectInputs, *, tr
   return shls.decode_object({'params': params, 'batch_stats': batch_stats}, inputs, train=train)
 
 
-def _decode_frame(params, batch_stats, first, prev, cur, first_mask, prev_logits,
-                  first_boxes, prev_boxes, prev_attmaps, cur_boxes, cur_attmaps, train: bool):
+def _decode_frame(
+  params,
+  batch_stats,
+  first,
+  prev,
+  cur,
+  first_mask,
+  prev_logits,
+  first_boxes,
+  prev_boxes,
+  prev_attmaps,
+  cur_boxes,
+  cur_attmaps,
+  train: bool,
+):
   """Decoder of every object of one frame, in object order, then soft aggregation.
 
   first, prev, cur: SHLS.embed dicts of the first (already detached), previous and current
@@ -142,12 +164,20 @@ def _decode_frame(params, batch_stats, first, prev, cur, first_mask, prev_logits
   pasted = []
   for k, cur_box in enumerate(cur_boxes):
     inputs, pads = object_crops.object_inputs(
-        object_crops.CropSource(first['feat_l1'][0], first['feat_l4'][0], first_boxes[k],
-                                plane=first_mask[..., k + 1]),
-        object_crops.CropSource(prev['feat_l1'][0], prev['feat_l4'][0], prev_boxes[k],
-                                plane=prev_logits[..., k + 1], attention=prev_attmaps[k]),
-        object_crops.CropSource(cur['feat_l1'][0], cur['feat_l4'][0], cur_box,
-                                attention=cur_attmaps[k]))
+      object_crops.CropSource(
+        first['feat_l1'][0], first['feat_l4'][0], first_boxes[k], plane=first_mask[..., k + 1]
+      ),
+      object_crops.CropSource(
+        prev['feat_l1'][0],
+        prev['feat_l4'][0],
+        prev_boxes[k],
+        plane=prev_logits[..., k + 1],
+        attention=prev_attmaps[k],
+      ),
+      object_crops.CropSource(
+        cur['feat_l1'][0], cur['feat_l4'][0], cur_box, attention=cur_attmaps[k]
+      ),
+    )
     logits, batch_stats = _decode_object(params, batch_stats, inputs, train=train)
     pasted.append(object_crops.paste_back(logits, pads, cur_box, frame_hw))
   return aggregate_objects(jnp.stack(pasted)), batch_stats
@@ -158,8 +188,9 @@ def _one_hot(labels, num_cls: int) -> jax.Array:
   return jax.nn.one_hot(jnp.asarray(labels) - 1, num_cls, dtype=jnp.float32)
 
 
-def _network_pass(params, batch_stats, c: IterationConstants, modes: Tuple[bool, bool],
-                  rois_of, after_decode):
+def _network_pass(
+  params, batch_stats, c: IterationConstants, modes: Tuple[bool, bool], rois_of, after_decode
+):
   """The network parts of the iteration, frame by frame in order.
 
   modes: (train the embedding's BatchNorms, train the decoder's). rois_of(t, superfeatures
@@ -177,9 +208,10 @@ def _network_pass(params, batch_stats, c: IterationConstants, modes: Tuple[bool,
   first = prev = None
   prev_logits = first_mask
   for t in range(c.images.shape[0]):
-    cur, batch_stats = _embed(params, batch_stats, c.images[t], c.spx[t],
-                              num_segments=capacity, train=train_embedding)
-    sf = cur['superfeatures'][0, :c.num_segments[t]]
+    cur, batch_stats = _embed(
+      params, batch_stats, c.images[t], c.spx[t], num_segments=capacity, train=train_embedding
+    )
+    sf = cur['superfeatures'][0, : c.num_segments[t]]
     superfeatures.append(sf)
     ntxent = ntxent + losses.ntxent_loss(sf, c.pools[t], c.triplets[t])
     frame_boxes, frame_attmaps = rois_of(t, sf)
@@ -189,8 +221,20 @@ def _network_pass(params, batch_stats, c: IterationConstants, modes: Tuple[bool,
       first = jax.tree_util.tree_map(jax.lax.stop_gradient, cur)
     else:
       log_odds, batch_stats = _decode_frame(
-          params, batch_stats, first, prev, cur, first_mask, prev_logits, boxes[0],
-          boxes[t - 1], attmaps[t - 1], boxes[t], attmaps[t], train_decoder)
+        params,
+        batch_stats,
+        first,
+        prev,
+        cur,
+        first_mask,
+        prev_logits,
+        boxes[0],
+        boxes[t - 1],
+        attmaps[t - 1],
+        boxes[t],
+        attmaps[t],
+        train_decoder,
+      )
       ce = ce + losses.cross_entropy(log_odds, c.labels[t])
       # The reference hands the previous logits to the decoder as `.float()` (float32): a no-op
       # in float32, a rounding in a float64 run.
@@ -205,7 +249,8 @@ def _loss(params, batch_stats, constants: IterationConstants, weights, modes):
   """Loss with traced term weights [2] (NT-Xent, CE) and static BatchNorm modes."""
   c = constants
   ntxent, ce, batch_stats, _, _ = _network_pass(
-      params, batch_stats, c, modes, lambda t, _: (c.boxes[t], c.attmaps[t]), lambda *_: None)
+    params, batch_stats, c, modes, lambda t, _: (c.boxes[t], c.attmaps[t]), lambda *_: None
+  )
   t = c.images.shape[0]
   terms = LossTerms(ntxent / t, ce / (t - 1), batch_stats)
   loss = jnp.where(weights[0], terms.ntxent, 0.0) + jnp.where(weights[1], terms.ce, 0.0)
@@ -220,8 +265,9 @@ def _modes(options: StepOptions) -> Tuple[bool, bool]:
   return optimizer.trains_embedding(options.frozen), optimizer.trains_decoder(options.frozen)
 
 
-def loss_fn(params, batch_stats, constants: IterationConstants,
-            options: StepOptions = StepOptions()):
+def loss_fn(
+  params, batch_stats, constants: IterationConstants, options: StepOptions = StepOptions()
+):
   """Loss of the iteration as a pure function of the parameters.
 
   Args:
@@ -244,20 +290,30 @@ def _check_sequence(images, spx, labels, num_cls: int):
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f'images must be [T, H, W, 3]; got shape {images.shape}')
   if spx.shape != images.shape[:3] or labels.shape != images.shape[:3]:
-    raise ValueError(f'superpixels {spx.shape} and labels {labels.shape} must both be '
-                     f'{images.shape[:3]} ([T, H, W])')
+    raise ValueError(
+      f'superpixels {spx.shape} and labels {labels.shape} must both be '
+      f'{images.shape[:3]} ([T, H, W])'
+    )
   if images.shape[0] < 2:
     raise ValueError(f'a training iteration needs at least 2 frames; got {images.shape[0]}')
   if labels.min() < 1 or labels.max() > num_cls:
-    raise ValueError(f'labels must lie in 1..num_cls={num_cls}; found {labels.min()}..'
-                     f'{labels.max()}')
+    raise ValueError(
+      f'labels must lie in 1..num_cls={num_cls}; found {labels.min()}..{labels.max()}'
+    )
   return images, spx.astype(np.int32), labels.astype(np.int32)
 
 
-def forward(variables, images, spx, labels, num_cls: int, *,
-            triplets: Optional[Sequence[np.ndarray]] = None,
-            rng: Optional[np.random.Generator] = None,
-            options: StepOptions = StepOptions()) -> Tuple[IterationConstants, ForwardRecord]:
+def forward(
+  variables,
+  images,
+  spx,
+  labels,
+  num_cls: int,
+  *,
+  triplets: Optional[Sequence[np.ndarray]] = None,
+  rng: Optional[np.random.Generator] = None,
+  options: StepOptions = StepOptions(),
+) -> Tuple[IterationConstants, ForwardRecord]:
   """Runs the iteration once with the memory in the loop and records its constants.
 
   Args:
@@ -284,11 +340,16 @@ def forward(variables, images, spx, labels, num_cls: int, *,
     rng = rng if rng is not None else np.random.default_rng()
     triplets = [losses.random_triplets(p, rng) for p in pools]
   known = IterationConstants(
-      images=jnp.asarray(images), labels=jnp.asarray(labels),
-      spx=tuple(jnp.asarray(s) for s in frame_spx), pools=tuple(jnp.asarray(p) for p in pools),
-      triplets=tuple(jnp.asarray(np.asarray(x), jnp.int32) for x in triplets),
-      attmaps=(), boxes=(), num_segments=tuple(int(s.max()) for s in frame_spx),
-      num_cls=num_cls)
+    images=jnp.asarray(images),
+    labels=jnp.asarray(labels),
+    spx=tuple(jnp.asarray(s) for s in frame_spx),
+    pools=tuple(jnp.asarray(p) for p in pools),
+    triplets=tuple(jnp.asarray(np.asarray(x), jnp.int32) for x in triplets),
+    attmaps=(),
+    boxes=(),
+    num_segments=tuple(int(s.max()) for s in frame_spx),
+    num_cls=num_cls,
+  )
 
   state = {'memory': None, 'prev_mask': labels[0]}
   boxes, attmaps, presegs, confident = [], [], [], []
@@ -297,8 +358,9 @@ def forward(variables, images, spx, labels, num_cls: int, *,
     sf = np.asarray(sf)
     if t == 0:
       state['memory'] = memory_lib.fit(sf, pools[0], num_cls)
-    state['memory'], pred = memory_lib.predict(state['memory'], sf, frame_spx[t],
-                                               state['prev_mask'], annotation=labels[t])
+    state['memory'], pred = memory_lib.predict(
+      state['memory'], sf, frame_spx[t], state['prev_mask'], annotation=labels[t]
+    )
     boxes.append(tuple(tuple(int(v) for v in box) for box in pred.boxes))
     attmaps.append(tuple(jnp.asarray(a) for a in pred.attmaps))
     if t > 0:
@@ -311,42 +373,55 @@ def forward(variables, images, spx, labels, num_cls: int, *,
     if t < num_frames - 1:
       flags = memory_lib.confident_superpixels(frame_spx[t], presegs[-1], log_odds)
       confident.append(flags)
-      state['memory'] = memory_lib.memorise_confident(state['memory'], np.asarray(sf),
-                                                      frame_spx[t], presegs[-1], flags)
+      state['memory'] = memory_lib.memorise_confident(
+        state['memory'], np.asarray(sf), frame_spx[t], presegs[-1], flags
+      )
 
   _, _, _, superfeatures, preds = _network_pass(
-      variables['params'], variables['batch_stats'], known, _modes(options), rois_of,
-      after_decode)
+    variables['params'], variables['batch_stats'], known, _modes(options), rois_of, after_decode
+  )
   constants = known.replace(boxes=tuple(boxes), attmaps=tuple(attmaps))
-  record = ForwardRecord(superfeatures=tuple(np.asarray(s) for s in superfeatures),
-                         presegs=tuple(presegs), preds=tuple(np.asarray(p) for p in preds),
-                         confident=tuple(confident))
+  record = ForwardRecord(
+    superfeatures=tuple(np.asarray(s) for s in superfeatures),
+    presegs=tuple(presegs),
+    preds=tuple(np.asarray(p) for p in preds),
+    confident=tuple(confident),
+  )
   return constants, record
 
 
 @functools.partial(jax.jit, static_argnames=('modes',))
 def _gradients(params, batch_stats, constants, weights, frozen, modes):
-  (loss, terms), grads = jax.value_and_grad(_loss, has_aux=True)(params, batch_stats,
-                                                                 constants, weights, modes)
+  (loss, terms), grads = jax.value_and_grad(_loss, has_aux=True)(
+    params, batch_stats, constants, weights, modes
+  )
   grads = jax.tree_util.tree_map(lambda g, f: jnp.where(f, jnp.zeros_like(g), g), grads, frozen)
   return loss, terms, grads
 
 
-def gradients(params, batch_stats, constants: IterationConstants,
-              options: StepOptions = StepOptions()):
+def gradients(
+  params, batch_stats, constants: IterationConstants, options: StepOptions = StepOptions()
+):
   """(loss, LossTerms, grads like params) of `loss_fn`; frozen groups get exactly zero.
 
   Loss switches and frozen groups are traced (one compilation serves them all); only the
   BatchNorm modes are static.
   """
-  return _gradients(params, batch_stats, constants, _weights(options),
-                    optimizer.frozen_mask(params, options.frozen), _modes(options))
+  return _gradients(
+    params,
+    batch_stats,
+    constants,
+    _weights(options),
+    optimizer.frozen_mask(params, options.frozen),
+    _modes(options),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class StepResult:
   """One iteration: loss and its terms (scalars), gradients (like params), running statistics
   after the iteration, and the forward pass's constants and record."""
+
   loss: jax.Array
   ntxent: jax.Array
   ce: jax.Array
@@ -356,14 +431,28 @@ class StepResult:
   record: ForwardRecord
 
 
-def reference_step(variables, images, spx, labels, num_cls: int, *,
-                   triplets: Optional[Sequence[np.ndarray]] = None,
-                   rng: Optional[np.random.Generator] = None,
-                   options: StepOptions = StepOptions()) -> StepResult:
+def reference_step(
+  variables,
+  images,
+  spx,
+  labels,
+  num_cls: int,
+  *,
+  triplets: Optional[Sequence[np.ndarray]] = None,
+  rng: Optional[np.random.Generator] = None,
+  options: StepOptions = StepOptions(),
+) -> StepResult:
   """Loss, gradients and new running statistics of one iteration (arguments as `forward`)."""
-  constants, record = forward(variables, images, spx, labels, num_cls, triplets=triplets,
-                              rng=rng, options=options)
-  loss, terms, grads = gradients(variables['params'], variables['batch_stats'], constants,
-                                 options)
-  return StepResult(loss=loss, ntxent=terms.ntxent, ce=terms.ce, grads=grads,
-                    batch_stats=terms.batch_stats, constants=constants, record=record)
+  constants, record = forward(
+    variables, images, spx, labels, num_cls, triplets=triplets, rng=rng, options=options
+  )
+  loss, terms, grads = gradients(variables['params'], variables['batch_stats'], constants, options)
+  return StepResult(
+    loss=loss,
+    ntxent=terms.ntxent,
+    ce=terms.ce,
+    grads=grads,
+    batch_stats=terms.batch_stats,
+    constants=constants,
+    record=record,
+  )

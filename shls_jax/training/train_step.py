@@ -49,6 +49,7 @@ _ABSENT_CLASS_LOGIT = -1e9
 
 class TrainState(train_state.TrainState):
   """Flax TrainState with the BatchNorm statistics and the base random key of the run."""
+
   batch_stats: Any
   rng: jax.Array
 
@@ -65,15 +66,18 @@ def _check_config(config) -> None:
   except ValueError as e:
     raise ValueError(f'config.frozen: {e}') from None
   if config.ntxent_mode not in losses.NTXENT_MODES:
-    raise ValueError(f"config.ntxent_mode must be one of {losses.NTXENT_MODES}, got "
-                     f"{config.ntxent_mode!r}")
+    raise ValueError(
+      f'config.ntxent_mode must be one of {losses.NTXENT_MODES}, got {config.ntxent_mode!r}'
+    )
   if any(s % object_crops.MULTIPLE for s in config.crop_size):
-    raise ValueError(f"config.crop_size {tuple(config.crop_size)} must be multiples of "
-                     f"{object_crops.MULTIPLE}")
+    raise ValueError(
+      f'config.crop_size {tuple(config.crop_size)} must be multiples of {object_crops.MULTIPLE}'
+    )
 
 
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
-                       variables: Optional[Dict[str, Any]] = None) -> TrainState:
+def create_train_state(
+  rng: jax.Array, config: ml_collections.ConfigDict, variables: Optional[Dict[str, Any]] = None
+) -> TrainState:
   """Train state of `shls.SHLS` (unreplicated).
 
   Args:
@@ -89,10 +93,13 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
   if variables is None:
     variables = shls.init_variables(init_rng)
   params = flax.core.unfreeze(variables['params'])
-  return TrainState.create(apply_fn=shls.SHLS().apply, params=params,
-                           tx=optimizer.create_optimizer(params, config),
-                           batch_stats=flax.core.unfreeze(variables['batch_stats']),
-                           rng=step_rng)
+  return TrainState.create(
+    apply_fn=shls.SHLS().apply,
+    params=params,
+    tx=optimizer.create_optimizer(params, config),
+    batch_stats=flax.core.unfreeze(variables['batch_stats']),
+    rng=step_rng,
+  )
 
 
 def _decode_objects(params, batch_stats, inputs: object_crops.ObjectInputs, train: bool):
@@ -125,26 +132,35 @@ def _sequence_ce(params, batch_stats, sample, *, config):
   objects = jnp.arange(2, num_classes + 1)
   sf = sample['superfeatures']
   memory = device_memory.fit(
-      sf[0], jnp.where(sample['spx_valid'][0], sample['pools'][0], 0),
-      capacity=device_memory.memory_capacity(num_segments, num_frames),
-      num_classes=num_classes, iterations=config.kmeans_iterations)
+    sf[0],
+    jnp.where(sample['spx_valid'][0], sample['pools'][0], 0),
+    capacity=device_memory.memory_capacity(num_segments, num_frames),
+    num_classes=num_classes,
+    iterations=config.kmeans_iterations,
+  )
 
   def predict(memory, t):
     knn_pred, knn_scores = device_memory.knn_predict(memory, sf[t])
     table = device_memory.attention_table(
-        knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid)
+      knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid
+    )
     boxes = jax.vmap(lambda c: device_memory.annotation_box(sample['label'][t] == c))(objects)
     return knn_pred, device_memory.pixel_map(table, sample['spx'][t]), boxes
 
   _, first_att, first_boxes = predict(memory, 0)
   first_mask = (sample['label'][0][None] == objects[:, None, None]).astype(jnp.float32)
-  first = object_crops.CropSource(jax.lax.stop_gradient(sample['feat_l1'][0]),
-                                  jax.lax.stop_gradient(sample['feat_l4'][0]), first_boxes,
-                                  plane=first_mask)
+  first = object_crops.CropSource(
+    jax.lax.stop_gradient(sample['feat_l1'][0]),
+    jax.lax.stop_gradient(sample['feat_l4'][0]),
+    first_boxes,
+    plane=first_mask,
+  )
   # Boxes [K, 4], planes [K, H, W], attention maps [H, W, K, 4]; features shared.
   per_object = object_crops.CropSource(l1=None, l4=None, box=0, plane=0, attention=2)
-  crops = jax.vmap(functools.partial(static_crops.object_inputs, size=tuple(config.crop_size)),
-                   in_axes=(per_object, per_object, per_object))
+  crops = jax.vmap(
+    functools.partial(static_crops.object_inputs, size=tuple(config.crop_size)),
+    in_axes=(per_object, per_object, per_object),
+  )
   train = optimizer.trains_decoder(config.frozen)
   absent = jnp.array([object_crops.OUTSIDE_ROI_BACKGROUND, 0.0], jnp.float32)
 
@@ -153,26 +169,38 @@ def _sequence_ce(params, batch_stats, sample, *, config):
   for t in range(1, num_frames):
     knn_pred, att, boxes = predict(memory, t)
     inputs = crops(
-        first,
-        object_crops.CropSource(sample['feat_l1'][t - 1], sample['feat_l4'][t - 1], prev_boxes,
-                                plane=prev_logits, attention=prev_att),
-        object_crops.CropSource(sample['feat_l1'][t], sample['feat_l4'][t], boxes,
-                                attention=att))
+      first,
+      object_crops.CropSource(
+        sample['feat_l1'][t - 1],
+        sample['feat_l4'][t - 1],
+        prev_boxes,
+        plane=prev_logits,
+        attention=prev_att,
+      ),
+      object_crops.CropSource(sample['feat_l1'][t], sample['feat_l4'][t], boxes, attention=att),
+    )
     logits, frame_stats = _decode_objects(params, batch_stats, inputs, train)
     pasted = jax.vmap(static_crops.paste, in_axes=(0, 0, None))(logits, boxes, (height, width))
     pasted = jnp.where(class_valid[1:, None, None, None], pasted, absent)
     logodds = decoder.aggregate_objects(pasted)
-    ces.append(losses.cross_entropy(
-        jnp.where(class_valid, logodds, _ABSENT_CLASS_LOGIT), sample['label'][t]))
+    ces.append(
+      losses.cross_entropy(jnp.where(class_valid, logodds, _ABSENT_CLASS_LOGIT), sample['label'][t])
+    )
     stats.append(frame_stats)
     if t < num_frames - 1:
       # Raw kNN pre-segmentation (no convex-hull cleaning on device): its pools are knn_pred.
       preseg = device_memory.pixel_map(knn_pred, sample['spx'][t])
       confident = device_memory.confident_superpixels(
-          sample['spx'][t], preseg, logodds, num_segments=num_segments)
+        sample['spx'][t], preseg, logodds, num_segments=num_segments
+      )
       confident &= sample['spx_valid'][t]
-      memory = device_memory.add(memory, sf[t], jnp.where(confident, knn_pred, 0),
-                                 offset=num_segments * t, iterations=config.kmeans_iterations)
+      memory = device_memory.add(
+        memory,
+        sf[t],
+        jnp.where(confident, knn_pred, 0),
+        offset=num_segments * t,
+        iterations=config.kmeans_iterations,
+      )
     prev_logits = jax.lax.stop_gradient(jnp.moveaxis(logodds[..., 1:], -1, 0))
     prev_att, prev_boxes = att, boxes
 
@@ -189,6 +217,7 @@ def _sequential_running_stats(old, calls, valid):
   new = (1 - m) new + (call - (1 - m) old) per valid call (a momentum-m step towards that call's
   batch value); an integer counter adds call - old.
   """
+
   def combine(o, c):
     def step(acc, xs):
       value, ok = xs
@@ -197,7 +226,9 @@ def _sequential_running_stats(old, calls, valid):
       else:
         nxt = (1.0 - BN_MOMENTUM) * acc + (value - (1.0 - BN_MOMENTUM) * o)
       return jnp.where(ok, nxt, acc), None
+
     return jax.lax.scan(step, o, (c, valid))[0]
+
   return jax.tree.map(combine, old, calls)
 
 
@@ -206,9 +237,12 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
   b, t, h, w = batch['label'].shape
   num_segments = batch['pools'].shape[-1]
   out, new_stats = shls.embed(
-      {'params': params, 'batch_stats': batch_stats},
-      batch['image'].reshape(b * t, h, w, 3), batch['spx'].reshape(b * t, h, w),
-      num_segments=num_segments, train=optimizer.trains_embedding(config.frozen))
+    {'params': params, 'batch_stats': batch_stats},
+    batch['image'].reshape(b * t, h, w, 3),
+    batch['spx'].reshape(b * t, h, w),
+    num_segments=num_segments,
+    train=optimizer.trains_embedding(config.frozen),
+  )
   new_stats = dict(new_stats)
   out = {k: v.reshape((b, t) + v.shape[1:]) for k, v in out.items()}
   labels = jnp.where(batch['spx_valid'], batch['pools'], 0)
@@ -217,19 +251,30 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
   if config.use_ntxent:
     keys = jax.random.split(rng, b * t).reshape(b, t, -1)
     per_frame = functools.partial(
-        losses.frame_ntxent, mode=config.ntxent_mode, per_anchor=config.triplets_per_anchor,
-        temperature=config.ntxent_temperature)
+      losses.frame_ntxent,
+      mode=config.ntxent_mode,
+      per_anchor=config.triplets_per_anchor,
+      temperature=config.ntxent_temperature,
+    )
     ntxent = jax.vmap(jax.vmap(per_frame))(keys, out['superfeatures'], labels).sum(1) / t
 
   ce = jnp.zeros((b,))
   if config.use_ce:
-    sample = dict(feat_l1=out['feat_l1'], feat_l4=out['feat_l4'],
-                  superfeatures=out['superfeatures'], spx=batch['spx'], label=batch['label'],
-                  pools=batch['pools'], spx_valid=batch['spx_valid'], num_cls=batch['num_cls'])
+    sample = dict(
+      feat_l1=out['feat_l1'],
+      feat_l4=out['feat_l4'],
+      superfeatures=out['superfeatures'],
+      spx=batch['spx'],
+      label=batch['label'],
+      pools=batch['pools'],
+      spx_valid=batch['spx_valid'],
+      num_cls=batch['num_cls'],
+    )
     decoder_modules = optimizer.FROZEN_GROUPS['modulator'] + optimizer.FROZEN_GROUPS['decoder']
     decoder_stats = {k: batch_stats[k] for k in decoder_modules if k in batch_stats}
-    ce_sum, calls, valid = jax.vmap(functools.partial(
-        _sequence_ce, params, decoder_stats, config=config))(sample)
+    ce_sum, calls, valid = jax.vmap(
+      functools.partial(_sequence_ce, params, decoder_stats, config=config)
+    )(sample)
     ce = ce_sum / (t - 1)
     calls = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[3:]), calls)
     new_stats.update(_sequential_running_stats(decoder_stats, calls, valid.reshape(-1)))
@@ -238,8 +283,14 @@ def _loss_fn(params, batch_stats, batch, rng, *, config):
   return loss, (new_stats, dict(loss=loss, ntxent=jnp.mean(ntxent), ce=jnp.mean(ce)))
 
 
-def compute_gradients(params, batch_stats, batch: Dict[str, jax.Array], rng: jax.Array, *,
-                      config: ml_collections.ConfigDict):
+def compute_gradients(
+  params,
+  batch_stats,
+  batch: Dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  config: ml_collections.ConfigDict,
+):
   """Gradients of the mean loss over one device's batch (no cross-device reduction).
 
   Args:
@@ -265,8 +316,12 @@ def apply_gradients(state: TrainState, grads, batch_stats, metrics):
   params and updates added)."""
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   updates = jax.tree.map(jnp.subtract, new_state.params, state.params)
-  return new_state, dict(metrics, grad_norm=_l2_norm(grads), param_norm=_l2_norm(new_state.params),
-                         update_norm=_l2_norm(updates))
+  return new_state, dict(
+    metrics,
+    grad_norm=_l2_norm(grads),
+    param_norm=_l2_norm(new_state.params),
+    update_norm=_l2_norm(updates),
+  )
 
 
 def _pmean_float(x: jax.Array) -> jax.Array:
@@ -274,8 +329,9 @@ def _pmean_float(x: jax.Array) -> jax.Array:
   return jax.lax.pmean(x, 'batch') if jnp.issubdtype(x.dtype, jnp.floating) else x
 
 
-def train_step(state: TrainState, batch: Dict[str, jax.Array], *,
-               config: ml_collections.ConfigDict) -> Tuple[TrainState, Dict[str, jax.Array]]:
+def train_step(
+  state: TrainState, batch: Dict[str, jax.Array], *, config: ml_collections.ConfigDict
+) -> Tuple[TrainState, Dict[str, jax.Array]]:
   """One optimisation step; pmap it with axis_name='batch' (see the module docstring).
 
   Randomness: fold_in(state.rng, state.step), then fold_in(axis_index('batch')).
@@ -283,9 +339,9 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *,
   update_norm).
   """
   _check_config(config)
-  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
-                           jax.lax.axis_index('batch'))
-  grads, batch_stats, metrics = compute_gradients(state.params, state.batch_stats, batch, rng,
-                                                  config=config)
+  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index('batch'))
+  grads, batch_stats, metrics = compute_gradients(
+    state.params, state.batch_stats, batch, rng, config=config
+  )
   grads, batch_stats, metrics = jax.tree.map(_pmean_float, (grads, batch_stats, metrics))
   return apply_gradients(state, grads, batch_stats, metrics)
