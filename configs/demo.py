@@ -7,8 +7,10 @@
 
 Trains 100 steps (about 1 s each after a ~30 s compilation) on pseudo-sequences of the synthetic
 stills at 64x64 with 16x16 decoder crops, and validates on the eight one-object synthetic videos
-before training (step 0, the untrained initial variables) and at the end; the last line printed
-lists the validation J&F-Mean by step. Expected: about 0.2 untrained, about 0.55 trained.
+before training (step 0, the untrained initial variables) and at the end; the last lines printed
+list the validation J&F-Mean by step, the copy-first-mask baseline of the same videos and the
+path of the learning curve (demo_out/workdir/learning_curve.png). Expected: about 0.2 untrained,
+about 0.55 trained, baseline 0.50.
 
 What to expect when changing it: validation right after the first steps is near 0, because the
 backbone's BatchNorm running statistics move 10% per step from their initial (0, 1) and are a

@@ -90,3 +90,42 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
 """
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+_BLOCKING_IMPORTER = """
+import importlib, importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in {blocked!r}:
+      raise ImportError(name + ' is made unimportable by the test')
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {repo!r})
+for module in {modules!r}:
+  importlib.import_module(module)
+"""
+
+
+def _import_without(modules, blocked):
+  code = _BLOCKING_IMPORTER.format(blocked=set(blocked), repo=str(REPO), modules=list(modules))
+  return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+
+
+def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
+  modules = [
+    'shls_jax.inference.propagation',
+    'shls_jax.evaluation.evaluator',
+    'shls_jax.evaluation.scoring',
+    'shls_jax.parity.__main__',
+    'shls_jax.training.train_step',
+    'shls_jax.training.reference_step',
+    'shls_jax.memory.device_memory',
+    'shls_jax.tools.convert',
+  ]
+  done = _import_without(modules, ['tensorflow', 'tensorflow_datasets'])
+  assert done.returncode == 0, done.stderr[-2000:]
+  # The training step runs where faiss is missing too (an accelerator image without it).
+  done = _import_without(['shls_jax.training.train_step'], ['tensorflow', 'faiss'])
+  assert done.returncode == 0, done.stderr[-2000:]
+  # The blocker works: the tf.data pipeline does need TensorFlow.
+  done = _import_without(['shls_jax.data.input_pipeline'], ['tensorflow'])
+  assert done.returncode != 0 and 'unimportable' in done.stderr

@@ -14,7 +14,8 @@ import pytest
 from configs import demo
 from shls_jax import checkpoints
 from shls_jax.data import synthetic
-from shls_jax.training import loop
+from shls_jax.evaluation import evaluator
+from shls_jax.training import curves, loop
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.
@@ -115,6 +116,29 @@ def test_existing_export_is_not_overwritten(stills_root, uninterrupted, tmp_path
   config = _config(stills_root, num_train_steps=1, export_torch=str(workdir / 'final.pth'))
   with pytest.raises(FileExistsError, match='overwrite'):
     loop.train_and_evaluate(config, tmp_path)
+
+
+def test_validation_reports_the_baseline_and_the_curve(stills_root, tmp_path, capsys):
+  videos = tmp_path / 'videos'
+  synthetic.write_videos(videos, num_videos=2, num_frames=4, num_objects=1, size=(32, 32), seed=1)
+  config = _config(
+    stills_root,
+    num_train_steps=2,
+    eval_at_start=True,
+    **{'eval.davis_root': str(videos), 'eval.superpixels.n_segments': 20},
+  )
+  workdir = tmp_path / 'run'
+  loop.train_and_evaluate(config, workdir)
+  copy = evaluator.Evaluator(config, tmp_path / 'copy', weights='copy-first-mask', progress=False)
+  baseline = dict(copy.run_baseline())['J&F-Mean']
+  rows = curves.read_curve(workdir / curves.CURVE_CSV)
+  assert [r['step'] for r in rows] == [0, 2]
+  assert all(r['baseline J&F-Mean'] == baseline for r in rows)
+  assert 0.0 <= rows[1]['J&F-Mean'] <= 1.0 and 'loss' in rows[1] and 'loss' not in rows[0]
+  assert (workdir / curves.CURVE_PNG).is_file()
+  printed = capsys.readouterr().out
+  assert f'Copy-first-mask baseline J&F-Mean on the same sequences: {baseline:.4f}' in printed
+  assert str(workdir / curves.CURVE_PNG) in printed
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):

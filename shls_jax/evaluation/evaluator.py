@@ -295,8 +295,19 @@ class Evaluator:
     masks[0] = full
     return masks
 
+  def copy_first_mask(self, sequence: davis.Sequence) -> np.ndarray:
+    """[T, H, W] uint8: the first mask on every frame (the baseline a propagation must beat)."""
+    mask = first_mask(sequence, self.eval_config.single_object)
+    return np.repeat(mask[None], len(sequence.frames), axis=0)
+
   def predict(self, variables) -> list[str]:
     """Writes the masks of this process's share of the sequences; returns the names computed."""
+    propagator = propagation.Propagator(variables, self.config.inference)
+    return self._write(lambda sequence: self.predict_sequence(propagator, sequence))
+
+  def _write(self, segment) -> list[str]:
+    """Writes `segment(sequence)` ([T, H, W] ids) for this process's share of the sequences
+    that are not complete yet; returns the names computed."""
     self.check_results_dir()
     sync('shls_eval_checked')
     if jax.process_index() == 0:
@@ -304,11 +315,8 @@ class Evaluator:
       (self.results_dir / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + '\n')
     mine = self.davis_sequences[jax.process_index() :: jax.process_count()]
     todo = [s for s in mine if self.overwrite or not is_complete(self.results_dir, s)]
-    if not todo:
-      return []
-    propagator = propagation.Propagator(variables, self.config.inference)
     for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
-      masks = self.predict_sequence(propagator, sequence)
+      masks = segment(sequence)
       write_masks_atomically(self.results_dir, sequence, masks)
       if self.overlays:
         write_overlays(self.results_dir / OVERLAY_DIR / sequence.name, sequence, masks)
@@ -347,6 +355,14 @@ class Evaluator:
       process.
     """
     self.predict(variables)
+    yield from self._score_everywhere()
+
+  def run_baseline(self) -> Iterator[tuple[str, float]]:
+    """As `run`, for the copy-first-mask baseline instead of the network (`copy_first_mask`)."""
+    self._write(self.copy_first_mask)
+    yield from self._score_everywhere()
+
+  def _score_everywhere(self) -> Iterator[tuple[str, float]]:
     sync('shls_eval_predicted')
     values = np.zeros(len(scoring.GLOBAL_COLUMNS), np.float64)
     if jax.process_index() == 0:

@@ -9,7 +9,12 @@ reference iteration of `reference_step` on one device), and writes under `workdi
   best/         a second CheckpointManager keeping the one state with the best validation
                 J&F-Mean (orbax `best_fn`, `max_to_keep=1`);
   validation/<step>/  masks and CSVs of each validation (`evaluation.evaluator.Evaluator`);
-  tensorboard/  scalars: loss terms, grad/param/update norms, learning rate, validation scores.
+  validation/baseline/  the same for the copy-first-mask baseline (every frame gets the first
+                mask), scored once per run on the same sequences;
+  learning_curve.csv, learning_curve.png  validation J&F-Mean of the model and the baseline,
+                and the mean training losses, by step (`curves`);
+  tensorboard/  scalars: loss terms, grad/param/update norms, learning rate, validation scores
+                (`val/J&F-Mean` ... and `val/baseline_J&F-Mean`).
 
 Both checkpoint folders hold the TrainState as a tree with 'params', 'batch_stats',
 'opt_state', 'step' and 'rng' at the top level, so `checkpoints.load_variables` and
@@ -46,7 +51,7 @@ from shls_jax import checkpoints
 from shls_jax.checkpoints import torch_interop
 from shls_jax.data import input_pipeline, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
-from shls_jax.training import optimizer, reference_step
+from shls_jax.training import curves, optimizer, reference_step
 from shls_jax.training import train_step as train_step_lib
 
 STEP_MODES = ('pmap', 'reference')
@@ -54,6 +59,7 @@ BEST_METRIC = 'J&F-Mean'
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 VALIDATION_DIR = 'validation'
+BASELINE_DIR = 'baseline'
 TENSORBOARD_DIR = 'tensorboard'
 # TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
 # package that provides `tf.summary.scalar` is not a dependency).
@@ -226,6 +232,10 @@ def _check_finite(metrics: Dict[str, float], step: int, workdir: Path) -> None:
     )
 
 
+def _evaluator(config: ml_collections.ConfigDict, results_dir: Path, weights: str):
+  return evaluator_lib.Evaluator(config, results_dir, weights=weights, progress=False)
+
+
 def validate(
   config: ml_collections.ConfigDict, workdir: Path, step: int, variables
 ) -> Optional[Dict[str, float]]:
@@ -233,13 +243,16 @@ def validate(
   if not config.eval.davis_root:
     logging.info('Validation skipped at step %d: no config.eval.davis_root', step)
     return None
-  evaluator = evaluator_lib.Evaluator(
-    config,
-    workdir / VALIDATION_DIR / f'{step:08d}',
-    weights=f'{workdir.resolve()}@{step}',
-    progress=False,
-  )
-  return dict(evaluator.run(variables))
+  results = workdir / VALIDATION_DIR / f'{step:08d}'
+  return dict(_evaluator(config, results, f'{workdir.resolve()}@{step}').run(variables))
+
+
+def validate_baseline(config: ml_collections.ConfigDict, workdir: Path) -> Dict[str, float]:
+  """Scores of the copy-first-mask baseline on the validation sequences ({} without a root)."""
+  if not config.eval.davis_root:
+    return {}
+  results = workdir / VALIDATION_DIR / BASELINE_DIR
+  return dict(_evaluator(config, results, 'copy-first-mask').run_baseline())
 
 
 def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None:
@@ -307,19 +320,33 @@ def train_and_evaluate(
     config.step_mode,
   )
   history = {}  # step -> J&F-Mean of this run's validations
+  baseline = validate_baseline(config, workdir).get(BEST_METRIC)
+  curve_rows = curves.read_curve(workdir / curves.CURVE_CSV)
+  losses_since = []  # training scalars logged since the last validation
 
   def validate_and_keep_best(saved):
     scores = validate(
       config, workdir, int(saved.step), {'params': saved.params, 'batch_stats': saved.batch_stats}
     )
-    if scores is not None:
-      writer.write(int(saved.step), scores, prefix='val/')
-      best_manager.save(
-        int(saved.step),
-        args=ocp.args.StandardSave(saved),
-        metrics={BEST_METRIC: scores[BEST_METRIC]},
-      )
-      history[int(saved.step)] = scores[BEST_METRIC]
+    if scores is None:
+      return
+    writer.write(int(saved.step), {**scores, f'baseline_{BEST_METRIC}': baseline}, prefix='val/')
+    best_manager.save(
+      int(saved.step),
+      args=ocp.args.StandardSave(saved),
+      metrics={BEST_METRIC: scores[BEST_METRIC]},
+    )
+    history[int(saved.step)] = scores[BEST_METRIC]
+    row = {'step': int(saved.step), **scores, f'baseline {BEST_METRIC}': baseline}
+    for name in curves.LOSS_COLUMNS:
+      values = [m[name] for m in losses_since if name in m]
+      if values:
+        row[name] = float(np.mean(values))
+    losses_since.clear()
+    curve_rows.append(row)
+    if jax.process_index() == 0:
+      curves.write_curve(workdir / curves.CURVE_CSV, curve_rows)
+      curves.plot_curve(workdir / curves.CURVE_PNG, curve_rows, title=workdir.name)
 
   if config.eval_at_start and step == 0:
     validate_and_keep_best(host_state(state, replicated))
@@ -359,6 +386,7 @@ def train_and_evaluate(
           sequences_per_second=len(fetched) * sequences_per_step / elapsed,
         )
         writer.write(step, scalars, prefix='train/')
+        losses_since.append(scalars)
         pending, tick = [], time.time()
       if checkpoint_now or eval_now:
         saved = host_state(state, replicated)
@@ -381,10 +409,13 @@ def train_and_evaluate(
   latest_manager.close()
   best_manager.close()
   if history and jax.process_index() == 0:
-    # Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores.
+    # Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores, the
+    # baseline of the same sequences and the curve's path.
     print(
       f'Validation {BEST_METRIC} by step: '
-      + ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items())),
+      + ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items()))
+      + f'\nCopy-first-mask baseline {BEST_METRIC} on the same sequences: {baseline:.4f}'
+      + f'\nLearning curve: {workdir / curves.CURVE_PNG} (data: {curves.CURVE_CSV})',
       flush=True,
     )
   return final
