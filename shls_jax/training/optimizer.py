@@ -36,10 +36,11 @@ def check_frozen(frozen: Iterable[str]) -> FrozenSet[str]:
       reverse).
   """
   names = frozenset(frozen)
-  for name in sorted(names & _FORMER_GROUPS.keys()):
+  former = sorted(names & _FORMER_GROUPS.keys())
+  if former:
     raise ValueError(
-      f'frozen group {name!r} no longer exists: name '
-      f'{" and ".join(map(repr, _FORMER_GROUPS[name]))} instead (groups: '
+      f'frozen group {former[0]!r} no longer exists: name '
+      f'{" and ".join(map(repr, _FORMER_GROUPS[former[0]]))} instead (groups: '
       f'{", ".join(FROZEN_GROUPS)})'
     )
   unknown = sorted(names - FROZEN_GROUPS.keys())
