@@ -16,6 +16,7 @@ from shls_jax import checkpoints
 from shls_jax.data import synthetic
 from shls_jax.evaluation import evaluator
 from shls_jax.training import curves, loop
+from shls_jax.training import train_step as train_step_lib
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides shared by the in-process runs and the command-line runs: tiny frames and capacities.
@@ -58,6 +59,11 @@ def _variables(state):
   return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
+def _evaluated(state):
+  """What validation and export use: the moving averages (the demo config keeps them)."""
+  return train_step_lib.evaluated_variables(state)
+
+
 def _assert_trees_close(a, b, atol=1e-6):
   jax.tree.map(
     lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0), a, b
@@ -97,17 +103,27 @@ def test_resume_gives_the_uninterrupted_state(interrupted, uninterrupted):
   _assert_trees_close(resumed.params, straight.params)
   _assert_trees_close(resumed.batch_stats, straight.batch_stats)
   _assert_trees_close(resumed.opt_state, straight.opt_state)
+  _assert_trees_close(resumed.ema, straight.ema)
+
+
+def test_moving_average_is_kept_beside_the_last_iterate(uninterrupted):
+  _, state = uninterrupted
+  assert state.ema is not None
+  kernel = state.params['segmenter']['pred']['kernel']
+  assert not np.allclose(state.ema['params']['segmenter']['pred']['kernel'], kernel)
 
 
 def test_export_torch_reads_back_identical(uninterrupted):
   workdir, state = uninterrupted
-  _assert_trees_close(checkpoints.load_variables(workdir / 'final.pth'), _variables(state), atol=0)
+  _assert_trees_close(checkpoints.load_variables(workdir / 'final.pth'), _evaluated(state), atol=0)
 
 
 def test_evaluate_reads_the_train_checkpoints(uninterrupted):
   workdir, state = uninterrupted
+  directory = str(workdir / loop.CHECKPOINT_DIR)
+  _assert_trees_close(checkpoints.load_variables(directory), _evaluated(state), atol=0)
   _assert_trees_close(
-    checkpoints.load_variables(str(workdir / loop.CHECKPOINT_DIR)), _variables(state), atol=0
+    checkpoints.load_variables(directory, average=False), _variables(state), atol=0
   )
 
 

@@ -191,6 +191,27 @@ def test_loss_decreases_on_a_fixed_batch():
   assert _max_change(before.params['segmenter'], after.params['segmenter']) == 0.0
 
 
+def test_moving_average_is_the_bias_corrected_mean_of_the_iterates():
+  decay = 0.9
+  state = ts.create_train_state(jax.random.PRNGKey(0), tiny_config(ema_decay=decay))
+  assert ts.create_train_state(jax.random.PRNGKey(0), tiny_config()).ema is None
+  apply = jax.jit(ts.apply_gradients)
+  iterates, stats = [], []
+  for i in range(3):
+    grads = jax.tree.map(lambda x, i=i: jnp.full_like(x, (-1.0) ** i), state.params)
+    batch_stats = jax.tree.map(lambda x, i=i: x + (i + 1.0), state.batch_stats)
+    state, _ = apply(state, grads, batch_stats, {})
+    iterates.append(state.params)
+    stats.append(state.batch_stats)
+  weights = np.array([decay**2, decay, 1.0]) / (decay**2 + decay + 1.0)
+  expected = jax.tree.map(lambda *x: sum(w * v for w, v in zip(weights, x)), *iterates)
+  expected_stats = jax.tree.map(lambda *x: sum(w * v for w, v in zip(weights, x)), *stats)
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, state.ema['params'], expected)
+  jax.tree.map(close, state.ema['batch_stats'], expected_stats)
+  assert ts.evaluated_variables(state) == state.ema
+
+
 _MULTI_DEVICE = textwrap.dedent("""
     import functools, sys
     import jax, numpy as np, optax

@@ -71,12 +71,16 @@ def latest_step(directory: os.PathLike) -> int:
   return step
 
 
-def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
+def load_variables(
+  path: os.PathLike, step: Optional[int] = None, average: bool = True
+) -> Variables:
   """Reads {'params', 'batch_stats'} from a `.pth` file or an orbax checkpoint directory.
 
   Args:
     path: a reference PyTorch checkpoint file, or an orbax checkpoint directory.
     step: the step to restore from a directory; the latest one when None.
+    average: for a train.py checkpoint that keeps moving averages of the variables (an 'ema'
+      entry), return those (what validation scored); False returns the last iterate.
 
   Raises:
     FileNotFoundError: nothing at `path`, or a directory without checkpoints or without `step`.
@@ -101,6 +105,8 @@ def load_variables(path: os.PathLike, step: Optional[int] = None) -> Variables:
         f'{path} has no step {step}; it has steps {sorted(manager.all_steps())}'
       )
     tree = manager.restore(step, args=ocp.args.StandardRestore())
+  if average and isinstance(tree.get('ema'), dict):
+    tree = tree['ema']
   missing = [key for key in ('params', 'batch_stats') if key not in tree]
   if missing:
     raise ValueError(f'checkpoint {path} step {step} has no {" or ".join(missing)}')

@@ -17,8 +17,10 @@ reference iteration of `reference_step` on one device), and writes under `workdi
                 (`val/J&F-Mean` ... and `val/baseline_J&F-Mean`).
 
 Both checkpoint folders hold the TrainState as a tree with 'params', 'batch_stats',
-'opt_state', 'step' and 'rng' at the top level, so `checkpoints.load_variables` and
-`evaluate.py --checkpoint <workdir>/checkpoints` read them.
+'opt_state', 'step', 'rng' and, with `config.step.ema_decay` > 0, 'ema' (the moving averages of
+'params' and 'batch_stats') at the top level, so `checkpoints.load_variables` and
+`evaluate.py --checkpoint <workdir>/checkpoints` read them (the averages when present: they
+are what validation scored).
 
 Resuming: a run started on a workdir with checkpoints continues from the latest one (step,
 parameters, optimiser state and random key as saved). The input pipeline restarts at every
@@ -256,9 +258,10 @@ def validate_baseline(config: ml_collections.ConfigDict, workdir: Path) -> Dict[
 
 
 def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None:
-  """Writes the last (or, with `export_best`, the best validated) variables as a `.pth`."""
+  """Writes the last (or, with `export_best`, the best validated) variables as a `.pth`: the
+  moving averages when the run keeps them (`config.step.ema_decay`)."""
   step = int(state.step)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = train_step_lib.evaluated_variables(state)
   if config.export_best and best_manager.best_step() is not None:
     step = best_manager.best_step()
     variables = checkpoints.load_variables(best_manager.directory, step)
@@ -325,9 +328,7 @@ def train_and_evaluate(
   losses_since = []  # training scalars logged since the last validation
 
   def validate_and_keep_best(saved):
-    scores = validate(
-      config, workdir, int(saved.step), {'params': saved.params, 'batch_stats': saved.batch_stats}
-    )
+    scores = validate(config, workdir, int(saved.step), train_step_lib.evaluated_variables(saved))
     if scores is None:
       return
     writer.write(int(saved.step), {**scores, f'baseline_{BEST_METRIC}': baseline}, prefix='val/')

@@ -48,10 +48,21 @@ _ABSENT_CLASS_LOGIT = -1e9
 
 
 class TrainState(train_state.TrainState):
-  """Flax TrainState with the BatchNorm statistics and the base random key of the run."""
+  """Flax TrainState with the BatchNorm statistics, the base random key of the run and, when
+  `ema_decay` > 0, the moving average of the variables.
+
+  Attributes:
+    batch_stats: BatchNorm running statistics.
+    rng: base key of the steps' randomness.
+    ema: None, or {'params', 'batch_stats'}: exponential moving averages of both, updated after
+      every step (`update_average`); validation and export use them (`evaluated_variables`).
+    ema_decay: the average's decay (static; 0 = no average).
+  """
 
   batch_stats: Any
   rng: jax.Array
+  ema: Any = None
+  ema_decay: float = flax.struct.field(pytree_node=False, default=0.0)
 
 
 def replicate(state: TrainState) -> TrainState:
@@ -93,13 +104,50 @@ def create_train_state(
   if variables is None:
     variables = shls.init_variables(init_rng)
   params = flax.core.unfreeze(variables['params'])
+  batch_stats = flax.core.unfreeze(variables['batch_stats'])
+  ema = None
+  if config.ema_decay > 0:
+    ema = jax.tree.map(jnp.array, {'params': params, 'batch_stats': batch_stats})
   return TrainState.create(
     apply_fn=shls.SHLS().apply,
     params=params,
     tx=optimizer.create_optimizer(params, config),
-    batch_stats=flax.core.unfreeze(variables['batch_stats']),
+    batch_stats=batch_stats,
     rng=step_rng,
+    ema=ema,
+    ema_decay=float(config.ema_decay),
   )
+
+
+def evaluated_variables(state: TrainState) -> Dict[str, Any]:
+  """{'params', 'batch_stats'} that validation and export use: the moving averages when the
+  state keeps them, else the current variables."""
+  if state.ema is not None:
+    return dict(state.ema)
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def update_average(state: TrainState) -> TrainState:
+  """Moves `state.ema` towards the current variables (no-op without an average).
+
+  The average is bias-corrected as Adam's moments are: after s steps it is the mean of the
+  iterates 1..s weighted by ema_decay ** age, normalised, so the initial variables take no
+  weight. In place, that is a decay of d (1 - d^(s-1)) / (1 - d^s) at step s (0 at the first
+  step). Integer leaves take the current value.
+  """
+  if state.ema is None:
+    return state
+  d = state.ema_decay
+  step = state.step.astype(jnp.float32)  # the count after this update, >= 1
+  decay = d * (1.0 - d ** (step - 1.0)) / (1.0 - d**step)
+
+  def move(avg, new):
+    if not jnp.issubdtype(new.dtype, jnp.floating):
+      return new
+    return (decay * avg + (1.0 - decay) * new).astype(new.dtype)
+
+  current = {'params': state.params, 'batch_stats': state.batch_stats}
+  return state.replace(ema=jax.tree.map(move, state.ema, current))
 
 
 def _decode_objects(params, batch_stats, inputs: object_crops.ObjectInputs, train: bool):
@@ -312,9 +360,9 @@ def _l2_norm(tree) -> jax.Array:
 
 
 def apply_gradients(state: TrainState, grads, batch_stats, metrics):
-  """Adam step with averaged grads; returns (new state, metrics with the L2 norms of grads,
-  params and updates added)."""
-  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  """Adam step with averaged grads, then the moving average (`update_average`); returns (new
+  state, metrics with the L2 norms of grads, params and updates added)."""
+  new_state = update_average(state.apply_gradients(grads=grads, batch_stats=batch_stats))
   updates = jax.tree.map(jnp.subtract, new_state.params, state.params)
   return new_state, dict(
     metrics,
