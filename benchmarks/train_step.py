@@ -1,30 +1,54 @@
-"""Throughput of the pmapped training step (`shls_jax.training.train_step`) on synthetic sequences.
+"""Throughput and per-stage profile of the pmapped training step (`shls_jax.training.train_step`)
+on synthetic sequences.
 
-Frames of 256x256 (T = 3), 300 block superpixels padded to a capacity of 512, three objects;
-per-device batch sizes 1 and 2 on the local devices. Prints steps/s and sequences/s after
-warm-up (compilation and the first steps are not timed).
+Frames of 256x256 (T = 3), 300 block superpixels padded to a capacity of 512, three objects.
+Prints steps/s and sequences/s after warm-up (compilation and the first step are not timed) for
+each per-device batch size, then (`--profile`) the time of each stage of one step at per-device
+batch 1, each stage jitted on its own with the step's shapes:
 
-  .venv/bin/python benchmarks/train_step.py [--steps 3] [--batch_sizes 1,2]
+  backbone       the ResNet-18 on the T frames, forward and forward + backward (train mode);
+  superfeatures  pooling and heads (embedding minus backbone), forward and forward + backward;
+  ntxent         the contrastive loss of the T frames, forward + backward;
+  memory         device-memory fit on frame 0, prediction of frames 0..T-1 and the T-2 updates
+                 (no gradient flows through it);
+  crops          the decoder inputs of the object slots of frames 1..T-1, forward + backward;
+  decoder        modulator + decoder on those crops, forward and forward + backward, split into
+                 the slots of real objects and padded slots (`object_capacity` minus objects);
+  optimizer      Adam on the whole parameter tree;
+  step           the whole pmapped step, for reference (stages overlap and fuse inside it).
+
+Each stage's GFLOP/s (XLA's cost analysis over the measured time) stands next to the float32
+matrix-multiply rate of this machine measured in the same run.
+
+  .venv/bin/python benchmarks/train_step.py [--steps 3] [--batch_sizes 1,2] [--profile]
+      [--objects 3] [--config.crop_size=96,96 ...]
 """
 
 import argparse
 import functools
+import itertools
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from shls_jax.crops import object_crops, static_crops
+from shls_jax.memory import device_memory
+from shls_jax.model import shls
 from shls_jax.training import defaults as step_defaults
+from shls_jax.training import losses
 from shls_jax.training import train_step as ts
 
 SIZE = 256
 FRAMES = 3
 CAPACITY = 512
 GRID = (15, 20)  # 300 block superpixels
+BOX = (80, 64)  # object rectangles (h, w)
 
 
-def synthetic_batch(per_device: int, seed: int = 0) -> dict:
-  """Pipeline-shaped batch [D, B, T, ...] with block superpixels and three rectangle objects."""
+def synthetic_batch(per_device: int, objects: int = 3, seed: int = 0) -> dict:
+  """Pipeline-shaped batch [D, B, T, ...] with block superpixels and `objects` rectangles."""
   rng = np.random.default_rng(seed)
   devices = jax.local_device_count()
   shape = (devices, per_device, FRAMES)
@@ -35,9 +59,9 @@ def synthetic_batch(per_device: int, seed: int = 0) -> dict:
   label = np.ones(shape + (SIZE, SIZE), np.int32)
   pools = np.zeros(shape + (CAPACITY,), np.int32)
   for index in np.ndindex(shape):
-    for cls in (2, 3, 4):
-      y, x = rng.integers(0, SIZE - 80, 2)
-      label[index][y : y + 80, x : x + 64] = cls
+    for cls in range(2, objects + 2):
+      y, x = rng.integers(0, SIZE - BOX[0], 2)
+      label[index][y : y + BOX[0], x : x + BOX[1]] = cls
     pools[index][:num_spx] = [
       np.bincount(label[index][spx == s]).argmax() for s in range(1, num_spx + 1)
     ]
@@ -47,13 +71,13 @@ def synthetic_batch(per_device: int, seed: int = 0) -> dict:
     label=label,
     pools=pools,
     spx_valid=np.broadcast_to(np.arange(CAPACITY) < num_spx, shape + (CAPACITY,)).copy(),
-    num_cls=np.full(shape[:2], 4, np.int32),
+    num_cls=np.full(shape[:2], objects + 1, np.int32),
   )
 
 
-def measure(per_device: int, steps: int, config) -> tuple[float, float, float]:
+def measure(per_device: int, steps: int, config, objects: int) -> tuple[float, float, float]:
   """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size."""
-  batch = synthetic_batch(per_device)
+  batch = synthetic_batch(per_device, objects)
   state = ts.replicate(ts.create_train_state(jax.random.PRNGKey(0), config))
   step = jax.pmap(
     functools.partial(ts.train_step, config=config), axis_name='batch', donate_argnums=(0,)
@@ -70,20 +94,234 @@ def measure(per_device: int, steps: int, config) -> tuple[float, float, float]:
   return warmup, rate, rate * per_device * jax.local_device_count()
 
 
+# Profile ------------------------------------------------------------------------------------
+
+
+class Timer:
+  """Times jitted functions (best of `repeats` after one warm-up call) and keeps their FLOPs."""
+
+  def __init__(self, repeats: int):
+    self.repeats = repeats
+
+  def __call__(self, fn, *args) -> tuple[float, float]:
+    """(seconds per call, GFLOP per call by XLA's cost analysis) of jit(fn)(*args)."""
+    jitted = jax.jit(fn)
+    compiled = jitted.lower(*args).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float((cost or {}).get('flops', 0.0)) / 1e9
+    jax.block_until_ready(compiled(*args))
+    best = float('inf')
+    for _ in range(self.repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(*args))
+      best = min(best, time.perf_counter() - start)
+    return best, flops
+
+
+def matmul_rate(timer: Timer, n: int = 2048) -> float:
+  """This machine's float32 matrix-multiply GFLOP/s (XLA, n x n by n x n)."""
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  seconds, _ = timer(lambda x, y: jnp.dot(x, y, precision='highest'), a, a)
+  return 2 * n**3 / seconds / 1e9
+
+
+def _fwd_bwd(fn):
+  """fn(*args) -> pytree, as a function giving the cotangents of all args for unit cotangents."""
+
+  def run(*args):
+    out, vjp = jax.vjp(fn, *args)
+    return vjp(jax.tree.map(jnp.ones_like, out))
+
+  return run
+
+
+def profile_rows(config, objects: int, timer: Timer):
+  """Yields (stage, seconds, GFLOP) of one step at per-device batch 1 (see the module
+  docstring), each as soon as it is measured."""
+  batch = {k: v[0, 0] for k, v in synthetic_batch(1, objects).items()}  # one sequence
+  variables = shls.init_variables(jax.random.PRNGKey(0))
+  params, stats = variables['params'], variables['batch_stats']
+  num_classes = config.object_capacity + 1
+  frames = jnp.asarray(batch['image'])
+  spx = jnp.asarray(batch['spx'])
+
+  def backbone(p, x):
+    def apply(module, x):
+      return module.spx_embedding(x, True)
+
+    out, _ = shls.SHLS().apply(
+      {'params': p, 'batch_stats': stats}, x, mutable=['batch_stats'], method=apply
+    )
+    return out
+
+  def embed(p, x):
+    return shls.embed(
+      {'params': p, 'batch_stats': stats}, x, spx, num_segments=CAPACITY, train=True
+    )[0]
+
+  t_bb, f_bb = timer(backbone, params, frames)
+  t_bbg, f_bbg = timer(_fwd_bwd(backbone), params, frames)
+  t_em, f_em = timer(embed, params, frames)
+  t_emg, f_emg = timer(_fwd_bwd(lambda p, x: embed(p, x)['superfeatures']), params, frames)
+  yield 'backbone forward', t_bb, f_bb
+  yield 'backbone forward + backward', t_bbg, f_bbg
+  yield 'superfeatures forward', t_em - t_bb, f_em - f_bb
+  yield 'superfeatures forward + backward', t_emg - t_bbg, f_emg - f_bbg
+  out = jax.jit(embed)(params, frames)
+  labels = jnp.where(batch['spx_valid'], batch['pools'], 0)
+  keys = jax.random.split(jax.random.PRNGKey(1), FRAMES)
+  ntxent = functools.partial(
+    losses.frame_ntxent,
+    mode=config.ntxent_mode,
+    per_anchor=config.triplets_per_anchor,
+    temperature=config.ntxent_temperature,
+  )
+  yield (
+    ('ntxent forward + backward',)
+    + timer(_fwd_bwd(lambda sf: jax.vmap(ntxent)(keys, sf, labels).sum()), out['superfeatures'])
+  )
+
+  class_valid = jnp.arange(1, num_classes + 1) <= objects + 1
+  obj = jnp.arange(2, num_classes + 1)
+  label = jnp.asarray(batch['label'])
+
+  def memory_stage(sf):
+    memory = device_memory.fit(
+      sf[0],
+      labels[0],
+      capacity=device_memory.memory_capacity(CAPACITY, FRAMES),
+      num_classes=num_classes,
+      iterations=config.kmeans_iterations,
+    )
+    outputs = []
+    for t in range(FRAMES):
+      knn_pred, knn_scores = device_memory.knn_predict(memory, sf[t])
+      table = device_memory.attention_table(
+        knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid
+      )
+      boxes = jax.vmap(lambda c, t=t: device_memory.annotation_box(label[t] == c))(obj)
+      outputs.append((device_memory.pixel_map(table, spx[t]), boxes))
+      if 0 < t < FRAMES - 1:
+        memory = device_memory.add(
+          memory,
+          sf[t],
+          knn_pred,
+          offset=CAPACITY * t,
+          iterations=config.kmeans_iterations,
+        )
+    return outputs
+
+  yield ('memory (fit, predict, update)',) + timer(memory_stage, out['superfeatures'])
+  att_boxes = jax.jit(memory_stage)(out['superfeatures'])
+
+  first_mask = (label[0][None] == obj[:, None, None]).astype(jnp.float32)
+  per_object = object_crops.CropSource(l1=None, l4=None, box=0, plane=0, attention=2)
+  crop_fn = jax.vmap(
+    functools.partial(static_crops.object_inputs, size=tuple(config.crop_size)),
+    in_axes=(per_object, per_object, per_object),
+  )
+
+  def crops(l1, l4):
+    inputs = []
+    for t in range(1, FRAMES):
+      first = object_crops.CropSource(l1[0], l4[0], att_boxes[0][1], plane=first_mask)
+      prev = object_crops.CropSource(
+        l1[t - 1], l4[t - 1], att_boxes[t - 1][1], plane=first_mask, attention=att_boxes[t - 1][0]
+      )
+      cur = object_crops.CropSource(l1[t], l4[t], att_boxes[t][1], attention=att_boxes[t][0])
+      inputs.append(crop_fn(first, prev, cur))
+    return inputs
+
+  yield ('crops forward + backward',) + timer(_fwd_bwd(crops), out['feat_l1'], out['feat_l4'])
+  inputs = jax.jit(crops)(out['feat_l1'], out['feat_l4'])[0]  # one frame, K slots
+
+  def decode(p, x):
+    return jax.vmap(
+      lambda i: shls.decode_object({'params': p, 'batch_stats': stats}, i, train=True)[0]
+    )(x)
+
+  one = jax.tree.map(lambda x: x[:1], inputs)
+  t_dec, f_dec = timer(decode, params, one)
+  t_decg, f_decg = timer(_fwd_bwd(decode), params, one)
+  slots = (FRAMES - 1) * np.array([objects, config.object_capacity - objects])
+  for what, count in zip(('real objects', 'padded slots'), slots):
+    yield f'decoder forward, {count} {what}', count * t_dec, count * f_dec
+    yield f'decoder forward + backward, {count} {what}', count * t_decg, count * f_decg
+
+  state = ts.create_train_state(jax.random.PRNGKey(0), config)
+  grads = jax.tree.map(jnp.ones_like, state.params)
+  yield (
+    ('optimizer',)
+    + timer(lambda s, g: ts.apply_gradients(s, g, s.batch_stats, {})[0].params, state, grads)
+  )
+
+
+def timer_step_flops(config, objects: int) -> float:
+  """GFLOP of one whole step at per-device batch 1 by XLA's cost analysis."""
+  batch = {k: v[:1] for k, v in synthetic_batch(1, objects).items()}  # one device
+  state = ts.create_train_state(jax.random.PRNGKey(0), config)
+  step = jax.vmap(functools.partial(ts.train_step, config=config), axis_name='batch')
+  lowered = jax.jit(step).lower(jax.tree.map(lambda x: np.asarray(x)[None], state), batch)
+  cost = lowered.compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get('flops', 0.0)) / 1e9
+
+
+def print_profile(rows, peak: float, step: tuple[str, float, float]) -> None:
+  """Prints the step row, then each stage's row as `rows` yields it."""
+  print(f'\nfloat32 matmul rate of this machine (XLA, 2048^2): {peak:.1f} GFLOP/s')
+  print(f'{"stage":<42} {"s/step":>8} {"share":>6} {"GFLOP":>8} {"GFLOP/s":>8} {"of peak":>8}')
+  total = step[1]
+  for name, seconds, gflop in itertools.chain([step], rows):
+    rate = gflop / seconds if seconds > 0 else 0.0
+    print(
+      f'{name:<42} {seconds:>8.2f} {seconds / total:>6.0%} {gflop:>8.1f} {rate:>8.1f} '
+      f'{rate / peak:>8.0%}',
+      flush=True,
+    )
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--batch_sizes', default='1,2')
+  parser.add_argument('--objects', type=int, default=3, help='real objects per sequence')
+  parser.add_argument('--profile', action='store_true', help='per-stage profile at batch 1')
+  parser.add_argument(
+    '--config',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='override a step setting, e.g. --config crop_size=96,96 (repeatable)',
+  )
   args = parser.parse_args()
   config = step_defaults.get_config()
+  for item in args.config:
+    field, value = item.split('=', 1)
+    old = config[field]
+    if isinstance(old, tuple):
+      config[field] = tuple(type(old[0])(v) for v in value.split(','))
+    else:
+      config[field] = type(old)(value)
+  if args.objects > config.object_capacity:
+    raise SystemExit(f'--objects {args.objects} exceeds object_capacity {config.object_capacity}')
   print(
     f'{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, '
-    f'T={FRAMES}, capacity {CAPACITY}, crop {tuple(config.crop_size)}'
+    f'T={FRAMES}, capacity {CAPACITY}, {args.objects} objects in {config.object_capacity} slots, '
+    f'crop {tuple(config.crop_size)}, k-means iterations {config.kmeans_iterations}'
   )
   print(f'{"batch/device":>12} {"warm-up s":>10} {"steps/s":>9} {"sequences/s":>12}')
-  for per_device in (int(b) for b in args.batch_sizes.split(',')):
-    warmup, steps, sequences = measure(per_device, args.steps, config)
-    print(f'{per_device:>12} {warmup:>10.1f} {steps:>9.4f} {sequences:>12.4f}')
+  rates = {}
+  for per_device in (int(b) for b in args.batch_sizes.split(',') if b):
+    warmup, rates[per_device], sequences = measure(per_device, args.steps, config, args.objects)
+    print(f'{per_device:>12} {warmup:>10.1f} {rates[per_device]:>9.4f} {sequences:>12.4f}')
+  if args.profile:
+    timer = Timer(args.steps)
+    peak = matmul_rate(timer)
+    rate = rates[1] if 1 in rates else measure(1, args.steps, config, args.objects)[1]
+    step = ('step (pmap, all stages)', 1.0 / rate, timer_step_flops(config, args.objects))
+    print_profile(profile_rows(config, args.objects, timer), peak, step)
 
 
 if __name__ == '__main__':

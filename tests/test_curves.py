@@ -30,3 +30,10 @@ def test_plot_writes_a_png(tmp_path):
     title='run',
   )
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plot_of_several_runs_writes_a_png(tmp_path):
+  path = tmp_path / 'modes.png'
+  rows = [{'step': 0, 'J&F-Mean': 0.2, 'baseline J&F-Mean': 0.4, 'loss': 2.0}]
+  curves.plot_curves(path, {'pmap': rows, 'reference': rows}, title='modes')
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

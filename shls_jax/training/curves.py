@@ -46,34 +46,46 @@ def write_curve(path: os.PathLike, rows: List[Dict[str, float]]) -> None:
 
 def plot_curve(path: os.PathLike, rows: List[Dict[str, float]], title: str = '') -> None:
   """Draws validation J&F (model and baseline) against steps, with the losses below, to a PNG."""
+  plot_curves(path, {'model': rows}, title)
+
+
+def plot_curves(
+  path: os.PathLike, runs: Dict[str, List[Dict[str, float]]], title: str = ''
+) -> None:
+  """As `plot_curve` for several runs on the same validation sequences (name -> rows): one
+  J&F line and one line per loss for each run, the baseline of the first run once."""
   # Imported here: a plotting backend is loaded only when a curve is drawn.
   import matplotlib
 
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
 
-  rows = sorted(rows, key=lambda r: r['step'])
-  steps = [r['step'] for r in rows]
   fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-  top.plot(steps, [r.get(_MODEL, float('nan')) for r in rows], 'o-', label='model')
-  top.plot(steps, [r.get(_BASELINE, float('nan')) for r in rows], 's--', label='copy first mask')
+  plotted = False
+  for index, (run, rows) in enumerate(runs.items()):
+    rows = sorted(rows, key=lambda r: r['step'])
+    steps = [r['step'] for r in rows]
+    top.plot(steps, [r.get(_MODEL, float('nan')) for r in rows], 'o-', label=run)
+    if index == 0:
+      baseline = [r.get(_BASELINE, float('nan')) for r in rows]
+      top.plot(steps, baseline, 's--', color='grey', label='copy first mask')
+    prefix = f'{run} ' if len(runs) > 1 else ''
+    for name in LOSS_COLUMNS:
+      points = [(r['step'], r[name]) for r in rows if name in r]
+      if points:
+        bottom.plot(*zip(*points), '.-', label=prefix + name)
+        plotted = True
   top.set_ylabel('validation J&F-Mean')
   top.set_ylim(0, 1)
   top.grid(alpha=0.3)
   top.legend()
   if title:
     top.set_title(title)
-  plotted = False
-  for name in LOSS_COLUMNS:
-    points = [(r['step'], r[name]) for r in rows if name in r]
-    if points:
-      bottom.plot(*zip(*points), '.-', label=name)
-      plotted = True
   bottom.set_xlabel('step')
   bottom.set_ylabel('mean training loss since the last validation')
   bottom.grid(alpha=0.3)
   if plotted:
-    bottom.legend()
+    bottom.legend(fontsize='small')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
