@@ -35,7 +35,7 @@ import numpy as np
 
 from shls_jax.crops import object_crops, static_crops
 from shls_jax.memory import device_memory
-from shls_jax.model import shls
+from shls_jax.model import backbone, shls
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses
 from shls_jax.training import train_step as ts
@@ -309,7 +309,8 @@ def main():
   print(
     f'{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, '
     f'T={FRAMES}, capacity {CAPACITY}, {args.objects} objects in {config.object_capacity} slots, '
-    f'crop {tuple(config.crop_size)}, k-means iterations {config.kmeans_iterations}'
+    f'crop {tuple(config.crop_size)}, k-means iterations {config.kmeans_iterations}, '
+    f'conv weight gradient {config.conv_weight_gradient!r}'
   )
   print(f'{"batch/device":>12} {"warm-up s":>10} {"steps/s":>9} {"sequences/s":>12}')
   rates = {}
@@ -321,7 +322,9 @@ def main():
     peak = matmul_rate(timer)
     rate = rates[1] if 1 in rates else measure(1, args.steps, config, args.objects)[1]
     step = ('step (pmap, all stages)', 1.0 / rate, timer_step_flops(config, args.objects))
-    print_profile(profile_rows(config, args.objects, timer), peak, step)
+    # The stages trace outside the step, so they take its kernel-gradient mode here.
+    with backbone.conv_weight_gradient(config.conv_weight_gradient):
+      print_profile(profile_rows(config, args.objects, timer), peak, step)
 
 
 if __name__ == '__main__':

@@ -29,4 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   # validation J&F) and running statistics average about 10 single-sample updates; see README,
   # "Training stability".
   config.ema_decay = 0.0
+  # How convolution kernel gradients are computed (`backbone.conv_weight_gradient`): 'xla',
+  # 'rows' (row-shifted matmuls: the same sums in another order; on a 2-core CPU 19.3 s instead
+  # of 25.0 s per 256x256 step, README "Benchmarks") or 'auto' ('rows' on CPU, 'xla'
+  # elsewhere, where it is unmeasured). The reference step mode always uses 'xla'.
+  config.conv_weight_gradient = 'auto'
   return config

@@ -39,7 +39,7 @@ from flax.training import train_state
 
 from shls_jax.crops import object_crops, static_crops
 from shls_jax.memory import device_memory
-from shls_jax.model import decoder, shls
+from shls_jax.model import backbone, decoder, shls
 from shls_jax.model.backbone import BN_MOMENTUM
 from shls_jax.training import losses, optimizer
 
@@ -79,6 +79,11 @@ def _check_config(config) -> None:
   if config.ntxent_mode not in losses.NTXENT_MODES:
     raise ValueError(
       f'config.ntxent_mode must be one of {losses.NTXENT_MODES}, got {config.ntxent_mode!r}'
+    )
+  if config.conv_weight_gradient not in backbone.WEIGHT_GRADIENTS:
+    raise ValueError(
+      f'config.conv_weight_gradient must be one of {backbone.WEIGHT_GRADIENTS}, '
+      f'got {config.conv_weight_gradient!r}'
     )
   if any(s % object_crops.MULTIPLE for s in config.crop_size):
     raise ValueError(
@@ -351,7 +356,8 @@ def compute_gradients(
     (grads, new batch_stats, metrics dict of scalars: loss, ntxent, ce).
   """
   grad_fn = jax.grad(functools.partial(_loss_fn, config=config), has_aux=True)
-  grads, (new_stats, metrics) = grad_fn(params, batch_stats, batch, rng)
+  with backbone.conv_weight_gradient(config.conv_weight_gradient):
+    grads, (new_stats, metrics) = grad_fn(params, batch_stats, batch, rng)
   return grads, new_stats, metrics
 
 
