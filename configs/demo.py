@@ -10,7 +10,7 @@ stills at 64x64 with 16x16 decoder crops, and validates on the eight one-object 
 before training (step 0, the untrained initial variables) and at the end; the last lines printed
 list the validation J&F-Mean by step, the copy-first-mask baseline of the same videos and the
 path of the learning curve (demo_out/workdir/learning_curve.png). Expected: 0.19 untrained,
-0.68 trained, baseline 0.50.
+0.69 trained, baseline 0.50.
 
 Validation scores the moving average of the variables (`step.ema_decay`, README "Training
 stability"): with one sequence per step the last iterate and its BatchNorm running statistics

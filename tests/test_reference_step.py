@@ -159,3 +159,9 @@ def test_bad_options_and_inputs_are_refused():
     reference_step.forward({}, images[..., :2], spx, labels, 2)
   with pytest.raises(ValueError, match='labels must lie'):
     reference_step.forward({}, images, spx, labels + 1, 2)
+
+
+def test_release_compiled_empties_the_per_shape_caches():
+  reference_step.release_compiled()
+  assert reference_step._gradients._cache_size() == 0
+  assert reference_step._decode_object._cache_size() == 0

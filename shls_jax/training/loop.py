@@ -158,6 +158,7 @@ def _reference_train_step(state, batch, *, config):
     rng=rng,
     options=reference_step.StepOptions.from_config(config.step),
   )
+  reference_step.release_compiled()
   metrics = dict(loss=result.loss, ntxent=result.ntxent, ce=result.ce)
   return _apply_gradients(state, result.grads, result.batch_stats, metrics)
 
