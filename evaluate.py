@@ -2,18 +2,23 @@
 
   python evaluate.py --config configs/davis2017_val.py --davis-root DAVIS --results-dir R \
       [--checkpoint shls.pth | --checkpoint workdir/checkpoints] [--sequences a,b] \
-      [--score-only] [--overwrite] [--overlays] [--config.eval.size='(240, 432)']
+      [--overwrite] [--overlays] [--config.eval.size='(240, 432)']
 
-`--score-only` scores an existing results folder without running the network. Without
-`--checkpoint` the network has random weights (smoke tests only). See
+  python evaluate.py --score-only --davis-root DAVIS --results-dir R [--single-object] \
+      [--sequences a,b] [--split val] [--overwrite]
+
+`--score-only` scores an existing results folder without running the network, with the DAVIS-2017
+protocol (every object of the first frame) unless `--single-object` (DAVIS-2016: all objects
+merged); with `--config` the config's `eval` block decides instead. It imports neither JAX nor
+TensorFlow. Without `--checkpoint` the network has random weights (smoke tests only). See
 `shls_jax.evaluation.evaluator` for the results folder rule.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from shls_jax import checkpoints
-from shls_jax.evaluation import evaluator
+from shls_jax.data import davis
+from shls_jax.evaluation import scoring
 
 config_flags.DEFINE_config_file('config', None, 'Evaluation config file.', lock_config=True)
 flags.DEFINE_string('davis-root', None, 'DAVIS root folder (JPEGImages/, Annotations/).')
@@ -21,32 +26,64 @@ flags.DEFINE_string('results-dir', None, 'Output folder of masks and CSVs.')
 flags.DEFINE_string('checkpoint', None, 'Reference .pth file or orbax checkpoint folder.')
 flags.DEFINE_list('sequences', None, "Sequences to evaluate instead of the config's.")
 flags.DEFINE_bool('score-only', False, 'Only score an existing results folder.')
+flags.DEFINE_bool(
+  'single-object', False, 'Score-only without --config: merge all objects (DAVIS-2016).'
+)
+flags.DEFINE_string('split', 'val', 'Score-only without --config: ImageSets/2017/<split>.txt.')
+flags.DEFINE_integer('workers', 2, 'Score-only without --config: scoring threads.')
 flags.DEFINE_bool('overwrite', False, 'Recompute everything and replace existing results.')
 flags.DEFINE_bool('overlays', False, 'Also write JPEG overlays to <results-dir>/overlays/.')
-flags.mark_flags_as_required(['config', 'davis-root', 'results-dir'])
+flags.mark_flags_as_required(['davis-root', 'results-dir'])
 FLAGS = flags.FLAGS
+
+
+def score_only() -> None:
+  """Scores `--results-dir` with the flags' protocol; the CSVs go next to the masks."""
+  results_dir = FLAGS['results-dir'].value
+  scoring.score_folder(
+    FLAGS['davis-root'].value,
+    results_dir,
+    davis.select_sequences(FLAGS['davis-root'].value, FLAGS.sequences, FLAGS.split),
+    split=FLAGS.split,
+    single_object=FLAGS['single-object'].value,
+    workers=FLAGS.workers,
+    replace_csvs=FLAGS.overwrite,
+  )
+
+
+def segment_and_score(config) -> None:
+  # The network's modules import JAX, which scoring alone does not need.
+  from shls_jax import checkpoints
+  from shls_jax.evaluation import evaluator
+
+  checkpoints.quiet_orbax_logging()
+  evaluator.evaluate(
+    config,
+    FLAGS['results-dir'].value,
+    checkpoint=FLAGS.checkpoint,
+    sequences=FLAGS.sequences,
+    score_only=FLAGS['score-only'].value,
+    overwrite=FLAGS.overwrite,
+    overlays=FLAGS.overlays,
+  )
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  checkpoints.quiet_orbax_logging()
   config = FLAGS.config
-  if 'eval' not in config:
+  if config is None and not FLAGS['score-only'].value:
+    raise app.UsageError('--config is required unless --score-only')
+  if config is not None and 'eval' not in config:
     raise app.UsageError(
       'the config has no `eval` block: use configs/davis2017_val.py or configs/davis2016_val.py'
     )
-  config.eval.davis_root = FLAGS['davis-root'].value
   try:
-    evaluator.evaluate(
-      config,
-      FLAGS['results-dir'].value,
-      checkpoint=FLAGS.checkpoint,
-      sequences=FLAGS.sequences,
-      score_only=FLAGS['score-only'].value,
-      overwrite=FLAGS.overwrite,
-      overlays=FLAGS.overlays,
-    )
+    if config is None:
+      score_only()
+    else:
+      config.eval.davis_root = FLAGS['davis-root'].value
+      segment_and_score(config)
   except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as error:
     raise SystemExit(f'error: {error}') from None
 

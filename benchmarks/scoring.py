@@ -1,45 +1,134 @@
-"""Times DAVIS scoring (`score_results`) of the sample OSVOS results with 1 and 2 workers.
+"""Wall time of scoring a DAVIS results folder: `evaluate.py --score-only` against the official tool.
 
-Usage: python benchmarks/scoring.py [--davis_root DIR] [--results DIR] [--repeats N]
-Defaults point at ../shared/data/davis2016-sample and its results/osvos-binarized masks.
+  python benchmarks/scoring.py [--davis-root DIR] [--results DIR] [--repeats N] \
+      [--official PATH/TO/davis2017-evaluation --official-python PYTHON]
+
+Both run as whole commands (interpreter start and imports included), each on its own copy of the
+results folder without CSVs (the official tool reuses CSVs it finds), best of N. The table gives
+wall seconds, scored frames per second, J&F-Mean and the ratio to the official wall time; the
+official numbers must equal ours to the printed precision. Defaults: the five-sequence DAVIS-2016
+sample in ../shared and its OSVOS masks, scored as single objects (the sample's protocol).
 """
 
 import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 from shls_jax.data import davis
-from shls_jax.evaluation import scoring
 
-_SAMPLE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'
+REPO = Path(__file__).resolve().parents[1]
+_SAMPLE = REPO.parent / 'shared' / 'data' / 'davis2016-sample'
+
+
+def _fresh_copy(results: Path, into: Path) -> Path:
+  copy = into / 'results'
+  shutil.rmtree(copy, ignore_errors=True)
+  shutil.copytree(results, copy, ignore=shutil.ignore_patterns('*.csv'))
+  return copy
+
+
+def _timed(command: list[str], cwd: Path) -> float:
+  start = time.perf_counter()
+  done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+  seconds = time.perf_counter() - start
+  if done.returncode != 0:
+    raise SystemExit(f'{" ".join(command)} failed:\n{done.stderr[-2000:]}')
+  return seconds
+
+
+def _global_csv(folder: Path) -> dict[str, str]:
+  with open(folder / 'global_results-val.csv', newline='') as f:
+    header, values = list(csv.reader(f))[:2]
+  return dict(zip(header, values))
+
+
+def _run(name, command_for, results, repeats, cwd) -> tuple[str, float, dict]:
+  best, table = float('inf'), {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for _ in range(repeats):
+      copy = _fresh_copy(results, Path(tmp))
+      best = min(best, _timed(command_for(copy), cwd))
+      table = _global_csv(copy)
+  return name, best, table
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--davis_root', type=Path, default=_SAMPLE)
+  parser.add_argument('--davis-root', type=Path, default=_SAMPLE)
   parser.add_argument(
-    '--results',
-    type=Path,
-    default=None,
-    help='results folder (default: <davis_root>/results/osvos-binarized)',
+    '--results', type=Path, default=None, help='default: <davis-root>/results/osvos-binarized'
   )
-  parser.add_argument('--repeats', type=int, default=3, help='best of N runs per setting')
+  parser.add_argument('--repeats', type=int, default=3, help='best of N runs per tool')
+  parser.add_argument('--official', type=Path, default=None, help='davis2017-evaluation checkout')
+  parser.add_argument(
+    '--official-python', default=sys.executable, help='interpreter with its requirements'
+  )
   args = parser.parse_args()
+  if not args.davis_root.is_dir():
+    raise SystemExit(f'DAVIS root {args.davis_root} does not exist: pass --davis-root')
   results = args.results or args.davis_root / 'results' / 'osvos-binarized'
   sequences = davis.list_sequences(args.davis_root, 'val')
   # Scored frames: every annotated frame but the first and the last.
   frames = sum(len(davis.frame_paths(args.davis_root, s)) - 2 for s in sequences)
 
-  print(f'{"workers":>7} {"sequences":>9} {"frames":>6} {"seconds":>8} {"frames/s":>8}')
-  for workers in (1, 2):
-    best = float('inf')
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      scoring.score_results(
-        args.davis_root, results, sequences, single_object=True, workers=workers
+  runs = []
+  if args.official is not None:
+    script = args.official.resolve() / 'evaluation_method.py'
+    if not script.is_file():
+      raise SystemExit(f'{script} does not exist: --official is the davis2017-evaluation folder')
+    runs.append(
+      _run(
+        'official davis2017-evaluation',
+        lambda copy: [
+          args.official_python,
+          str(script),
+          '--task',
+          'semi-supervised',
+          '--davis_path',
+          str(args.davis_root),
+          '--results_path',
+          str(copy),
+        ],
+        results,
+        args.repeats,
+        args.official.resolve(),
       )
-      best = min(best, time.perf_counter() - start)
-    print(f'{workers:>7} {len(sequences):>9} {frames:>6} {best:>8.2f} {frames / best:>8.1f}')
+    )
+  runs.append(
+    _run(
+      'evaluate.py --score-only',
+      lambda copy: [
+        sys.executable,
+        str(REPO / 'evaluate.py'),
+        '--score-only',
+        '--single-object',
+        '--davis-root',
+        str(args.davis_root),
+        '--results-dir',
+        str(copy),
+      ],
+      results,
+      args.repeats,
+      REPO,
+    )
+  )
+
+  reference = runs[0][1]
+  print(f'{len(sequences)} sequences, {frames} scored frames, best of {args.repeats} runs each')
+  print(f'{"tool":<30} {"wall s":>7} {"frames/s":>9} {"J&F-Mean":>9} {"speed-up":>9}')
+  for name, seconds, table in runs:
+    speed_up = reference / seconds
+    print(
+      f'{name:<30} {seconds:>7.2f} {frames / seconds:>9.0f} {table["J&F-Mean"]:>9} '
+      f'{speed_up:>8.1f}x'
+    )
+  if len(runs) == 2 and runs[0][2] != runs[1][2]:
+    raise SystemExit(f'the global numbers differ: {runs[0][2]} vs {runs[1][2]}')
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   # (H, W) to segment at, e.g. (240, 432); () = the annotation resolution. Results are always
   # written and scored at the annotation resolution.
   config.eval.size = ()
-  config.eval.workers = 2  # scoring processes
+  config.eval.workers = 2  # scoring threads
 
   config.eval.superpixels = ml_collections.ConfigDict()
   config.eval.superpixels.method = 'slic'  # 'slic', 'isec' or 'precomputed'

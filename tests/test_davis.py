@@ -140,3 +140,31 @@ def test_reader_errors(tmp_path):
   Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(rgb_mask)
   with pytest.raises(ValueError, match="mode 'RGB'"):
     davis.load_sequence(tmp_path, 'rgb')
+
+
+def test_mask_png_reading_equals_pil(tmp_path):
+  rng = np.random.default_rng(0)
+  values = rng.integers(0, 6, size=(37, 53)).astype(np.uint8)
+  values[5:20, 10:40] = 255
+  written = {}
+  for mode in ('P', 'L'):
+    written[mode] = tmp_path / f'{mode}.png'
+    _write_png(written[mode], values, mode)
+  # OpenCV filters its rows (PIL leaves them unfiltered): read through PIL instead.
+  written['filtered'] = tmp_path / 'filtered.png'
+  cv2.imwrite(str(written['filtered']), values)
+  written['interlaced'] = tmp_path / 'interlaced.png'
+  Image.fromarray(values, 'L').save(written['interlaced'], interlace=1)
+  for name, path in written.items():
+    with Image.open(path) as image:
+      expected = np.asarray(image)
+    np.testing.assert_array_equal(davis.read_indexed_png(path), expected, err_msg=name)
+  binary = tmp_path / 'one_bit.png'
+  Image.fromarray(values > 3).save(binary)
+  np.testing.assert_array_equal(davis.read_indexed_png(binary), values > 3)
+  damaged = tmp_path / 'damaged.png'
+  data = bytearray(written['P'].read_bytes())
+  data[-30:-20] = b'\0' * 10
+  damaged.write_bytes(bytes(data))
+  with pytest.raises(ValueError, match='damaged.png is damaged'):
+    davis.read_indexed_png(damaged)

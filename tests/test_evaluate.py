@@ -111,6 +111,24 @@ def test_score_only_reproduces_official_csvs(davis_sample, osvos_copy):
       np.testing.assert_allclose(ours[key], expected[key], atol=1e-3, err_msg=f'{name} {key}')
 
 
+def test_score_only_without_config_takes_the_protocol_from_flags(davis_sample, osvos_copy):
+  official = _csv_values(osvos_copy / 'global_results-val.csv')
+  common = ['--score-only', '--davis-root', davis_sample, '--results-dir', osvos_copy]
+  done = _evaluate_cli(*common, '--single-object', '--overwrite')
+  assert done.returncode == 0, done.stderr
+  np.testing.assert_allclose(
+    _csv_values(osvos_copy / 'global_results-val.csv')['global'], official['global'], atol=1e-3
+  )
+  # The DAVIS-2017 protocol by default: the sample's masks hold one object, so the same numbers.
+  done = _evaluate_cli(*common, '--overwrite', '--workers', '1')
+  assert done.returncode == 0, done.stderr
+  np.testing.assert_allclose(
+    _csv_values(osvos_copy / 'global_results-val.csv')['global'], official['global'], atol=1e-3
+  )
+  missing = _evaluate_cli('--davis-root', davis_sample, '--results-dir', osvos_copy)
+  assert missing.returncode != 0 and '--config is required unless --score-only' in missing.stderr
+
+
 def test_score_only_matches_published_global_numbers(davis_sample, osvos_copy):
   numbers = evaluator.evaluate(
     _sample_config(davis_sample),

@@ -3,6 +3,7 @@ without the heavy frameworks."""
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,32 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
   # The blocker works: the tf.data pipeline does need TensorFlow.
   done = _import_without(['shls_jax.data.input_pipeline'], ['tensorflow'])
   assert done.returncode != 0 and 'unimportable' in done.stderr
+
+
+def test_score_only_imports_neither_jax_nor_tensorflow(davis_sample, tmp_path):
+  results = tmp_path / 'osvos'
+  shutil.copytree(
+    davis_sample / 'results' / 'osvos-binarized', results, ignore=shutil.ignore_patterns('*.csv')
+  )
+  argv = [
+    'evaluate.py',
+    '--score-only',
+    '--single-object',
+    '--davis-root',
+    str(davis_sample),
+    '--results-dir',
+    str(results),
+    '--sequences',
+    'car-shadow',
+  ]
+  code = (
+    _BLOCKING_IMPORTER.format(
+      blocked={'jax', 'jaxlib', 'flax', 'tensorflow', 'tensorflow_datasets', 'torch'},
+      repo=str(REPO),
+      modules=[],
+    )
+    + f"sys.argv = {argv!r}\nimport runpy\nrunpy.run_path({str(REPO / 'evaluate.py')!r}, run_name='__main__')\n"
+  )
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'car-shadow_1' in done.stdout

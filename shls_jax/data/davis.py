@@ -10,6 +10,8 @@ Two on-disk layouts are read:
 """
 
 import dataclasses
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -85,6 +87,26 @@ def list_sequences(root, split: str | None = None, resolution: str = '480p') -> 
   return read_split_file(_split_file(root, split, resolution))
 
 
+def select_sequences(
+  root, names: list[str] | None = None, split: str = 'val', resolution: str = '480p'
+) -> list[str]:
+  """`names` checked to exist under `root`, or the sequences of `split` when `names` is empty.
+
+  Raises:
+    FileNotFoundError: a named sequence has no frame folder.
+  """
+  if not names:
+    return list_sequences(root, split, resolution)
+  available = set(list_sequences(root, None, resolution))
+  missing = [s for s in names if s not in available]
+  if missing:
+    raise FileNotFoundError(
+      f'sequence(s) {", ".join(missing)} not found under {root}/{_IMAGE_DIR}/{resolution}: '
+      'choose others with --sequences'
+    )
+  return list(names)
+
+
 def frame_paths(root, sequence: str, resolution: str = '480p') -> list[Path]:
   """Sorted JPEG frame paths of `sequence` (`JPEGImages/<resolution>/<sequence>/*.jpg`)."""
   root = _check_root(root)
@@ -123,11 +145,50 @@ class Sequence:
     return [p.stem for p in self.frames]
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _read_unfiltered_png(path: Path) -> np.ndarray | None:
+  """[H, W] values of an 8-bit palette or grayscale, non-interlaced PNG whose rows are all stored
+  unfiltered (as PIL writes masks), by inflating its image data alone; None for any other PNG.
+
+  Masks are inflate-bound, and PIL's decoder adds half as much again on top of zlib.
+
+  Raises:
+    ValueError: the image data is damaged (PIL would decode it without a word).
+  """
+  data = path.read_bytes()
+  if data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
+    return None
+  width, height, depth, colour, _, _, interlace = struct.unpack('>IIBBBBB', data[16:29])
+  if depth != 8 or colour not in (0, 3) or interlace:
+    return None
+  chunks, pos = [], 8
+  while pos + 8 <= len(data):
+    (length,) = struct.unpack('>I', data[pos : pos + 4])
+    if data[pos + 4 : pos + 8] == b'IDAT':
+      chunks.append(data[pos + 8 : pos + 8 + length])
+    pos += 12 + length
+  try:
+    pixels = zlib.decompress(b''.join(chunks))
+  except zlib.error as error:
+    raise ValueError(f'mask {path} is damaged: its image data does not inflate ({error})') from None
+  if len(pixels) != height * (width + 1):
+    return None
+  rows = np.frombuffer(pixels, np.uint8).reshape(height, width + 1)
+  return None if rows[:, 0].any() else np.ascontiguousarray(rows[:, 1:])
+
+
 def read_indexed_png(path) -> np.ndarray:
   """Raw [H, W] uint8 values of a palette (indices) or grayscale PNG mask."""
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'mask {path} does not exist')
+  values = _read_unfiltered_png(path)
+  if values is not None:
+    return values
+  # Every other PNG (filtered rows, other depths, not a PNG) goes through PIL, which also gives
+  # the errors.
   with Image.open(path) as image:
     if image.mode not in ('P', 'L', '1'):
       raise ValueError(
@@ -186,6 +247,14 @@ def _id_table(binary_255: bool) -> np.ndarray:
 
 _BINARY_255_IDS = _id_table(binary_255=True)
 _SINGLE_OBJECT_IDS = _id_table(binary_255=False)
+_BINARY_255_OBJECTS = (_BINARY_255_IDS == 1).astype(np.uint8)
+_ANY_OBJECT = (_SINGLE_OBJECT_IDS == 1).astype(np.uint8)
+
+
+def object_pixels(raw: np.ndarray, binary_255: bool = False) -> np.ndarray:
+  """[H, W] bool: the pixels of any object of a raw mask (`decode_mask(..., single_object=True)
+  == 1` in one table lookup)."""
+  return cv2.LUT(raw, _BINARY_255_OBJECTS if binary_255 else _ANY_OBJECT).view(bool)
 
 
 def decode_mask(

@@ -54,16 +54,9 @@ def selected_sequences(
   """
   if not sequences and eval_config.sequences:
     sequences = [s.strip() for s in eval_config.sequences.split(',') if s.strip()]
-  if not sequences:
-    return davis.list_sequences(eval_config.davis_root, eval_config.split, eval_config.resolution)
-  available = set(davis.list_sequences(eval_config.davis_root, None, eval_config.resolution))
-  missing = [s for s in sequences if s not in available]
-  if missing:
-    raise FileNotFoundError(
-      f'sequence(s) {", ".join(missing)} not found under {eval_config.davis_root}/JPEGImages/'
-      f'{eval_config.resolution}: choose others with --sequences'
-    )
-  return list(sequences)
+  return davis.select_sequences(
+    eval_config.davis_root, sequences, eval_config.split, eval_config.resolution
+  )
 
 
 def working_size(eval_config: ml_collections.ConfigDict) -> tuple[int, int] | None:
@@ -257,23 +250,6 @@ class Evaluator:
         'folder or pass --overwrite'
       )
 
-  def _check_csvs(self) -> None:
-    """Refuses to replace CSVs of a folder this evaluation did not make, unless overwriting."""
-    if self.overwrite or self._previous_settings() is not None:
-      return
-    existing = [p for p in self._csv_paths() if p.exists()]
-    if existing:
-      raise FileExistsError(
-        f'{", ".join(map(str, existing))} already exist(s): pass --overwrite to replace them'
-      )
-
-  def _csv_paths(self) -> list[Path]:
-    split = self.eval_config.split
-    return [
-      self.results_dir / f'global_results-{split}.csv',
-      self.results_dir / f'per-sequence_results-{split}.csv',
-    ]
-
   # ---------------------------------------------------------------------------------- prediction
 
   def predict_sequence(
@@ -327,22 +303,23 @@ class Evaluator:
   def score(self) -> tuple[dict[str, float], list[dict]]:
     """Scores the results folder, writes both CSVs and prints the tables (process 0 only).
 
+    CSVs already there are replaced only when overwriting or when this folder's evaluation made
+    them (its `evaluation.json` is present).
+
     Returns:
       (global table, per-sequence rows) as `scoring.tables` gives them.
     """
-    self._check_csvs()
     config = self.eval_config
-    global_table, sequence_table = scoring.score_results(
+    return scoring.score_folder(
       config.davis_root,
       self.results_dir,
       self.sequences,
-      config.single_object,
-      config.workers,
-      config.resolution,
+      split=config.split,
+      single_object=config.single_object,
+      workers=config.workers,
+      resolution=config.resolution,
+      replace_csvs=self.overwrite or self._previous_settings() is not None,
     )
-    scoring.write_csvs(self.results_dir, global_table, sequence_table, config.split)
-    print(scoring.format_tables(global_table, sequence_table, config.split), flush=True)
-    return global_table, sequence_table
 
   def run(self, variables) -> Iterator[tuple[str, float]]:
     """Segments (skipping complete sequences unless overwriting), scores, yields global numbers.
@@ -404,10 +381,7 @@ def evaluate(
     The global numbers {'J&F-Mean': ..., 'J-Mean': ..., ...}.
   """
   if score_only:
-    evaluator = Evaluator(config, results_dir, sequences=sequences, overwrite=overwrite)
-    if not evaluator.results_dir.is_dir():
-      raise FileNotFoundError(f'results folder {results_dir} does not exist: nothing to score')
-    return evaluator.score()[0]
+    return Evaluator(config, results_dir, sequences=sequences, overwrite=overwrite).score()[0]
   # Dataset, selection and results folder are checked before the slow loading of the weights.
   evaluator = Evaluator(
     config,

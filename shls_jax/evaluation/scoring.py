@@ -16,8 +16,6 @@ Conventions (those of the DAVIS benchmark):
 import concurrent.futures
 import csv
 import dataclasses
-import functools
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,6 @@ from shls_jax.evaluation import metrics
 GLOBAL_COLUMNS = ('J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay')
 SEQUENCE_COLUMNS = ('Sequence', 'J-Mean', 'F-Mean')
 _NUM_DECAY_BINS = 4
-# Forking a process that already runs JAX's threads can deadlock; forkserver children start from
-# a clean single-threaded server instead.
-_POOL_START_METHOD = 'forkserver'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,52 +60,69 @@ def statistics(values: np.ndarray) -> tuple[float, float, float]:
   return mean, recall, decay
 
 
-def score_sequence(
-  davis_root, results_dir, name: str, single_object: bool = False, resolution: str = '480p'
-) -> SequenceScores:
-  """Scores `<results_dir>/<name>/<frame>.png` against the annotations of sequence `name`.
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+  """One scored frame: where its annotation and result are, and how to read them."""
 
-  Raises:
-    FileNotFoundError: missing annotation, results folder or result frame.
-    ValueError: a result of the wrong size, or with ids beyond the sequence's objects.
-  """
+  sequence: str
+  annotation: Path
+  result: Path
+  object_ids: tuple[int, ...]
+  binary_255: bool
+  single_object: bool
+
+
+def _frames_of(davis_root, results_dir, name: str, single_object: bool, resolution: str):
+  """(object ids, scored frame names, [_Frame]) of one sequence, its files checked to exist."""
   sequence = davis.load_sequence(davis_root, name, resolution)
   if len(sequence.frames) < 3:
     raise ValueError(
       f'sequence {name!r} has {len(sequence.frames)} frames: scoring skips the '
       'first and the last, so it needs at least 3'
     )
-  scored = range(1, len(sequence.frames) - 1)
-  frame_names = [sequence.frames[i].stem for i in scored]
   folder = Path(results_dir) / name
   if not folder.is_dir():
     raise FileNotFoundError(f'results folder {folder} for sequence {name!r} does not exist')
   object_ids = (1,) if single_object else sequence.object_ids
-  j = np.empty((len(object_ids), len(scored)))
-  f = np.empty((len(object_ids), len(scored)))
-  for t, (i, frame) in enumerate(zip(scored, frame_names)):
+  scored = range(1, len(sequence.frames) - 1)
+  names = tuple(sequence.frames[i].stem for i in scored)
+  frames = []
+  for i, frame in zip(scored, names):
     if sequence.annotations[i] is None:
       raise FileNotFoundError(f'sequence {name!r}: frame {frame} has no annotation mask')
-    gt = davis.read_mask(
-      sequence.annotations[i], binary_255=sequence.binary_255, single_object=single_object
+    frames.append(
+      _Frame(
+        name,
+        sequence.annotations[i],
+        folder / f'{frame}.png',
+        object_ids,
+        sequence.binary_255,
+        single_object,
+      )
     )
-    pred = davis.read_mask(folder / f'{frame}.png', binary_255=None)
-    if pred.shape != gt.shape:
+  return object_ids, names, frames
+
+
+def _score_frame(frame: _Frame) -> np.ndarray:
+  """float64 [2, K]: J and F of each object in one frame."""
+  raw = davis.read_indexed_png(frame.annotation)
+  pred = davis.read_indexed_png(frame.result)
+  if pred.shape != raw.shape:
+    raise ValueError(
+      f'result {frame.result} is {pred.shape} (H, W) but its annotation is {raw.shape}'
+    )
+  if frame.single_object:
+    pairs = [(davis.object_pixels(raw, frame.binary_255), pred != 0)]
+  else:
+    gt = davis.decode_mask(raw, frame.binary_255)
+    pred = davis.read_mask(frame.result, binary_255=None)
+    if pred.max() > len(frame.object_ids):
       raise ValueError(
-        f'result {folder / frame}.png is {pred.shape} (H, W) but its annotation is {gt.shape}'
+        f'result {frame.result} holds object id {pred.max()} but sequence '
+        f'{frame.sequence!r} has {len(frame.object_ids)} object(s)'
       )
-    if single_object:
-      pred = pred != 0
-    elif pred.max() > len(object_ids):
-      raise ValueError(
-        f'result {folder / frame}.png holds object id {pred.max()} but sequence '
-        f'{name!r} has {len(object_ids)} object(s)'
-      )
-    for k, obj in enumerate(object_ids):
-      gt_k, pred_k = gt == obj, pred == obj
-      j[k, t] = metrics.jaccard(gt_k, pred_k)
-      f[k, t] = metrics.f_measure(gt_k, pred_k)
-  return SequenceScores(name, object_ids, tuple(frame_names), j, f)
+    pairs = [(gt == obj, pred == obj) for obj in frame.object_ids]
+  return np.array([metrics.frame_scores(gt_k, pred_k) for gt_k, pred_k in pairs]).T
 
 
 def score_all(
@@ -121,24 +133,39 @@ def score_all(
   workers: int = 1,
   resolution: str = '480p',
 ) -> list[SequenceScores]:
-  """`score_sequence` for each of `sequences`, in order, over `workers` processes."""
+  """Per-frame scores of each of `sequences`, in order; frames are spread over `workers` threads.
+
+  Threads suffice: PNG decoding, OpenCV and the large numpy operations release the GIL.
+
+  Raises:
+    FileNotFoundError: a missing results folder, result frame or annotation.
+    ValueError: a result mask of the wrong size or with an unknown object id.
+  """
   missing = [s for s in sequences if not (Path(results_dir) / s).is_dir()]
   if missing:
     raise FileNotFoundError(
       f'results folder {results_dir} has no folder for sequence(s) ' + ', '.join(missing)
     )
-  score = functools.partial(
-    score_sequence, davis_root, results_dir, single_object=single_object, resolution=resolution
-  )
-  if workers <= 1 or len(sequences) <= 1:
-    return [score(s) for s in sequences]
-  context = multiprocessing.get_context(_POOL_START_METHOD)
-  with concurrent.futures.ProcessPoolExecutor(min(workers, len(sequences)), context) as pool:
-    try:
-      return list(pool.map(score, sequences))
-    except (FileNotFoundError, ValueError) as error:
-      # The worker's message names the problem; its remote traceback adds nothing.
-      raise error.with_traceback(None) from None
+  layout = [_frames_of(davis_root, results_dir, s, single_object, resolution) for s in sequences]
+  frames = [frame for _, _, seq_frames in layout for frame in seq_frames]
+  if workers <= 1:
+    per_frame = list(map(_score_frame, frames))
+  else:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      per_frame = list(pool.map(_score_frame, frames))
+  scores, start = [], 0
+  for name, (object_ids, names, seq_frames) in zip(sequences, layout):
+    stack = np.stack(per_frame[start : start + len(seq_frames)], axis=-1)  # [2, K, T]
+    start += len(seq_frames)
+    scores.append(SequenceScores(name, object_ids, names, stack[0], stack[1]))
+  return scores
+
+
+def score_sequence(
+  davis_root, results_dir, name: str, single_object: bool = False, resolution: str = '480p'
+) -> SequenceScores:
+  """Scores `<results_dir>/<name>/<frame>.png` against the annotations of sequence `name`."""
+  return score_all(davis_root, results_dir, [name], single_object, 1, resolution)[0]
 
 
 def tables(scores: list[SequenceScores]) -> tuple[dict[str, float], list[dict]]:
@@ -179,9 +206,7 @@ def score_results(
     results_dir: folder of `<sequence>/<frame>.png` result masks.
     sequences: names to score, e.g. `davis.list_sequences(davis_root, 'val')`.
     single_object: merge all objects into one (DAVIS-2016).
-    workers: processes to spread the sequences over. Above 1, workers start from a forkserver,
-      which re-imports the calling script: its entry point must sit under
-      `if __name__ == "__main__":`.
+    workers: threads to spread the frames over.
     resolution: '480p' or 'Full-Resolution'.
 
   Raises:
@@ -193,14 +218,54 @@ def score_results(
   )
 
 
+def score_folder(
+  davis_root,
+  results_dir,
+  sequences,
+  *,
+  split: str = 'val',
+  single_object: bool = False,
+  workers: int = 1,
+  resolution: str = '480p',
+  replace_csvs: bool = False,
+) -> tuple[dict[str, float], list[dict]]:
+  """`score_results`, then both CSVs written into `results_dir` and the tables printed.
+
+  Raises:
+    FileNotFoundError: `results_dir` is missing (and the errors of `score_results`).
+    FileExistsError: a CSV is already there and `replace_csvs` is False.
+  """
+  results_dir = Path(results_dir)
+  if not results_dir.is_dir():
+    raise FileNotFoundError(f'results folder {results_dir} does not exist: nothing to score')
+  existing = [p for p in csv_paths(results_dir, split) if p.exists()]
+  if existing and not replace_csvs:
+    raise FileExistsError(
+      f'{", ".join(map(str, existing))} already exist(s): pass --overwrite to replace them'
+    )
+  global_table, sequence_table = score_results(
+    davis_root, results_dir, sequences, single_object, workers, resolution
+  )
+  write_csvs(results_dir, global_table, sequence_table, split)
+  print(format_tables(global_table, sequence_table, split), flush=True)
+  return global_table, sequence_table
+
+
+def csv_paths(results_dir, split: str = 'val') -> tuple[Path, Path]:
+  """`global_results-<split>.csv` and `per-sequence_results-<split>.csv` of a results folder."""
+  results_dir = Path(results_dir)
+  return (
+    results_dir / f'global_results-{split}.csv',
+    results_dir / f'per-sequence_results-{split}.csv',
+  )
+
+
 def write_csvs(
   out_dir, global_table: dict[str, float], sequence_table: list[dict], split: str = 'val'
 ) -> tuple[Path, Path]:
   """Writes `global_results-<split>.csv` and `per-sequence_results-<split>.csv` (3 decimals)."""
-  out_dir = Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  global_path = out_dir / f'global_results-{split}.csv'
-  sequence_path = out_dir / f'per-sequence_results-{split}.csv'
+  global_path, sequence_path = csv_paths(out_dir, split)
+  global_path.parent.mkdir(parents=True, exist_ok=True)
   for path, columns, rows in (
     (global_path, GLOBAL_COLUMNS, [global_table]),
     (sequence_path, SEQUENCE_COLUMNS, sequence_table),
