@@ -47,37 +47,49 @@ GRID = (15, 20)  # 300 block superpixels
 BOX = (80, 64)  # object rectangles (h, w)
 
 
-def synthetic_batch(per_device: int, objects: int = 3, seed: int = 0) -> dict:
-  """Pipeline-shaped batch [D, B, T, ...] with block superpixels and `objects` rectangles."""
+def synthetic_batch(
+  per_device: int,
+  objects: int = 3,
+  seed: int = 0,
+  size: int = SIZE,
+  capacity: int = CAPACITY,
+  grid: tuple[int, int] = GRID,
+  box: tuple[int, int] = BOX,
+) -> dict:
+  """Pipeline-shaped batch [D, B, T, ...] of size x size frames with grid-block superpixels
+  (padded to `capacity`) and `objects` rectangles of `box` (h, w)."""
   rng = np.random.default_rng(seed)
   devices = jax.local_device_count()
   shape = (devices, per_device, FRAMES)
-  rows = np.arange(SIZE) * GRID[0] // SIZE
-  cols = np.arange(SIZE) * GRID[1] // SIZE
-  spx = (rows[:, None] * GRID[1] + cols[None, :] + 1).astype(np.int32)
-  num_spx = GRID[0] * GRID[1]
-  label = np.ones(shape + (SIZE, SIZE), np.int32)
-  pools = np.zeros(shape + (CAPACITY,), np.int32)
+  rows = np.arange(size) * grid[0] // size
+  cols = np.arange(size) * grid[1] // size
+  spx = (rows[:, None] * grid[1] + cols[None, :] + 1).astype(np.int32)
+  num_spx = grid[0] * grid[1]
+  label = np.ones(shape + (size, size), np.int32)
+  pools = np.zeros(shape + (capacity,), np.int32)
   for index in np.ndindex(shape):
     for cls in range(2, objects + 2):
-      y, x = rng.integers(0, SIZE - BOX[0], 2)
-      label[index][y : y + BOX[0], x : x + BOX[1]] = cls
+      y, x = rng.integers(0, size - box[0], 2)
+      label[index][y : y + box[0], x : x + box[1]] = cls
     pools[index][:num_spx] = [
       np.bincount(label[index][spx == s]).argmax() for s in range(1, num_spx + 1)
     ]
   return dict(
-    image=rng.normal(size=shape + (SIZE, SIZE, 3)).astype(np.float32),
-    spx=np.broadcast_to(spx, shape + (SIZE, SIZE)).copy(),
+    image=rng.normal(size=shape + (size, size, 3)).astype(np.float32),
+    spx=np.broadcast_to(spx, shape + (size, size)).copy(),
     label=label,
     pools=pools,
-    spx_valid=np.broadcast_to(np.arange(CAPACITY) < num_spx, shape + (CAPACITY,)).copy(),
+    spx_valid=np.broadcast_to(np.arange(capacity) < num_spx, shape + (capacity,)).copy(),
     num_cls=np.full(shape[:2], objects + 1, np.int32),
   )
 
 
-def measure(per_device: int, steps: int, config, objects: int) -> tuple[float, float, float]:
-  """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size."""
-  batch = synthetic_batch(per_device, objects)
+def measure(
+  per_device: int, steps: int, config, objects: int, **batch_shape
+) -> tuple[float, float, float]:
+  """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size;
+  `batch_shape`: `synthetic_batch`'s size, capacity, grid and box."""
+  batch = synthetic_batch(per_device, objects, **batch_shape)
   state = ts.replicate(ts.create_train_state(jax.random.PRNGKey(0), config))
   step = jax.pmap(
     functools.partial(ts.train_step, config=config), axis_name='batch', donate_argnums=(0,)

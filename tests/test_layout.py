@@ -124,8 +124,16 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
   ]
   done = _import_without(modules, ['tensorflow', 'tensorflow_datasets'])
   assert done.returncode == 0, done.stderr[-2000:]
-  # The training step runs where faiss is missing too (an accelerator image without it).
-  done = _import_without(['shls_jax.training.train_step'], ['tensorflow', 'faiss'])
+  # The training step and inference with the on-device memory run where faiss is missing too
+  # (an accelerator image without it).
+  done = _import_without(
+    [
+      'shls_jax.training.train_step',
+      'shls_jax.inference.propagation',
+      'shls_jax.memory.device_inference',
+    ],
+    ['tensorflow', 'faiss'],
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   # The blocker works: the tf.data pipeline does need TensorFlow.
   done = _import_without(['shls_jax.data.input_pipeline'], ['tensorflow'])

@@ -12,6 +12,12 @@ def get_config() -> ml_collections.ConfigDict:
   """The engine's settings (`config.inference` of `configs/default.py`)."""
   config = ml_collections.ConfigDict()
   config.mode = 'exact'  # "exact" (reference parity) or "fast" (static shapes)
+  # The superfeature memory: 'faiss' (host, the reference's) or 'device' (kNN and k-means in JAX
+  # on the accelerator, no faiss; `shls_jax.memory.device_inference`, deviations measured in
+  # the README's "Memory backends").
+  config.memory = 'faiss'
+  # 'device' memory: Lloyd iterations of each k-means fit (faiss runs 300 with 10 restarts).
+  config.device_kmeans_iterations = 20
   config.mean = DAVIS_MEAN
   config.std = DAVIS_STD
   # Superpixel counts are padded up to a multiple of this, so the embedding compiles once per

@@ -39,8 +39,9 @@ Conventions: frames are [H, W, 3]; class maps are [H, W] int with 1 = background
 import collections
 import dataclasses
 import functools
+import importlib
 import time
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -48,11 +49,17 @@ import numpy as np
 import tqdm
 
 from shls_jax.crops import object_crops, static_crops
-from shls_jax.memory import host_memory as memory
 from shls_jax.memory import pools, rois
+from shls_jax.memory.frame_rules import MemoryPrediction
 from shls_jax.model import decoder, shls
 
 MODES = ('exact', 'fast')
+# `config.memory`: the module holding each memory; both offer fit, predict, confident_superpixels
+# and memorise_confident with the same arguments. Imported on use: faiss is only the host's need.
+MEMORIES = {
+  'faiss': 'shls_jax.memory.host_memory',
+  'device': 'shls_jax.memory.device_inference',
+}
 # 255 is DAVIS' "void" label, never an object id.
 VOID = 255
 
@@ -106,7 +113,7 @@ class Carry:
   """State handed from frame t to frame t + 1.
 
   Attributes:
-    memory: the memory after frame t's update.
+    memory: the memory after frame t's update (the state of `config.memory`'s module).
     l1, l4: frame t's features.
     logodds: [H, W, C] float32 frame t's log-odds (frame 0: the one-hot annotation).
     mask: [H, W] int32 class map of frame t (frame 0: the annotation).
@@ -115,7 +122,7 @@ class Carry:
     attention: [K, H, W, 4] float32 full-frame attention maps (fast mode only, else None).
   """
 
-  memory: memory.Memory
+  memory: Any
   l1: jax.Array
   l4: jax.Array
   logodds: np.ndarray
@@ -130,7 +137,7 @@ class FrameOutput:
   """Result of one frame t >= 1: the memory prediction, log-odds [H, W, C] float32, mask
   [H, W] int32 (argmax + 1), confident flags [N] bool (None after the last frame)."""
 
-  prediction: memory.MemoryPrediction
+  prediction: MemoryPrediction
   logodds: np.ndarray
   mask: np.ndarray
   confident: Optional[np.ndarray]
@@ -155,7 +162,7 @@ def _object_capacity(num_objects: int) -> int:
   return 1 << max(num_objects - 1, 0).bit_length()
 
 
-def full_frame_attention(spx: np.ndarray, prediction: memory.MemoryPrediction) -> np.ndarray:
+def full_frame_attention(spx: np.ndarray, prediction: MemoryPrediction) -> np.ndarray:
   """[K, H, W, 4] float32 attention maps of every object over the whole frame."""
   height, width = spx.shape
   full = np.tile(np.array([[0, height, 0, width]], np.int32), (len(prediction.boxes), 1))
@@ -240,6 +247,9 @@ class Propagator:
         f'max_canvas {config.max_canvas} must be 0 or a positive multiple of '
         f'{object_crops.MULTIPLE}'
       )
+    if config.memory not in MEMORIES:
+      raise ValueError(f'inference memory must be one of {tuple(MEMORIES)}, got {config.memory!r}')
+    self.memory = importlib.import_module(MEMORIES[config.memory])
     self.variables = variables
     self.config = config
     self.timings = collections.defaultdict(float)
@@ -253,6 +263,11 @@ class Propagator:
     if self.config.mode == 'fast':
       capacity = max(capacity, self.config.superpixel_capacity)
     return capacity
+
+  def _fit(self, features, frame_pools, num_cls):
+    if self.config.memory == 'device':
+      return self.memory.fit(features, frame_pools, num_cls, self.config.device_kmeans_iterations)
+    return self.memory.fit(features, frame_pools, num_cls)
 
   def embed(self, image, spx) -> Embedding:
     """Features of one frame: image [H, W, 3] float32 normalised, spx [H, W] int dense 1..N."""
@@ -280,8 +295,8 @@ class Propagator:
     """
     start = time.perf_counter()
     num_cls = int(annotation.max())
-    mem = memory.fit(emb.superfeatures, pools.mode_pools(spx, annotation), num_cls)
-    mem, pred = memory.predict(mem, emb.superfeatures, spx, annotation, annotation=annotation)
+    mem = self._fit(emb.superfeatures, pools.mode_pools(spx, annotation), num_cls)
+    mem, pred = self.memory.predict(mem, emb.superfeatures, spx, annotation, annotation=annotation)
     onehot = (annotation[..., None] == np.arange(1, num_cls + 1)).astype(np.float32)
     self.timings['memory'] += time.perf_counter() - start
     first = FirstFrame(emb.l1, emb.l4, jnp.asarray(onehot), pred.boxes)
@@ -297,12 +312,10 @@ class Propagator:
     )
     return first, carry
 
-  def predict(
-    self, carry: Carry, emb: Embedding, spx: np.ndarray
-  ) -> Tuple[memory.Memory, memory.MemoryPrediction]:
+  def predict(self, carry: Carry, emb: Embedding, spx: np.ndarray) -> Tuple[Any, MemoryPrediction]:
     """Memory prediction of frame t from the previous mask."""
     start = time.perf_counter()
-    out = memory.predict(carry.memory, emb.superfeatures, spx, carry.mask)
+    out = self.memory.predict(carry.memory, emb.superfeatures, spx, carry.mask)
     self.timings['memory'] += time.perf_counter() - start
     return out
 
@@ -312,7 +325,7 @@ class Propagator:
     carry: Carry,
     emb: Embedding,
     spx: np.ndarray,
-    pred: memory.MemoryPrediction,
+    pred: MemoryPrediction,
   ) -> Tuple[np.ndarray, Optional[jax.Array]]:
     """Aggregated log-odds [H, W, C] float32 of frame t, and (fast mode) its full-frame
     attention maps [K, H, W, 4] for the next frame."""
@@ -352,18 +365,18 @@ class Propagator:
 
   def remember(
     self,
-    mem: memory.Memory,
+    mem: Any,
     emb: Embedding,
     spx: np.ndarray,
     mask: np.ndarray,
     logodds: np.ndarray,
     preseg: np.ndarray,
-  ) -> Tuple[memory.Memory, np.ndarray]:
+  ) -> Tuple[Any, np.ndarray]:
     """Confident superpixels of frame t (judged against `mask`) join the memory under their
     `preseg` pools; returns (memory, [N] bool flags)."""
     start = time.perf_counter()
-    confident = memory.confident_superpixels(spx, mask, logodds)
-    mem = memory.memorise_confident(mem, emb.superfeatures, spx, preseg, confident)
+    confident = self.memory.confident_superpixels(spx, mask, logodds)
+    mem = self.memory.memorise_confident(mem, emb.superfeatures, spx, preseg, confident)
     self.timings['memory'] += time.perf_counter() - start
     return mem, confident
 
@@ -397,7 +410,7 @@ class Propagator:
   # Decoding ---------------------------------------------------------------------------------
 
   def exact_inputs(
-    self, first: FirstFrame, carry: Carry, emb: Embedding, pred: memory.MemoryPrediction, k: int
+    self, first: FirstFrame, carry: Carry, emb: Embedding, pred: MemoryPrediction, k: int
   ):
     """Exact-mode decoder inputs of object k (class k + 2): (ObjectInputs, pads)."""
     return object_crops.object_inputs(

@@ -1,2 +1,4 @@
-"""The superfeature memory: superpixel pools, the host memory (numpy + faiss: kNN vote,
-per-class k-means, ROIs, attention maps) and its on-device twin for the training step."""
+"""The superfeature memory: superpixel pools, the rules of a frame (`frame_rules`), the host
+memory (numpy + faiss: kNN vote, per-class k-means), the on-device memory of inference with the
+same interface (`device_inference`), and the on-device twin of the training step
+(`device_memory`)."""

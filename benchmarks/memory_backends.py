@@ -1,0 +1,116 @@
+"""The on-device memory of inference against the host (faiss) memory: agreement and speed.
+
+  python benchmarks/memory_backends.py --checkpoint workdir/checkpoints \
+      [--davis-root ../shared/data/davis2016-sample] [--sequences a,b] [--frames 20] \
+      [--size 240 432] [--segments 500] [--mode fast]
+
+Each sequence runs twice through the same engine settings, once per memory, on the same frames
+and superpixels (SLIC at the working size). Per sequence: the mean and lowest per-frame mask IoU
+between the two memories' masks (frames 1..T-1), each one's J against the annotations at the
+working size beside the copy-first-mask J, and each memory's seconds per frame (its stage alone,
+after a warm-up video). Without --checkpoint the weights are random (agreement then says little).
+"""
+
+import argparse
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from shls_jax import checkpoints, superpixels
+from shls_jax.data import davis
+from shls_jax.evaluation import evaluator, metrics
+from shls_jax.inference import defaults
+from shls_jax.inference.propagation import Propagator
+from shls_jax.model import shls
+
+_SAMPLE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'
+MEMORIES = ('faiss', 'device')
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """[T] J of the object masks (nonzero ids) of two [T, H, W] stacks."""
+  return metrics.jaccard(a > 0, b > 0)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--davis-root', type=Path, default=_SAMPLE)
+  parser.add_argument('--sequences', default='', help='comma-separated; default the val split')
+  parser.add_argument('--checkpoint', help='orbax folder or reference .pth; default random')
+  parser.add_argument('--frames', type=int, default=20)
+  parser.add_argument('--size', type=int, nargs=2, default=(240, 432))
+  parser.add_argument('--segments', type=int, default=500)
+  parser.add_argument('--mode', default='fast', choices=('fast', 'exact'))
+  args = parser.parse_args()
+  names = davis.select_sequences(
+    args.davis_root, [s for s in args.sequences.split(',') if s] or None
+  )
+  if args.checkpoint:
+    variables = checkpoints.load_variables(args.checkpoint)
+  else:
+    variables = shls.init_variables(jax.random.PRNGKey(0))
+  engines = {}
+  for memory in MEMORIES:
+    config = defaults.get_config()
+    config.mode, config.memory = args.mode, memory
+    engines[memory] = Propagator(variables, config)
+
+  size = tuple(args.size)
+  videos = []
+  for name in names:
+    sequence = davis.load_sequence(args.davis_root, name)
+    count = min(args.frames, len(sequence.frames))
+    frames = davis.load_frames(sequence, size)[:count]
+    spx = np.stack([superpixels.compute(f, 'slic', n_segments=args.segments) for f in frames])
+    first = evaluator.first_mask(sequence, single_object=True, size=size)
+    truth = davis.load_masks(sequence, range(count), size, single_object=True)
+    videos.append((name, frames, spx, first, np.where(truth == davis.VOID, 0, truth)))
+  # Warm-up: compilation for these shapes, not timed.
+  for engine in engines.values():
+    engine.run(*videos[0][1:4])
+    engine.timings.clear()
+
+  print(
+    f'{args.mode} mode at {size[0]}x{size[1]}, {args.segments} SLIC segments, '
+    f'{"checkpoint " + args.checkpoint if args.checkpoint else "random weights"}, '
+    f'{jax.devices()[0].platform}'
+  )
+  header = (
+    f'{"sequence":<12} {"frames":>6} {"IoU mean":>8} {"IoU min":>7} {"J faiss":>7} '
+    f'{"J device":>8} {"J copy":>6} {"faiss s/f":>9} {"device s/f":>10}'
+  )
+  print(header)
+  totals = []
+  for name, frames, spx, first, truth in videos:
+    masks, seconds = {}, {}
+    for memory, engine in engines.items():
+      before = engine.timings['memory']
+      masks[memory] = np.asarray(engine.run(frames, spx, first).masks)
+      seconds[memory] = (engine.timings['memory'] - before) / len(frames)
+    agreement = _iou(masks['faiss'][1:], masks['device'][1:])
+    copy = np.repeat(first[None], len(frames), axis=0)
+    row = (
+      agreement.mean(),
+      agreement.min(),
+      _iou(truth[1:], masks['faiss'][1:]).mean(),
+      _iou(truth[1:], masks['device'][1:]).mean(),
+      _iou(truth[1:], copy[1:]).mean(),
+      seconds['faiss'],
+      seconds['device'],
+    )
+    totals.append(row)
+    print(
+      f'{name:<12} {len(frames):>6} {row[0]:>8.3f} {row[1]:>7.3f} {row[2]:>7.3f} {row[3]:>8.3f} '
+      f'{row[4]:>6.3f} {row[5]:>9.3f} {row[6]:>10.3f}'
+    )
+  mean = np.mean(totals, axis=0)
+  low = np.min([t[1] for t in totals])
+  print(
+    f'{"mean":<12} {"":>6} {mean[0]:>8.3f} {low:>7.3f} {mean[2]:>7.3f} {mean[3]:>8.3f} '
+    f'{mean[4]:>6.3f} {mean[5]:>9.3f} {mean[6]:>10.3f}'
+  )
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,242 @@
+"""The memory of inference on device: the host memory's interface and rules, its kNN search and
+k-means in JAX (`device_memory`'s kernels), so that no faiss is needed and the heavy work runs on
+the accelerator.
+
+`fit`, `predict`, `confident_superpixels` and `memorise_confident` take and return what the host
+memory's (`host_memory`) do, the state aside (`CappedMemory` here, `host_memory.Memory` there);
+`propagation.Propagator` uses either (`config.inference.memory`). Shared exactly: the frame rules
+(`frame_rules`: pre-segmentation cleaning, ROIs, attention maps, confident superpixels), the pools
+of the confident update and the per-class cap (10x the frame-0 superfeature count per class; on
+overflow a class keeps its oldest 5x its own frame-0 count and the newest entries: here a ring
+over the slots past the kept ones, holding the same entries as the host's list).
+
+Deviations (their cost is measured in the README, "Memory backends"):
+  - kNN ties go to the lower slot (`lax.top_k`), not faiss' order.
+  - k-means: `iterations` Lloyd steps from `device_memory.initial_centroids` at fit, and from the
+    previous centroids at each refit, where faiss runs 300 iterations with 10 seeded restarts.
+
+Shapes stay static per video: each class has `slots` = the cap rounded up to `SLOT_BUCKET`;
+queries are padded to a multiple of `QUERY_BUCKET`, new entries to `QUERY_BUCKET` as well.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shls_jax.memory import device_memory, frame_rules, rules
+from shls_jax.memory.frame_rules import MemoryPrediction
+
+# The interface of a memory module, shared with `host_memory`.
+from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
+
+SLOT_BUCKET = 2048
+QUERY_BUCKET = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class CappedMemory:
+  """Memory contents; C classes, S slots per class, D channels.
+
+  Attributes:
+    features: [C, S, D] float32 unit-norm superfeatures, zero in empty slots.
+    filled: [C, S] bool occupied slots.
+    centroids: [C, k, D] float32 unit-norm k-means centroids.
+    added: per class, entries ever added (frame 0 included): where the next one goes.
+    initial_sizes: per class, entries kept from the oldest ones when the class overflows.
+    max_size: cap on the entries of each class (<= S).
+    iterations: Lloyd iterations of each k-means fit.
+    initial_boxes: [C - 1, 4] int32 tight boxes of objects 2..C in the mask given to the first
+      predict after fit; None until then.
+  """
+
+  features: jax.Array
+  filled: jax.Array
+  centroids: jax.Array
+  added: tuple[int, ...]
+  initial_sizes: tuple[int, ...]
+  max_size: int
+  iterations: int
+  initial_boxes: np.ndarray | None = None
+
+  @property
+  def num_cls(self) -> int:
+    return len(self.added)
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def _flat(features: jax.Array, filled: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """[C * S, D] features and [C * S] labels (class c + 1, 0 for an empty slot)."""
+  num_cls, slots, dim = features.shape
+  labels = jnp.where(filled, jnp.arange(1, num_cls + 1)[:, None], 0).reshape(-1)
+  return features.reshape(num_cls * slots, dim), labels.astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames='iterations')
+def _fit_centroids(features, filled, iterations):
+  flat, labels = _flat(features, filled)
+  init = device_memory.initial_centroids(flat, labels, features.shape[0])
+  return device_memory.fit_kmeans(flat, labels, init, iterations)
+
+
+@functools.partial(jax.jit, static_argnames='iterations', donate_argnums=(0, 1))
+def _write_and_refit(features, filled, centroids, rows, slots, iterations):
+  """Writes unit rows [K, D] at flat slots [K] (out of range: dropped), then refits."""
+  num_cls, num_slots, dim = features.shape
+  flat = features.reshape(-1, dim).at[slots].set(rows, mode='drop')
+  occupied = filled.reshape(-1).at[slots].set(True, mode='drop')
+  features, filled = flat.reshape(num_cls, num_slots, dim), occupied.reshape(num_cls, num_slots)
+  flat_features, labels = _flat(features, filled)
+  return features, filled, device_memory.fit_kmeans(flat_features, labels, centroids, iterations)
+
+
+@jax.jit
+def _scores(features, filled, centroids, queries):
+  flat, labels = _flat(features, filled)
+  memory = device_memory.DeviceMemory(flat, labels, centroids)
+  knn_pred, knn_scores = device_memory.knn_predict(memory, queries)
+  return knn_pred, knn_scores, device_memory.centroid_scores(memory, queries)
+
+
+def _padded(rows: np.ndarray, multiple: int) -> np.ndarray:
+  return np.pad(rows, ((0, _round_up(len(rows), multiple) - len(rows)), (0, 0)))
+
+
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(features, axis=1, keepdims=True)
+  return (features / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
+def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) -> CappedMemory:
+  """Builds the memory from frame 0 (as `host_memory.fit`).
+
+  Args:
+    features: [N, D] float32 superfeatures of frame 0.
+    pools: [N] int classes 1..num_cls of the superpixels; every class must occur.
+    num_cls: number of classes C, background included.
+    iterations: Lloyd iterations of every k-means fit of this memory
+      (`config.inference.device_kmeans_iterations`).
+  """
+  pools = np.asarray(pools)
+  if pools.ndim != 1:
+    raise ValueError(f'pools must be [N]; got shape {pools.shape}')
+  features = frame_rules.check_features(features, pools.shape[0])
+  counts = [int(np.sum(pools == cls)) for cls in range(1, num_cls + 1)]
+  absent = [cls for cls, count in enumerate(counts, start=1) if not count]
+  if absent:
+    raise ValueError(f'classes {absent} have no superpixel in frame 0; cannot build their memory')
+  max_size = rules.MEMORY_CAP_FACTOR * features.shape[0]
+  slots = _round_up(max_size, SLOT_BUCKET)
+  stored = np.zeros((num_cls, slots, features.shape[1]), np.float32)
+  filled = np.zeros((num_cls, slots), bool)
+  for cls, count in enumerate(counts, start=1):
+    stored[cls - 1, :count] = _unit_rows(features[pools == cls])
+    filled[cls - 1, :count] = True
+  stored, filled = jnp.asarray(stored), jnp.asarray(filled)
+  return CappedMemory(
+    features=stored,
+    filled=filled,
+    centroids=_fit_centroids(stored, filled, iterations),
+    added=tuple(counts),
+    initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * count for count in counts),
+    max_size=max_size,
+    iterations=iterations,
+  )
+
+
+def predict(
+  memory: CappedMemory,
+  features: np.ndarray,
+  spx: np.ndarray,
+  prev_mask: np.ndarray,
+  annotation: np.ndarray | None = None,
+) -> tuple[CappedMemory, MemoryPrediction]:
+  """As `host_memory.predict`: the kNN and centroid scores on device, the rules on the host."""
+  features, spx, prev_mask = frame_rules.check_frame(features, spx, prev_mask, annotation)
+  memory = frame_rules.with_initial_boxes(memory, prev_mask)
+  num = features.shape[0]
+  knn_pred, knn_scores, cent_scores = jax.device_get(
+    _scores(
+      memory.features,
+      memory.filled,
+      memory.centroids,
+      jnp.asarray(_padded(features, QUERY_BUCKET)),
+    )
+  )
+  return memory, frame_rules.prediction_from_scores(
+    np.asarray(knn_pred[:num]),
+    np.asarray(knn_scores[:num]),
+    np.asarray(cent_scores[:num]),
+    spx,
+    prev_mask,
+    memory.initial_boxes,
+    annotation,
+  )
+
+
+def ring_slots(added: int, count: int, keep: int, max_size: int) -> np.ndarray:
+  """Slots (within a class) of `count` new entries of a class that has had `added` entries.
+
+  Entry g (0-based over the class' whole history) sits in slot g while g < keep, then in
+  keep + (g - keep) mod (max_size - keep): the slots always hold the oldest `keep` entries and
+  the newest `max_size - keep`, those of `host_memory.update`. A new entry already overwritten
+  within this same update gets slot -1.
+  """
+  ring = max_size - keep
+  entries = added + np.arange(count)
+  slots = np.where(entries < keep, entries, keep + (entries - keep) % ring)
+  survives = (entries < keep) | (entries >= added + count - ring)
+  return np.where(survives, slots, -1)
+
+
+def update(memory: CappedMemory, features: np.ndarray, pools: np.ndarray) -> CappedMemory:
+  """As `host_memory.update`: adds superfeatures [M, D] to their classes pools [M] (0 or any value
+  outside 1..C adds nothing) under the cap, then refits every class' k-means from its centroids.
+  """
+  pools = np.asarray(pools)
+  if pools.ndim != 1:
+    raise ValueError(f'pools must be [M]; got shape {pools.shape}')
+  features = frame_rules.check_features(features, pools.shape[0])
+  num_cls, num_slots, dim = memory.features.shape
+  if features.shape[1] != dim:
+    raise ValueError(f'superfeatures have {features.shape[1]} channels, the memory {dim}')
+  rows, slots, added = [], [], list(memory.added)
+  for cls in range(1, num_cls + 1):
+    new = features[pools == cls]
+    within = ring_slots(added[cls - 1], len(new), memory.initial_sizes[cls - 1], memory.max_size)
+    rows.append(new)
+    slots.append(np.where(within >= 0, (cls - 1) * num_slots + within, num_cls * num_slots))
+    added[cls - 1] += len(new)
+  rows = _padded(_unit_rows(np.concatenate(rows)), QUERY_BUCKET)
+  slots = np.concatenate(slots)
+  # Padding rows go to a slot past the end: dropped.
+  slots = np.pad(slots, (0, len(rows) - len(slots)), constant_values=num_cls * num_slots)
+  stored, filled, centroids = _write_and_refit(
+    memory.features,
+    memory.filled,
+    memory.centroids,
+    jnp.asarray(rows),
+    jnp.asarray(slots, jnp.int32),
+    memory.iterations,
+  )
+  return dataclasses.replace(
+    memory, features=stored, filled=filled, centroids=centroids, added=tuple(added)
+  )
+
+
+def memorise_confident(
+  memory: CappedMemory,
+  features: np.ndarray,
+  spx: np.ndarray,
+  preseg: np.ndarray,
+  confident: np.ndarray,
+) -> CappedMemory:
+  """As `host_memory.memorise_confident`: the confident superpixels join under their
+  pre-segmentation pools; the memory is unchanged when nothing is confident."""
+  entries = frame_rules.confident_entries(features, spx, preseg, confident)
+  return memory if entries is None else update(memory, *entries)
