@@ -251,3 +251,28 @@ def test_bad_input_is_refused(reference, change, message):
 def test_unknown_mode_is_refused(reference):
   with pytest.raises(ValueError, match='mode'):
     Propagator(reference.variables, _config('fastest'))
+
+
+def test_streaming_equals_the_whole_video_run():
+  from shls_jax.model import shls
+
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 255, size=(5, 48, 64, 3), dtype=np.uint8)
+  spx = np.broadcast_to(
+    (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8 + 1, (5, 48, 64)
+  ).astype(np.int32)
+  first = np.zeros((48, 64), np.uint8)
+  first[10:30, 20:40] = 3
+  first[30:40, 5:15] = 1
+  engine = Propagator(
+    shls.init_variables(jax.random.PRNGKey(0)), _config('fast', superpixel_capacity=64)
+  )
+  whole = engine.run(frames, spx, first)
+  # A generator: the stream never sees the video as a whole.
+  streamed = list(engine.stream(((frames[t], spx[t]) for t in range(5)), first))
+  assert len(streamed) == 5
+  np.testing.assert_array_equal(np.stack([r.mask for r in streamed]), whole.masks)
+  np.testing.assert_array_equal(np.stack([r.preseg for r in streamed]), whole.presegs)
+  assert set(np.unique(whole.masks)) <= {0, 1, 3}
+  with pytest.raises(ValueError, match='no frame'):
+    next(engine.stream(iter(()), first))

@@ -40,8 +40,9 @@ import collections
 import dataclasses
 import functools
 import importlib
+import itertools
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +81,15 @@ class VideoResult:
   masks: np.ndarray
   presegs: np.ndarray
   logodds: Optional[np.ndarray] = None
+
+
+class FrameResult(NamedTuple):
+  """One frame of `Propagator.stream`: mask [H, W] uint8 object ids, preseg [H, W] int32 class
+  labels, logodds [H, W, C] float32 (only with `config.keep_logodds`, else None)."""
+
+  mask: np.ndarray
+  preseg: np.ndarray
+  logodds: Optional[np.ndarray]
 
 
 @dataclasses.dataclass
@@ -472,31 +482,87 @@ class Propagator:
       (masks [T, H, W] int32 class maps, presegs [T, H, W] int32, log-odds [T, H, W, C] float32
       or None unless `config.keep_logodds`); frame 0 holds the annotation.
     """
-    given = memory_features or [None] * len(images)
-    merged = pools.merge_with_annotation(spx[0], annotation)
-    emb = self.embed(images[0], merged)
-    if given[0] is not None:
-      emb.superfeatures = np.asarray(given[0], np.float32)
-    first, carry = self.first_frame(emb, merged, annotation)
-    masks, presegs = [carry.mask], [carry.mask]
-    logodds = [carry.logodds] if self.config.keep_logodds else None
-    num_frames = len(images)
-    for t in tqdm.trange(1, num_frames, disable=not progress, leave=False):
-      out, carry = self.step(
-        first, carry, images[t], spx[t], last=t == num_frames - 1, memory_features=given[t]
+    masks, presegs, logodds = zip(
+      *self._frames(
+        zip(images, spx), annotation, memory_features, total=len(images), progress=progress
       )
-      masks.append(out.mask)
-      presegs.append(out.prediction.preseg)
-      if logodds is not None:
-        logodds.append(out.logodds)
+    )
     return (
       np.stack(masks),
       np.stack(presegs).astype(np.int32),
-      None if logodds is None else np.stack(logodds).astype(np.float32),
+      None if logodds[0] is None else np.stack(logodds).astype(np.float32),
     )
 
+  def _frames(self, pairs, annotation, memory_features=None, total=None, progress=False):
+    """The loop over an iterable of (normalised frame, superpixels) pairs: yields (class map,
+    pre-segmentation, log-odds or None) per frame, holding only the memory and the previous
+    frame's state. One frame is read ahead, so that the last one skips the memory update."""
+    given = iter(memory_features) if memory_features else itertools.repeat(None)
+    pairs = iter(pairs)
+    image, frame_spx = next(pairs)
+    merged = pools.merge_with_annotation(frame_spx, annotation)
+    emb = self.embed(image, merged)
+    features = next(given)
+    if features is not None:
+      emb.superfeatures = np.asarray(features, np.float32)
+    first, carry = self.first_frame(emb, merged, annotation)
+    keep = self.config.keep_logodds
+    yield carry.mask, carry.mask, carry.logodds if keep else None
+    bar = tqdm.tqdm(total=None if total is None else total - 1, disable=not progress, leave=False)
+    upcoming = next(pairs, None)
+    while upcoming is not None:
+      image, frame_spx = upcoming
+      upcoming = next(pairs, None)
+      out, carry = self.step(
+        first, carry, image, frame_spx, last=upcoming is None, memory_features=next(given)
+      )
+      bar.update()
+      yield out.mask, out.prediction.preseg, out.logodds if keep else None
+    bar.close()
+
+  def stream(self, frames, first_mask, progress: bool = False) -> Iterator[FrameResult]:
+    """Segments a video frame by frame, with `run`'s results, holding nothing but the memory and
+    the previous frame's state: a video of any length runs in constant memory.
+
+    Args:
+      frames: iterable of (frame [H, W, 3] uint8 RGB, superpixels [H, W] int dense 1..N).
+      first_mask: [H, W] int object ids of frame 0 (see `run`).
+      progress: show a progress bar.
+
+    Yields:
+      `FrameResult` per frame; frame 0's mask is the first mask.
+    """
+    checked = (
+      _check_video(np.asarray(frame)[None], np.asarray(frame_spx)[None], first_mask)
+      for frame, frame_spx in frames
+    )
+    head = next(checked, None)
+    if head is None:
+      raise ValueError('the video has no frame')
+    mask = head[2]
+    ids = np.unique(mask)
+    ids = ids[ids > 0]
+    video = itertools.chain([head], checked)
+    if ids.size == 0:
+      # No object: every frame is background.
+      for _, frame_spx, _ in video:
+        yield FrameResult(
+          np.zeros(frame_spx.shape[1:], np.uint8),
+          np.ones(frame_spx.shape[1:], np.int32),
+          np.zeros(frame_spx.shape[1:] + (1,), np.float32) if self.config.keep_logodds else None,
+        )
+      return
+    annotation = np.where(mask > 0, np.searchsorted(ids, mask) + 2, 1)
+    id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
+    normalised = (
+      (normalise(frame[0], self.config.mean, self.config.std), frame_spx[0])
+      for frame, frame_spx, _ in video
+    )
+    for classes, preseg, logodds in self._frames(normalised, annotation, progress=progress):
+      yield FrameResult(id_of_class[classes - 1], np.asarray(preseg, np.int32), logodds)
+
   def run(self, frames, spx, first_mask, progress: bool = False) -> VideoResult:
-    """Segments a video.
+    """Segments a video held in memory (`stream` over its frames).
 
     Object id i of the first mask is tracked as class (rank of i among the ids present) + 1, i.e.
     class i + 1 when the ids are 1..K; ids absent from the first frame are not tracked and never
@@ -512,20 +578,13 @@ class Propagator:
       `VideoResult`.
     """
     frames, spx, first_mask = _check_video(frames, spx, first_mask)
-    ids = np.unique(first_mask)
-    ids = ids[ids > 0]
-    if ids.size == 0:
-      shape = spx.shape
-      return VideoResult(
-        np.zeros(shape, np.uint8),
-        np.ones(shape, np.int32),
-        np.zeros(shape + (1,), np.float32) if self.config.keep_logodds else None,
-      )
-    annotation = np.where(first_mask > 0, np.searchsorted(ids, first_mask) + 2, 1)
-    images = normalise(frames, self.config.mean, self.config.std)
-    masks, presegs, logodds = self.propagate(images, spx, annotation, progress)
-    id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
-    return VideoResult(id_of_class[masks - 1], presegs, logodds)
+    results = list(self.stream(zip(frames, spx), first_mask, progress))
+    logodds = [r.logodds for r in results]
+    return VideoResult(
+      np.stack([r.mask for r in results]),
+      np.stack([r.preseg for r in results]),
+      None if logodds[0] is None else np.stack(logodds).astype(np.float32),
+    )
 
 
 def _check_video(frames, spx, first_mask):
