@@ -2,7 +2,7 @@
 
   python evaluate.py --config configs/davis2017_val.py --davis-root DAVIS --results-dir R \
       [--checkpoint shls.pth | --checkpoint workdir/checkpoints] [--sequences a,b] \
-      [--overwrite] [--overlays] [--config.eval.size='(240, 432)']
+      [--overwrite] [--overlays] [--zip] [--config.eval.size='(240, 432)']
 
   python evaluate.py --score-only --davis-root DAVIS --results-dir R [--single-object] \
       [--sequences a,b] [--split val] [--overwrite]
@@ -33,6 +33,7 @@ flags.DEFINE_string('split', 'val', 'Score-only without --config: ImageSets/2017
 flags.DEFINE_integer('workers', 2, 'Score-only without --config: scoring threads.')
 flags.DEFINE_bool('overwrite', False, 'Recompute everything and replace existing results.')
 flags.DEFINE_bool('overlays', False, 'Also write JPEG overlays to <results-dir>/overlays/.')
+flags.DEFINE_bool('zip', False, 'Also write <results-dir>/submission-<split>.zip for a server.')
 flags.mark_flags_as_required(['davis-root', 'results-dir'])
 FLAGS = flags.FLAGS
 
@@ -65,6 +66,7 @@ def segment_and_score(config) -> None:
     score_only=FLAGS['score-only'].value,
     overwrite=FLAGS.overwrite,
     overlays=FLAGS.overlays,
+    submission=FLAGS.zip,
   )
 
 

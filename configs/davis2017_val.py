@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   # written and scored at the annotation resolution.
   config.eval.size = ()
   config.eval.workers = 2  # scoring threads
+  config.eval.score = True  # False for test splits: segment only (annotated first frames)
 
   config.eval.superpixels = ml_collections.ConfigDict()
   config.eval.superpixels.method = 'slic'  # 'slic', 'isec' or 'precomputed'

@@ -342,3 +342,34 @@ def test_reference_checkpoint_is_loaded(parity_dir):
   variables = checkpoints.load_variables(str(parity_dir / 'checkpoint.pth'))
   assert set(variables) == {'params', 'batch_stats'}
   assert evaluator.describe_weights(str(parity_dir / 'checkpoint.pth')).endswith('checkpoint.pth')
+
+
+def test_test_dev_split_is_segmented_and_zipped_without_scoring(tmp_path):
+  import zipfile
+
+  root = tmp_path / 'test-dev'
+  _write_synthetic_sequence(root, 'squares')
+  # Test splits annotate the first frame only.
+  for mask in sorted((root / 'Annotations' / '480p' / 'squares').glob('*.png'))[1:]:
+    mask.unlink()
+  (root / 'ImageSets' / '2017').mkdir(parents=True)
+  (root / 'ImageSets' / '2017' / 'test-dev.txt').write_text('squares\n')
+  results = tmp_path / 'results'
+  done = _evaluate_cli(
+    '--config',
+    'configs/davis2017_testdev.py',
+    '--davis-root',
+    root,
+    '--results-dir',
+    results,
+    '--zip',
+    *_FAST_TINY,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert not list(results.glob('*.csv'))
+  with zipfile.ZipFile(results / 'submission-test-dev.zip') as archive:
+    names = archive.namelist()
+    assert names == [f'squares/{t:05d}.png' for t in range(_TINY_FRAMES)]
+    with archive.open(names[0]) as f:
+      image = Image.open(f)
+      assert image.mode == 'P' and image.size == _SYNTHETIC_SIZE[::-1]

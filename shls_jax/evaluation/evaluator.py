@@ -329,10 +329,21 @@ class Evaluator:
 
     Yields:
       `(name, value)` for each of `scoring.GLOBAL_COLUMNS` ('J&F-Mean', 'J-Mean', ...), on every
-      process.
+      process; nothing when `eval.score` is False.
     """
     self.predict(variables)
+    if not self.eval_config.score:
+      # Test splits annotate only their first frames: nothing to score.
+      sync('shls_eval_predicted')
+      return
     yield from self._score_everywhere()
+
+  def submission_zip(self) -> Path:
+    """Writes `<results_dir>/submission-<split>.zip` of the selected sequences (process 0)."""
+    path = self.results_dir / f'submission-{self.eval_config.split}.zip'
+    if jax.process_index() == 0:
+      results_io.write_submission_zip(self.results_dir, self.sequences, path)
+    return path
 
   def run_baseline(self) -> Iterator[tuple[str, float]]:
     """As `run`, for the copy-first-mask baseline instead of the network (`copy_first_mask`)."""
@@ -374,8 +385,10 @@ def evaluate(
   score_only: bool = False,
   overwrite: bool = False,
   overlays: bool = False,
+  submission: bool = False,
 ) -> dict[str, float]:
-  """The `evaluate.py` command: segments and scores, or only scores (`score_only`).
+  """The `evaluate.py` command: segments and scores, or only scores (`score_only`); with
+  `submission`, also zips the masks for an evaluation server (`Evaluator.submission_zip`).
 
   Returns:
     The global numbers {'J&F-Mean': ..., 'J-Mean': ..., ...}.
@@ -400,4 +413,7 @@ def evaluate(
     logging.warning('=' * 70)
     logging.warning('NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.')
     logging.warning('=' * 70)
-  return dict(evaluator.run(variables))
+  numbers = dict(evaluator.run(variables))
+  if submission:
+    print(f'submission: {evaluator.submission_zip()}', flush=True)
+  return numbers

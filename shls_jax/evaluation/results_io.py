@@ -5,6 +5,7 @@ palette (`davis.write_mask`), and read back from indexed PNGs, plain grayscale i
 binarised PNGs (`davis.read_mask` with `binary_255=None`).
 """
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,26 @@ def read_sequence_masks(results_dir, sequence: str, frame_names: list[str]) -> n
   if len(shapes) > 1:
     raise ValueError(f'result masks of {sequence!r} mix sizes {sorted(shapes)}')
   return np.stack(masks)
+
+
+def write_submission_zip(results_dir, sequences: list[str], zip_path) -> Path:
+  """Zips `<results_dir>/<sequence>/*.png` of `sequences` with the sequence folders at the zip's
+  root (the layout the DAVIS and YouTube-VOS servers read); returns the zip's path.
+
+  Raises:
+    FileNotFoundError: a sequence has no results folder or no PNG in it.
+  """
+  results_dir, zip_path = Path(results_dir), Path(zip_path)
+  members = []
+  for sequence in sequences:
+    pngs = sorted((results_dir / sequence).glob('*.png'))
+    if not pngs:
+      raise FileNotFoundError(f'no result masks in {results_dir / sequence} to submit')
+    members += [(png, f'{sequence}/{png.name}') for png in pngs]
+  partial = zip_path.with_name(zip_path.name + '.partial')
+  with zipfile.ZipFile(partial, 'w', zipfile.ZIP_DEFLATED) as archive:
+    for path, name in members:
+      archive.write(path, name)
+  # Renamed when complete: an interrupted run never leaves a truncated zip behind.
+  partial.replace(zip_path)
+  return zip_path
