@@ -70,12 +70,10 @@ class VideoSource:
     """[H, W, 3] uint8 RGB frames in order."""
     if self.files is not None:
       for path in self.files:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-          raise ValueError(f'cannot read frame {path}')
+        frame = davis.read_frame(path)
         if frame.shape[:2] != self.size:
           raise ValueError(f'frame {path} is {frame.shape[:2]}, the first frame {self.size}')
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        yield frame
       return
     capture = cv2.VideoCapture(str(self.path))
     try:
@@ -151,7 +149,7 @@ def segment(
   def inputs():
     for frame in source:
       pending.append(frame)
-      small = frame if work == (height, width) else cv2.resize(frame, work[::-1], cv2.INTER_AREA)
+      small = davis.resize_frame(frame, work)
       yield small, superpixels.compute(small, 'slic', n_segments=segments)
 
   start, count = time.perf_counter(), 0

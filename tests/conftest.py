@@ -57,3 +57,17 @@ def parity_reference(parity_references):
 def davis_sample() -> Path:
   """`../shared/data/davis2016-sample`: five DAVIS-2016 val sequences in the official layout."""
   return _require(SHARED / 'data' / 'davis2016-sample')
+
+
+@pytest.fixture
+def noise_video():
+  """`make(T)`: (frames [T, 48, 64, 3] uint8 noise, superpixels [T, 48, 64] int32 of 8x8
+  blocks, labels 1..48), a video any engine setting runs in seconds."""
+  import numpy as np
+
+  def make(num_frames: int):
+    frames = np.random.default_rng(0).integers(0, 255, (num_frames, 48, 64, 3), dtype=np.uint8)
+    blocks = (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8 + 1
+    return frames, np.broadcast_to(blocks, (num_frames, 48, 64)).astype(np.int32)
+
+  return make

@@ -107,18 +107,14 @@ def test_recorded_frames_decided_as_the_host_memory_does(parity_vectors):
   assert np.min(agreement) > 0.95, agreement
 
 
-def test_engine_runs_with_either_memory():
+def test_engine_runs_with_either_memory(noise_video):
   import jax
 
   from shls_jax.inference import defaults
   from shls_jax.inference.propagation import Propagator
   from shls_jax.model import shls
 
-  rng = np.random.default_rng(0)
-  frames = rng.integers(0, 255, size=(3, 48, 64, 3), dtype=np.uint8)
-  spx = np.broadcast_to(
-    (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8 + 1, (3, 48, 64)
-  ).astype(np.int32)
+  frames, spx = noise_video(3)
   first = np.zeros((48, 64), np.uint8)
   first[10:30, 20:40] = 1
   variables = shls.init_variables(jax.random.PRNGKey(0))

@@ -253,14 +253,10 @@ def test_unknown_mode_is_refused(reference):
     Propagator(reference.variables, _config('fastest'))
 
 
-def test_streaming_equals_the_whole_video_run():
+def test_streaming_equals_the_whole_video_run(noise_video):
   from shls_jax.model import shls
 
-  rng = np.random.default_rng(0)
-  frames = rng.integers(0, 255, size=(5, 48, 64, 3), dtype=np.uint8)
-  spx = np.broadcast_to(
-    (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8 + 1, (5, 48, 64)
-  ).astype(np.int32)
+  frames, spx = noise_video(5)
   first = np.zeros((48, 64), np.uint8)
   first[10:30, 20:40] = 3
   first[30:40, 5:15] = 1

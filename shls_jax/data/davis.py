@@ -258,18 +258,22 @@ def object_pixels(raw: np.ndarray, binary_255: bool = False) -> np.ndarray:
 
 
 def decode_mask(
-  raw: np.ndarray, binary_255: bool = False, single_object: bool = False
+  raw: np.ndarray, binary_255: bool | None = False, single_object: bool = False
 ) -> np.ndarray:
   """Object ids of a raw mask.
 
   Args:
     raw: [H, W] uint8 PNG values.
-    binary_255: the mask stores its single object as 255 (DAVIS-2016 release).
+    binary_255: the mask stores its single object as 255 (DAVIS-2016 release); None decides
+      per mask: one holding only 0 and 255 is a binarised single-object mask (no id 255 exists:
+      K < 255).
     single_object: merge all objects into object 1 (DAVIS-2016 scoring of multi-object masks).
 
   Returns:
     [H, W] uint8: 0 = background, 1..K = objects, 255 = void (never for binary_255 masks).
   """
+  if binary_255 is None:
+    binary_255 = raw.max(initial=0) == 255 and bool(np.all((raw == 0) | (raw == 255)))
   if binary_255:
     return cv2.LUT(raw, _BINARY_255_IDS)
   if single_object:
@@ -283,10 +287,14 @@ def read_frame(path, size: tuple[int, int] | None = None) -> np.ndarray:
   image = cv2.imread(str(path), cv2.IMREAD_COLOR)
   if image is None:
     raise FileNotFoundError(f'cannot read image {path}')
-  image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-  if size is not None and image.shape[:2] != tuple(size):
-    image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-  return image
+  return resize_frame(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+  """[H, W, 3] image resized bilinearly to `size` = (H, W); None keeps it."""
+  if size is None or image.shape[:2] == tuple(size):
+    return image
+  return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_ids(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -302,15 +310,9 @@ def read_mask(
   binary_255: bool | None = False,
   single_object: bool = False,
 ) -> np.ndarray:
-  """[H, W] uint8 object ids of an annotation or result PNG (see `decode_mask`).
-
-  binary_255 None decides per mask: one holding only 0 and 255 is a binarised single-object
-  mask (no id 255 exists: K < 255). `size` resizes nearest.
-  """
-  raw = read_indexed_png(path)
-  if binary_255 is None:
-    binary_255 = raw.max(initial=0) == 255 and bool(np.all((raw == 0) | (raw == 255)))
-  return resize_ids(decode_mask(raw, binary_255, single_object), size)
+  """[H, W] uint8 object ids of an annotation or result PNG (see `decode_mask`, also for
+  binary_255 None); `size` resizes nearest."""
+  return resize_ids(decode_mask(read_indexed_png(path), binary_255, single_object), size)
 
 
 def load_frames(sequence: Sequence, size: tuple[int, int] | None = None) -> np.ndarray:

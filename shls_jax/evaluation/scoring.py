@@ -115,7 +115,7 @@ def _score_frame(frame: _Frame) -> np.ndarray:
     pairs = [(davis.object_pixels(raw, frame.binary_255), pred != 0)]
   else:
     gt = davis.decode_mask(raw, frame.binary_255)
-    pred = davis.read_mask(frame.result, binary_255=None)
+    pred = davis.decode_mask(pred, binary_255=None)
     if pred.max() > len(frame.object_ids):
       raise ValueError(
         f'result {frame.result} holds object id {pred.max()} but sequence '

@@ -532,31 +532,38 @@ class Propagator:
     Yields:
       `FrameResult` per frame; frame 0's mask is the first mask.
     """
-    checked = (
-      _check_video(np.asarray(frame)[None], np.asarray(frame_spx)[None], first_mask)
-      for frame, frame_spx in frames
-    )
-    head = next(checked, None)
+    pairs = iter(frames)
+    head = next(pairs, None)
     if head is None:
       raise ValueError('the video has no frame')
-    mask = head[2]
-    ids = np.unique(mask)
+
+    def checked(frame, frame_spx):
+      frame, frame_spx, mask = _check_video(
+        np.asarray(frame)[None], np.asarray(frame_spx)[None], first_mask
+      )
+      return frame[0], frame_spx[0], mask
+
+    frame, frame_spx, mask = checked(*head)
+    rest = (checked(*pair)[:2] for pair in pairs)
+    return self._stream(itertools.chain([(frame, frame_spx)], rest), mask, progress)
+
+  def _stream(self, video, first_mask: np.ndarray, progress: bool) -> Iterator[FrameResult]:
+    """`stream` over checked (frame, superpixels) pairs and a checked first mask."""
+    ids = np.unique(first_mask)
     ids = ids[ids > 0]
-    video = itertools.chain([head], checked)
     if ids.size == 0:
       # No object: every frame is background.
-      for _, frame_spx, _ in video:
+      for _, frame_spx in video:
         yield FrameResult(
-          np.zeros(frame_spx.shape[1:], np.uint8),
-          np.ones(frame_spx.shape[1:], np.int32),
-          np.zeros(frame_spx.shape[1:] + (1,), np.float32) if self.config.keep_logodds else None,
+          np.zeros(frame_spx.shape, np.uint8),
+          np.ones(frame_spx.shape, np.int32),
+          np.zeros(frame_spx.shape + (1,), np.float32) if self.config.keep_logodds else None,
         )
       return
-    annotation = np.where(mask > 0, np.searchsorted(ids, mask) + 2, 1)
+    annotation = np.where(first_mask > 0, np.searchsorted(ids, first_mask) + 2, 1)
     id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
     normalised = (
-      (normalise(frame[0], self.config.mean, self.config.std), frame_spx[0])
-      for frame, frame_spx, _ in video
+      (normalise(frame, self.config.mean, self.config.std), frame_spx) for frame, frame_spx in video
     )
     for classes, preseg, logodds in self._frames(normalised, annotation, progress=progress):
       yield FrameResult(id_of_class[classes - 1], np.asarray(preseg, np.int32), logodds)
@@ -578,7 +585,8 @@ class Propagator:
       `VideoResult`.
     """
     frames, spx, first_mask = _check_video(frames, spx, first_mask)
-    results = list(self.stream(zip(frames, spx), first_mask, progress))
+    # Checked above as a whole: not again frame by frame.
+    results = list(self._stream(zip(frames, spx), first_mask, progress))
     logodds = [r.logodds for r in results]
     return VideoResult(
       np.stack([r.mask for r in results]),

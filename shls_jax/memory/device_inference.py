@@ -31,6 +31,7 @@ from shls_jax.memory.frame_rules import MemoryPrediction
 
 # The interface of a memory module, shared with `host_memory`.
 from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
+from shls_jax.model.superfeatures import l2_normalise
 
 SLOT_BUCKET = 2048
 QUERY_BUCKET = 256
@@ -78,17 +79,19 @@ def _flat(features: jax.Array, filled: jax.Array) -> tuple[jax.Array, jax.Array]
 
 
 @functools.partial(jax.jit, static_argnames='iterations')
-def _fit_centroids(features, filled, iterations):
+def _normalise_and_fit(features, filled, iterations):
+  """(unit rows [C, S, D], centroids [C, k, D]) of frame 0's raw rows (zeros stay zeros)."""
+  features = l2_normalise(features)
   flat, labels = _flat(features, filled)
   init = device_memory.initial_centroids(flat, labels, features.shape[0])
-  return device_memory.fit_kmeans(flat, labels, init, iterations)
+  return features, device_memory.fit_kmeans(flat, labels, init, iterations)
 
 
 @functools.partial(jax.jit, static_argnames='iterations', donate_argnums=(0, 1))
 def _write_and_refit(features, filled, centroids, rows, slots, iterations):
-  """Writes unit rows [K, D] at flat slots [K] (out of range: dropped), then refits."""
+  """Writes rows [K, D], made unit, at flat slots [K] (out of range: dropped), then refits."""
   num_cls, num_slots, dim = features.shape
-  flat = features.reshape(-1, dim).at[slots].set(rows, mode='drop')
+  flat = features.reshape(-1, dim).at[slots].set(l2_normalise(rows), mode='drop')
   occupied = filled.reshape(-1).at[slots].set(True, mode='drop')
   features, filled = flat.reshape(num_cls, num_slots, dim), occupied.reshape(num_cls, num_slots)
   flat_features, labels = _flat(features, filled)
@@ -105,11 +108,6 @@ def _scores(features, filled, centroids, queries):
 
 def _padded(rows: np.ndarray, multiple: int) -> np.ndarray:
   return np.pad(rows, ((0, _round_up(len(rows), multiple) - len(rows)), (0, 0)))
-
-
-def _unit_rows(features: np.ndarray) -> np.ndarray:
-  norms = np.linalg.norm(features, axis=1, keepdims=True)
-  return (features / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
 def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) -> CappedMemory:
@@ -135,13 +133,14 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) 
   stored = np.zeros((num_cls, slots, features.shape[1]), np.float32)
   filled = np.zeros((num_cls, slots), bool)
   for cls, count in enumerate(counts, start=1):
-    stored[cls - 1, :count] = _unit_rows(features[pools == cls])
+    stored[cls - 1, :count] = features[pools == cls]
     filled[cls - 1, :count] = True
-  stored, filled = jnp.asarray(stored), jnp.asarray(filled)
+  filled = jnp.asarray(filled)
+  stored, centroids = _normalise_and_fit(jnp.asarray(stored), filled, iterations)
   return CappedMemory(
     features=stored,
     filled=filled,
-    centroids=_fit_centroids(stored, filled, iterations),
+    centroids=centroids,
     added=tuple(counts),
     initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * count for count in counts),
     max_size=max_size,
@@ -212,7 +211,7 @@ def update(memory: CappedMemory, features: np.ndarray, pools: np.ndarray) -> Cap
     rows.append(new)
     slots.append(np.where(within >= 0, (cls - 1) * num_slots + within, num_cls * num_slots))
     added[cls - 1] += len(new)
-  rows = _padded(_unit_rows(np.concatenate(rows)), QUERY_BUCKET)
+  rows = _padded(np.concatenate(rows), QUERY_BUCKET)
   slots = np.concatenate(slots)
   # Padding rows go to a slot past the end: dropped.
   slots = np.pad(slots, (0, len(rows) - len(slots)), constant_values=num_cls * num_slots)
