@@ -18,7 +18,7 @@ test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
 
 # House style: `make format` rewrites, `make lint` only checks (CI runs it).
-LINTED := shls_jax configs tests benchmarks train.py evaluate.py
+LINTED := shls_jax configs tests benchmarks docs train.py evaluate.py
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/ruff check $(LINTED)

@@ -4,14 +4,19 @@
       [--checkpoint shls.pth | --checkpoint workdir/checkpoints] [--sequences a,b] \
       [--overwrite] [--overlays] [--zip] [--config.eval.size='(240, 432)']
 
+  python evaluate.py --config configs/youtube_vos.py --youtube-root YTVOS --results-dir R \
+      [--checkpoint ...] [--sequences video1,video2] [--zip]
+
   python evaluate.py --score-only --davis-root DAVIS --results-dir R [--single-object] \
       [--sequences a,b] [--split val] [--overwrite]
 
 `--score-only` scores an existing results folder without running the network, with the DAVIS-2017
 protocol (every object of the first frame) unless `--single-object` (DAVIS-2016: all objects
 merged); with `--config` the config's `eval` block decides instead. It imports neither JAX nor
-TensorFlow. Without `--checkpoint` the network has random weights (smoke tests only). See
-`shls_jax.evaluation.evaluator` for the results folder rule.
+TensorFlow. YouTube-VOS configs (`eval.dataset = 'youtube_vos'`) read `--youtube-root` instead of
+`--davis-root` and are not scored here (the server scores the zip). Without `--checkpoint` the
+network has random weights (smoke tests only). See `shls_jax.evaluation.evaluator` for the
+results folder rule.
 """
 
 from absl import app, flags
@@ -22,9 +27,10 @@ from shls_jax.evaluation import scoring
 
 config_flags.DEFINE_config_file('config', None, 'Evaluation config file.', lock_config=True)
 flags.DEFINE_string('davis-root', None, 'DAVIS root folder (JPEGImages/, Annotations/).')
+flags.DEFINE_string('youtube-root', None, 'YouTube-VOS root folder (valid/, valid_all_frames/).')
 flags.DEFINE_string('results-dir', None, 'Output folder of masks and CSVs.')
 flags.DEFINE_string('checkpoint', None, 'Reference .pth file or orbax checkpoint folder.')
-flags.DEFINE_list('sequences', None, "Sequences to evaluate instead of the config's.")
+flags.DEFINE_list('sequences', None, "Sequences (YouTube-VOS: videos) instead of the config's.")
 flags.DEFINE_bool('score-only', False, 'Only score an existing results folder.')
 flags.DEFINE_bool(
   'single-object', False, 'Score-only without --config: merge all objects (DAVIS-2016).'
@@ -34,7 +40,7 @@ flags.DEFINE_integer('workers', 2, 'Score-only without --config: scoring threads
 flags.DEFINE_bool('overwrite', False, 'Recompute everything and replace existing results.')
 flags.DEFINE_bool('overlays', False, 'Also write JPEG overlays to <results-dir>/overlays/.')
 flags.DEFINE_bool('zip', False, 'Also write <results-dir>/submission-<split>.zip for a server.')
-flags.mark_flags_as_required(['davis-root', 'results-dir'])
+flags.mark_flags_as_required(['results-dir'])
 FLAGS = flags.FLAGS
 
 
@@ -50,6 +56,23 @@ def score_only() -> None:
     workers=FLAGS.workers,
     replace_csvs=FLAGS.overwrite,
   )
+
+
+def segment_youtube(config) -> None:
+  from shls_jax import checkpoints
+  from shls_jax.evaluation import youtube_evaluator
+
+  checkpoints.quiet_orbax_logging()
+  computed = youtube_evaluator.evaluate(
+    config,
+    FLAGS['results-dir'].value,
+    checkpoint=FLAGS.checkpoint,
+    videos=FLAGS.sequences,
+    overwrite=FLAGS.overwrite,
+    overlays=FLAGS.overlays,
+    submission=FLAGS.zip,
+  )
+  print(f'segmented {len(computed)} videos into {FLAGS["results-dir"].value}', flush=True)
 
 
 def segment_and_score(config) -> None:
@@ -80,9 +103,18 @@ def main(argv):
     raise app.UsageError(
       'the config has no `eval` block: use configs/davis2017_val.py or configs/davis2016_val.py'
     )
+  youtube = config is not None and config.eval.get('dataset', 'davis') == 'youtube_vos'
+  root = 'youtube-root' if youtube else 'davis-root'
+  if FLAGS[root].value is None:
+    raise app.UsageError(f'--{root} is required')
+  if youtube and FLAGS['score-only'].value:
+    raise app.UsageError('YouTube-VOS is scored by its server: submit the --zip instead')
   try:
     if config is None:
       score_only()
+    elif youtube:
+      config.eval.youtube_root = FLAGS['youtube-root'].value
+      segment_youtube(config)
     else:
       config.eval.davis_root = FLAGS['davis-root'].value
       segment_and_score(config)

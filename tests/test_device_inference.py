@@ -47,6 +47,33 @@ def test_cap_holds_the_host_memory_entries():
   assert max(len(f) for f in host.features) == host.max_size == 60
 
 
+def test_added_classes_hold_the_host_memory_entries_and_boxes():
+  rng = np.random.default_rng(2)
+  frame0 = rng.normal(size=(6, 8)).astype(np.float32)
+  pools0 = np.array([1, 1, 1, 2, 2, 1])
+  mask = np.ones((8, 8), np.int64)
+  mask[1:3, 2:5], mask[5:8, 0:2] = 3, 4
+  memories = {
+    'host': host_memory.fit(frame0, pools0, 2),
+    'device': device_inference.fit(frame0, pools0, 2, ITERATIONS),
+  }
+  modules = {'host': host_memory, 'device': device_inference}
+  spx = np.arange(1, 7).repeat(11)[:64].reshape(8, 8)
+  joining = rng.normal(size=(3, 8)).astype(np.float32)
+  for name, module in modules.items():
+    memories[name], _ = module.predict(memories[name], frame0, spx, np.ones_like(mask))
+    memories[name] = module.add_classes(memories[name], joining, np.array([3, 3, 4]), mask)
+    memories[name] = module.update(memories[name], joining[:2], np.array([4, 1]))
+  host, device = memories['host'], memories['device']
+  assert host.num_cls == device.num_cls == 4
+  assert _stored_rows(device) == [{tuple(np.round(r, 5)) for r in _unit(f)} for f in host.features]
+  np.testing.assert_array_equal(host.initial_boxes, device.initial_boxes)
+  np.testing.assert_array_equal(host.initial_boxes[1:], [[1, 3, 2, 5], [5, 8, 0, 2]])
+  assert host.initial_sizes == device.initial_sizes == (20, 10, 10, 5)
+  with pytest.raises(ValueError, match='new classes must be 5'):
+    host_memory.add_classes(host, joining[:1], np.array([6]), mask)
+
+
 def test_scores_match_the_host_memory_on_separated_classes():
   rng = np.random.default_rng(1)
   centres = _unit(rng.normal(size=(3, 16)))

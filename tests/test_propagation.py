@@ -272,3 +272,76 @@ def test_streaming_equals_the_whole_video_run(noise_video):
   assert set(np.unique(whole.masks)) <= {0, 1, 3}
   with pytest.raises(ValueError, match='no frame'):
     next(engine.stream(iter(()), first))
+
+
+def _late_object_video(noise_video):
+  frames, spx = noise_video(6)
+  first = np.zeros((48, 64), np.uint8)
+  first[10:30, 20:40] = 3
+  first[2:8, 50:60] = 5
+  # Small and off the 8x8 superpixel grid: it only has superpixels once merged with its mask.
+  late = np.zeros((48, 64), np.uint8)
+  late[35:45, 3:9] = 1
+  return frames, spx, first, late
+
+
+@pytest.mark.parametrize('mode, memory', [('fast', 'faiss'), ('exact', 'device')])
+def test_late_object_joins_and_earlier_objects_keep_going(noise_video, mode, memory):
+  from shls_jax.model import shls
+
+  frames, spx, first, late = _late_object_video(noise_video)
+  engine = Propagator(
+    shls.init_variables(jax.random.PRNGKey(0)),
+    _config(mode, memory=memory, superpixel_capacity=64, keep_logodds=True),
+  )
+  plain = engine.run(frames, spx, first)
+  joined = engine.run(frames, spx, first, later_masks={2: late})
+  # Nothing changes before the object appears.
+  np.testing.assert_array_equal(joined.masks[:2], plain.masks[:2])
+  # Its given mask is the output of its first frame, and it is tracked from then on.
+  np.testing.assert_array_equal(joined.masks[2][late > 0], 1)
+  assert not np.any(joined.masks[:2] == 1)
+  assert set(np.unique(joined.masks)) <= {0, 1, 3, 5}
+  assert joined.logodds.shape == (6, 48, 64, 4)
+  # A first mask without objects: background until the first given object, then frame 0 there.
+  empty = engine.run(frames, spx, np.zeros_like(first), later_masks={3: late})
+  assert not np.any(empty.masks[:3]) and np.array_equal(empty.masks[3], late)
+
+
+def test_fast_mode_decodes_late_objects_in_their_own_batch(noise_video):
+  from shls_jax.model import shls
+
+  frames, spx, first, late = _late_object_video(noise_video)
+  variables = shls.init_variables(jax.random.PRNGKey(0))
+  # Every multiple of 4 a canvas side: canvases equal the padded ROIs, so fast ~ exact (random
+  # weights leave near ties: measured 0.998..1.0 of the pixels agree per frame, as without late
+  # objects).
+  sides = tuple(range(4, 68, 4))
+  fast = Propagator(variables, _config('fast', superpixel_capacity=64, canvas_sizes=sides))
+  exact = Propagator(variables, _config('exact', superpixel_capacity=64))
+  later = {2: late}
+  traces = propagation.TRACE_COUNTS['decode']
+  masks = fast.run(frames, spx, first, later).masks
+  # Both batches (2 objects, 1 object) compiled once per canvas, never per frame.
+  assert propagation.TRACE_COUNTS['decode'] - traces <= 2 * len(fast.canvases) + 1
+  again = propagation.TRACE_COUNTS['decode']
+  fast.run(frames, spx, first, later)
+  assert propagation.TRACE_COUNTS['decode'] == again
+  agreement = np.mean(masks == exact.run(frames, spx, first, later).masks, axis=(1, 2))
+  assert np.min(agreement) > 0.99, agreement
+
+
+@pytest.mark.parametrize(
+  'later, match',
+  [
+    ({0: np.zeros((48, 64), np.uint8)}, 'frame indices'),
+    ({9: np.zeros((48, 64), np.uint8)}, 'frame indices'),
+    ({2: np.zeros((40, 64), np.uint8)}, r'must be \[H, W\]'),
+    ({2: np.full((48, 64), 255, np.uint8)}, 'ids must lie'),
+  ],
+)
+def test_bad_later_masks_are_refused(reference, noise_video, later, match):
+  frames, spx, first, _ = _late_object_video(noise_video)
+  engine = Propagator(reference.variables, _config('exact'))
+  with pytest.raises(ValueError, match=match):
+    engine.run(frames, spx, first, later)

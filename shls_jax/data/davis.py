@@ -369,8 +369,9 @@ def palette() -> np.ndarray:
   return colours.astype(np.uint8)
 
 
-def write_mask(path, mask: np.ndarray) -> None:
-  """Writes [H, W] object ids (integers 0..255) as an indexed PNG with the DAVIS palette."""
+def write_mask(path, mask: np.ndarray, colours: np.ndarray | None = None) -> None:
+  """Writes [H, W] object ids (integers 0..255) as an indexed PNG with the palette `colours`
+  ([256, 3] uint8; default the DAVIS one)."""
   mask = np.asarray(mask)
   if mask.ndim != 2:
     raise ValueError(f'mask must be [H, W], got shape {mask.shape}')
@@ -379,7 +380,9 @@ def write_mask(path, mask: np.ndarray) -> None:
   if mask.size and (mask.min() < 0 or mask.max() > 255):
     raise ValueError(f'object ids must lie in 0..255, got {mask.min()}..{mask.max()}')
   image = Image.fromarray(mask.astype(np.uint8), mode='P')
-  image.putpalette(palette().ravel().tolist())
+  image.putpalette(
+    (palette() if colours is None else np.asarray(colours, np.uint8)).ravel().tolist()
+  )
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   image.save(path)

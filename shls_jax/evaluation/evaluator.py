@@ -69,54 +69,60 @@ def working_size(eval_config: ml_collections.ConfigDict) -> tuple[int, int] | No
   return int(size[0]), int(size[1])
 
 
+def frame_superpixels(
+  frame: np.ndarray, sequence: str, frame_name: str, spx_config: ml_collections.ConfigDict
+) -> np.ndarray:
+  """Superpixels of one frame.
+
+  Args:
+    frame: [H, W, 3] uint8 RGB frame (at the working size).
+    sequence, frame_name: where it comes from (the precomputed map's path).
+    spx_config: `method` ('slic', 'isec' or 'precomputed'), `n_segments` (SLIC), `root`
+      (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
+
+  Returns:
+    [H, W] int32 labels, dense 1..N.
+  """
+  method = spx_config.method
+  if method not in SUPERPIXEL_SOURCES:
+    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}')
+  if method == 'slic':
+    return superpixels.compute(frame, method, n_segments=spx_config.n_segments).astype(np.int32)
+  if method == 'isec':
+    return superpixels.compute(frame, method).astype(np.int32)
+  if not spx_config.root:
+    raise ValueError("superpixels 'precomputed' need eval.superpixels.root, the folder of maps")
+  path = superpixels.label_path(spx_config.root, sequence, frame_name)
+  if not path.is_file():
+    raise FileNotFoundError(
+      f'precomputed superpixel map {path} is missing: compute the maps '
+      'with `python -m shls_jax.tools.superpixels`'
+    )
+  spx = superpixels.read_labels(path)
+  if spx.shape != frame.shape[:2]:
+    # Nearest resizing can drop small superpixels; renumbering keeps labels dense.
+    spx = superpixels.dense_labels(davis.resize_ids(spx, frame.shape[:2]))
+  return spx.astype(np.int32)
+
+
 def sequence_superpixels(
   frames: np.ndarray,
   sequence: davis.Sequence,
   spx_config: ml_collections.ConfigDict,
   progress: bool = False,
 ) -> np.ndarray:
-  """Superpixels of every frame.
-
-  Args:
-    frames: [T, H, W, 3] uint8 RGB frames (at the working size).
-    sequence: the DAVIS sequence the frames come from.
-    spx_config: `method` ('slic', 'isec' or 'precomputed'), `n_segments` (SLIC), `root`
-      (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
-    progress: show a per-frame progress bar.
-
-  Returns:
-    [T, H, W] int32 labels, dense 1..N_t per frame.
-  """
-  method = spx_config.method
-  if method not in SUPERPIXEL_SOURCES:
-    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}')
-  if method == 'precomputed' and not spx_config.root:
-    raise ValueError("superpixels 'precomputed' need eval.superpixels.root, the folder of maps")
-  params = {'n_segments': spx_config.n_segments} if method == 'slic' else {}
-  size = frames.shape[1:3]
-  labels = []
-  for frame, name in tqdm(
-    list(zip(frames, sequence.frame_names)),
+  """[T, H, W] int32 `frame_superpixels` of every frame [T, H, W, 3] uint8 of `sequence`, with a
+  per-frame progress bar when `progress`."""
+  names = tqdm(
+    sequence.frame_names,
     desc=f'{sequence.name} spx',
     unit='frame',
     leave=False,
     disable=not progress,
-  ):
-    if method != 'precomputed':
-      labels.append(superpixels.compute(frame, method, **params))
-      continue
-    path = superpixels.label_path(spx_config.root, sequence.name, name)
-    if not path.is_file():
-      raise FileNotFoundError(
-        f'precomputed superpixel map {path} is missing: compute the maps '
-        'with `python -m shls_jax.tools.superpixels`'
-      )
-    spx = superpixels.read_labels(path)
-    if spx.shape != size:
-      # Nearest resizing can drop small superpixels; renumbering keeps labels dense.
-      spx = superpixels.dense_labels(davis.resize_ids(spx, size))
-    labels.append(spx)
-  return np.stack(labels).astype(np.int32)
+  )
+  return np.stack(
+    [frame_superpixels(f, sequence.name, n, spx_config) for f, n in zip(frames, names)]
+  )
 
 
 def first_mask(
@@ -139,41 +145,76 @@ def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = _OVERLAY_ALPHA) 
   return np.where(mask[..., None] > 0, np.round(blended), frame).astype(np.uint8)
 
 
-def write_overlays(folder: Path, sequence: davis.Sequence, masks: np.ndarray) -> None:
-  """Writes `<folder>/<frame>.jpg` overlays of [T, H, W] masks on the original frames."""
+def write_overlays(folder: Path, frames: list[Path], masks: np.ndarray) -> None:
+  """Writes `<folder>/<frame>.jpg` overlays of [T, H, W] masks on the frames at `frames`."""
   folder.mkdir(parents=True, exist_ok=True)
-  for path, mask in zip(sequence.frames, masks):
+  for path, mask in zip(frames, masks):
     image = overlay(davis.read_frame(path), mask)
     cv2.imwrite(str(folder / f'{path.stem}.jpg'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
-def write_masks_atomically(results_dir: Path, sequence: davis.Sequence, masks: np.ndarray) -> None:
-  """Writes the masks of a sequence so that each PNG appears whole or not at all.
+def write_masks_atomically(
+  results_dir: Path, name: str, masks: np.ndarray, frame_names: list[str], colours=None
+) -> None:
+  """Writes [T, H, W] masks as `<results_dir>/<name>/<frame_names[t]>.png` (palette `colours`,
+  default DAVIS') so that each PNG appears whole or not at all.
 
   A run interrupted mid-sequence then leaves some frames missing, never a truncated PNG, and
   `is_complete` is enough to decide whether to redo it.
   """
-  staging = results_dir / f'.{sequence.name}.partial'
+  staging = results_dir / f'.{name}.partial'
   shutil.rmtree(staging, ignore_errors=True)
-  paths = results_io.write_sequence_masks(staging, sequence.name, masks, sequence.frame_names)
-  folder = results_dir / sequence.name
+  paths = results_io.write_sequence_masks(staging, name, masks, frame_names, colours)
+  folder = results_dir / name
   folder.mkdir(parents=True, exist_ok=True)
   for path in paths:
     os.replace(path, folder / path.name)
   shutil.rmtree(staging)
 
 
-def is_complete(results_dir: Path, sequence: davis.Sequence) -> bool:
-  """True when every frame of `sequence` has its result PNG."""
-  folder = results_dir / sequence.name
-  return all((folder / f'{name}.png').is_file() for name in sequence.frame_names)
+def is_complete(folder: Path, frame_names: list[str]) -> bool:
+  """True when `folder` holds the result PNG of every one of `frame_names`."""
+  return all((folder / f'{name}.png').is_file() for name in frame_names)
 
 
-def _settings(config: ml_collections.ConfigDict, weights: str) -> dict[str, Any]:
+def previous_settings(results_dir: Path) -> dict | None:
+  """The settings recorded in the results folder, None when it has none."""
+  path = results_dir / SETTINGS_FILE
+  return json.loads(path.read_text()) if path.is_file() else None
+
+
+def check_results_dir(results_dir: Path, settings: dict, overwrite: bool) -> None:
+  """Applies the results folder rule of the module docstring before anything is written."""
+  if overwrite or not results_dir.exists():
+    return
+  if not results_dir.is_dir():
+    raise NotADirectoryError(f'results folder {results_dir} is a file')
+  previous = previous_settings(results_dir)
+  if previous is None and any(results_dir.iterdir()):
+    raise FileExistsError(
+      f'results folder {results_dir} is not empty and was not made by '
+      'this evaluation: choose another folder or pass --overwrite'
+    )
+  if previous is not None and previous != settings:
+    raise FileExistsError(
+      f'results folder {results_dir} holds results of another run '
+      f'(other config or weights, see {SETTINGS_FILE}): choose another '
+      'folder or pass --overwrite'
+    )
+
+
+def record_settings(results_dir: Path, settings: dict) -> None:
+  """Creates the results folder (process 0) with its `evaluation.json`."""
+  if jax.process_index() == 0:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + '\n')
+
+
+def run_settings(config: ml_collections.ConfigDict, weights: str) -> dict[str, Any]:
   """What decides the masks of a run: the config (but not the scoring workers) and the weights."""
   settings = json.loads(config.to_json())
-  settings.get('eval', {}).pop('workers', None)
-  settings.get('eval', {}).pop('davis_root', None)
+  for machine_specific in ('workers', 'davis_root', 'youtube_root'):
+    settings.get('eval', {}).pop(machine_specific, None)
   return {'weights': weights, 'config': settings}
 
 
@@ -219,7 +260,7 @@ class Evaluator:
     self.overwrite = overwrite
     self.overlays = overlays
     self.progress = progress
-    self.settings = _settings(config, weights)
+    self.settings = run_settings(config, weights)
     self.davis_sequences = [
       davis.load_sequence(self.eval_config.davis_root, s, self.eval_config.resolution)
       for s in self.sequences
@@ -227,28 +268,9 @@ class Evaluator:
 
   # ------------------------------------------------------------------------------ results folder
 
-  def _previous_settings(self) -> dict | None:
-    path = self.results_dir / SETTINGS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
   def check_results_dir(self) -> None:
     """Applies the results folder rule of the module docstring before anything is written."""
-    if self.overwrite or not self.results_dir.exists():
-      return
-    if not self.results_dir.is_dir():
-      raise NotADirectoryError(f'results folder {self.results_dir} is a file')
-    previous = self._previous_settings()
-    if previous is None and any(self.results_dir.iterdir()):
-      raise FileExistsError(
-        f'results folder {self.results_dir} is not empty and was not made by '
-        'this evaluation: choose another folder or pass --overwrite'
-      )
-    if previous is not None and previous != self.settings:
-      raise FileExistsError(
-        f'results folder {self.results_dir} holds results of another run '
-        f'(other config or weights, see {SETTINGS_FILE}): choose another '
-        'folder or pass --overwrite'
-      )
+    check_results_dir(self.results_dir, self.settings, self.overwrite)
 
   # ---------------------------------------------------------------------------------- prediction
 
@@ -286,16 +308,16 @@ class Evaluator:
     that are not complete yet; returns the names computed."""
     self.check_results_dir()
     sync('shls_eval_checked')
-    if jax.process_index() == 0:
-      self.results_dir.mkdir(parents=True, exist_ok=True)
-      (self.results_dir / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2) + '\n')
+    record_settings(self.results_dir, self.settings)
     mine = self.davis_sequences[jax.process_index() :: jax.process_count()]
-    todo = [s for s in mine if self.overwrite or not is_complete(self.results_dir, s)]
+    todo = [
+      s for s in mine if self.overwrite or not is_complete(self.results_dir / s.name, s.frame_names)
+    ]
     for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
       masks = segment(sequence)
-      write_masks_atomically(self.results_dir, sequence, masks)
+      write_masks_atomically(self.results_dir, sequence.name, masks, sequence.frame_names)
       if self.overlays:
-        write_overlays(self.results_dir / OVERLAY_DIR / sequence.name, sequence, masks)
+        write_overlays(self.results_dir / OVERLAY_DIR / sequence.name, sequence.frames, masks)
     return [s.name for s in todo]
 
   # ------------------------------------------------------------------------------------- scoring
@@ -318,7 +340,7 @@ class Evaluator:
       single_object=config.single_object,
       workers=config.workers,
       resolution=config.resolution,
-      replace_csvs=self.overwrite or self._previous_settings() is not None,
+      replace_csvs=self.overwrite or previous_settings(self.results_dir) is not None,
     )
 
   def run(self, variables) -> Iterator[tuple[str, float]]:
@@ -376,6 +398,18 @@ def describe_weights(checkpoint: str | None) -> str:
   return f'{path}@{checkpoints.latest_step(path)}' if path.is_dir() else str(path)
 
 
+def load_weights(checkpoint: str | None):
+  """SHLS variables of `checkpoint` (a reference .pth or an orbax folder); None gives random
+  weights, with a loud warning."""
+  if checkpoint:
+    return checkpoints.load_variables(checkpoint)
+  # Smoke tests only: the results of random weights mean nothing.
+  logging.warning('=' * 70)
+  logging.warning('NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.')
+  logging.warning('=' * 70)
+  return shls.init_variables(jax.random.PRNGKey(0))
+
+
 def evaluate(
   config: ml_collections.ConfigDict,
   results_dir,
@@ -405,15 +439,7 @@ def evaluate(
     overlays=overlays,
   )
   evaluator.check_results_dir()
-  if checkpoint:
-    variables = checkpoints.load_variables(checkpoint)
-  else:
-    # Smoke tests only: the results of random weights mean nothing.
-    variables = shls.init_variables(jax.random.PRNGKey(0))
-    logging.warning('=' * 70)
-    logging.warning('NO --checkpoint: RANDOM WEIGHTS. These results are meaningless.')
-    logging.warning('=' * 70)
-  numbers = dict(evaluator.run(variables))
+  numbers = dict(evaluator.run(load_weights(checkpoint)))
   if submission:
     print(f'submission: {evaluator.submission_zip()}', flush=True)
   return numbers

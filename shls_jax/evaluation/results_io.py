@@ -14,9 +14,10 @@ from shls_jax.data import davis
 
 
 def write_sequence_masks(
-  results_dir, sequence: str, masks: np.ndarray, frame_names: list[str]
+  results_dir, sequence: str, masks: np.ndarray, frame_names: list[str], colours=None
 ) -> list[Path]:
-  """Writes [T, H, W] id masks as `<results_dir>/<sequence>/<frame_names[t]>.png`; returns paths."""
+  """Writes [T, H, W] id masks as `<results_dir>/<sequence>/<frame_names[t]>.png` with the palette
+  `colours` (default DAVIS'); returns the paths."""
   masks = np.asarray(masks)
   if masks.ndim != 3 or masks.shape[0] != len(frame_names):
     raise ValueError(
@@ -25,7 +26,7 @@ def write_sequence_masks(
   folder = Path(results_dir) / sequence
   paths = [folder / f'{name}.png' for name in frame_names]
   for path, mask in zip(paths, masks):
-    davis.write_mask(path, mask)
+    davis.write_mask(path, mask, colours)
   return paths
 
 
@@ -41,9 +42,10 @@ def read_sequence_masks(results_dir, sequence: str, frame_names: list[str]) -> n
   return np.stack(masks)
 
 
-def write_submission_zip(results_dir, sequences: list[str], zip_path) -> Path:
-  """Zips `<results_dir>/<sequence>/*.png` of `sequences` with the sequence folders at the zip's
-  root (the layout the DAVIS and YouTube-VOS servers read); returns the zip's path.
+def write_submission_zip(results_dir, sequences: list[str], zip_path, prefix: str = '') -> Path:
+  """Zips `<results_dir>/<sequence>/*.png` of `sequences` as `<prefix><sequence>/<frame>.png`:
+  the sequence folders at the zip's root for the DAVIS server, under `Annotations/` for the
+  YouTube-VOS one; returns the zip's path.
 
   Raises:
     FileNotFoundError: a sequence has no results folder or no PNG in it.
@@ -54,7 +56,7 @@ def write_submission_zip(results_dir, sequences: list[str], zip_path) -> Path:
     pngs = sorted((results_dir / sequence).glob('*.png'))
     if not pngs:
       raise FileNotFoundError(f'no result masks in {results_dir / sequence} to submit')
-    members += [(png, f'{sequence}/{png.name}') for png in pngs]
+    members += [(png, f'{prefix}{sequence}/{png.name}') for png in pngs]
   partial = zip_path.with_name(zip_path.name + '.partial')
   with zipfile.ZipFile(partial, 'w', zipfile.ZIP_DEFLATED) as archive:
     for path, name in members:

@@ -7,7 +7,9 @@ the previous mask, one decoder pass per object on its first/previous/current inp
 soft aggregation, mask = argmax + 1; then (except after the last frame) the confident
 superpixels, judged against that mask, join the memory under their pre-segmentation pools.
 Each step is its own method (`embed`, `first_frame`, `predict`, `decode`, `remember`) so that a
-caller can run one frame from recorded state.
+caller can run one frame from recorded state. Objects given at a later frame (YouTube-VOS) join
+there (`join`, an extension of the reference); each object decodes with the first-frame state of
+the frame where it was given (`FirstFrame`).
 
 Modes (`config.mode`):
   exact: reproduces the reference. Each object's crops have its ROI's own size, so the decoder
@@ -42,7 +44,7 @@ import functools
 import importlib
 import itertools
 import time
-from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -55,14 +57,16 @@ from shls_jax.memory.frame_rules import MemoryPrediction
 from shls_jax.model import decoder, shls
 
 MODES = ('exact', 'fast')
-# `config.memory`: the module holding each memory; both offer fit, predict, confident_superpixels
-# and memorise_confident with the same arguments. Imported on use: faiss is only the host's need.
+# `config.memory`: the module holding each memory; both offer fit, predict, confident_superpixels,
+# memorise_confident and add_classes with the same arguments. Imported on use: faiss is only the host's need.
 MEMORIES = {
   'faiss': 'shls_jax.memory.host_memory',
   'device': 'shls_jax.memory.device_inference',
 }
 # 255 is DAVIS' "void" label, never an object id.
 VOID = 255
+# The lowest aggregated log-odds: the soft aggregation's clamped probability.
+LOW_LOGODDS = np.float32(np.log(decoder.PROBABILITY_CLAMP / (1 - decoder.PROBABILITY_CLAMP)))
 
 
 @dataclasses.dataclass
@@ -104,18 +108,34 @@ class Embedding:
 
 @dataclasses.dataclass
 class FirstFrame:
-  """What every decoder call takes from frame 0.
+  """What the decoder calls of some objects take from the frame where they were given: frame 0
+  for the objects of the first mask, the first annotated frame of objects that appear later.
 
   Attributes:
-    l1, l4: frame-0 features (on the merged superpixels).
-    onehot: [H, W, C] float32 one-hot annotation (channel j = class j + 1).
-    boxes: [K, 4] int32 frame-0 ROIs (annotation boxes), K = C - 1 objects.
+    l1, l4: that frame's features (on its superpixels merged with the annotation).
+    planes: [H, W, K_g] float32 the objects' given masks.
+    boxes: [K_g, 4] int32 their ROIs in that frame (annotation boxes).
+    first_object: index k (class k + 2) of the first of them; they are objects
+      first_object .. first_object + K_g - 1.
   """
 
   l1: jax.Array
   l4: jax.Array
-  onehot: jax.Array
+  planes: jax.Array
   boxes: np.ndarray
+  first_object: int = 0
+
+  @property
+  def objects(self) -> slice:
+    return slice(self.first_object, self.first_object + len(self.boxes))
+
+
+def first_of(firsts: Sequence[FirstFrame], k: int) -> Tuple[FirstFrame, int]:
+  """The `FirstFrame` holding object k, and k's position in it."""
+  for first in firsts:
+    if first.first_object <= k < first.objects.stop:
+      return first, k - first.first_object
+  raise ValueError(f'object {k} has no first-frame state')
 
 
 @dataclasses.dataclass
@@ -205,13 +225,12 @@ def _aggregate(frame_logits):
   return decoder.aggregate_objects(frame_logits)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _decode_all(canvas, variables, first, prev, cur, extents, valid):
+def _decode_probs_traced(canvas, variables, first, prev, cur, extents, valid):
   """Fast-mode decoding of a padded object batch on one static canvas (ch, cw).
 
   first, prev, cur: `CropSource`s whose boxes, planes and attention maps have a leading object
   axis [capacity] (the features are shared); extents: [capacity, 2] decode sizes; valid:
-  [capacity] bool. Returns log-odds [H, W, capacity + 1].
+  [capacity] bool. Returns object probabilities [capacity, H, W], 0 for padding objects.
   """
   frame_hw = cur.l1.shape[:2]
 
@@ -225,8 +244,47 @@ def _decode_all(canvas, variables, first, prev, cur, extents, valid):
   frame_logits = jax.vmap(one, in_axes=(per_object, per_object, per_object, 0))(
     first, prev, cur, extents
   )
-  probs = jax.nn.softmax(frame_logits, axis=-1)[..., 1] * valid[:, None, None]
-  return decoder.soft_aggregate(probs)
+  return jax.nn.softmax(frame_logits, axis=-1)[..., 1] * valid[:, None, None]
+
+
+_decode_probs = jax.jit(_decode_probs_traced, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_all(canvas, variables, first, prev, cur, extents, valid):
+  """`_decode_probs_traced` aggregated: log-odds [H, W, capacity + 1]."""
+  return decoder.soft_aggregate(
+    _decode_probs_traced(canvas, variables, first, prev, cur, extents, valid)
+  )
+
+
+_soft_aggregate = jax.jit(decoder.soft_aggregate)
+
+
+def with_given_masks(logodds: np.ndarray, given: np.ndarray) -> np.ndarray:
+  """Log-odds of a frame where some objects' masks are given: [H, W, C] and a class map
+  [H, W] (0 = not given) -> [H, W, C'], C' = max(C, largest given class).
+
+  As if the soft aggregation had each given object's probability equal to its given mask and
+  every other object's probability zero on the given pixels: given pixels go to their object,
+  the prediction of the other pixels is kept, and a given object that was tracked already
+  (class <= C) loses its predicted pixels outside its mask.
+  """
+  num_cls = max(logodds.shape[-1], int(given.max()))
+  out = np.full(logodds.shape[:2] + (num_cls,), LOW_LOGODDS, np.float32)
+  out[..., : logodds.shape[-1]] = logodds
+  covered = given > 0
+  classes = np.unique(given[covered])
+  reset = classes[classes <= logodds.shape[-1]]
+  if reset.size:
+    kept = np.setdiff1d(np.arange(2, logodds.shape[-1] + 1), reset)
+    background = np.prod(1 - 1 / (1 + np.exp(-logodds[..., kept - 1])), axis=-1)
+    background = np.clip(background, decoder.PROBABILITY_CLAMP, 1 - decoder.PROBABILITY_CLAMP)
+    out[..., 0] = np.log(background / (1 - background))
+  out[covered] = LOW_LOGODDS
+  for cls in classes:
+    out[..., cls - 1] = np.where(given == cls, -LOW_LOGODDS, LOW_LOGODDS)
+  return out
 
 
 class Propagator:
@@ -309,7 +367,7 @@ class Propagator:
     mem, pred = self.memory.predict(mem, emb.superfeatures, spx, annotation, annotation=annotation)
     onehot = (annotation[..., None] == np.arange(1, num_cls + 1)).astype(np.float32)
     self.timings['memory'] += time.perf_counter() - start
-    first = FirstFrame(emb.l1, emb.l4, jnp.asarray(onehot), pred.boxes)
+    first = FirstFrame(emb.l1, emb.l4, jnp.asarray(onehot[..., 1:]), pred.boxes)
     carry = Carry(
       mem,
       emb.l1,
@@ -331,47 +389,65 @@ class Propagator:
 
   def decode(
     self,
-    first: FirstFrame,
+    firsts: Sequence[FirstFrame],
     carry: Carry,
     emb: Embedding,
     spx: np.ndarray,
     pred: MemoryPrediction,
   ) -> Tuple[np.ndarray, Optional[jax.Array]]:
     """Aggregated log-odds [H, W, C] float32 of frame t, and (fast mode) its full-frame
-    attention maps [K, H, W, 4] for the next frame."""
+    attention maps [K, H, W, 4] for the next frame. `firsts` hold every object's first-frame
+    state, in object order."""
     if self.config.mode == 'exact':
-      return self._decode_exact(first, carry, emb, pred), None
+      return self._decode_exact(firsts, carry, emb, pred), None
     start = time.perf_counter()
     attention = self._attention(spx, pred)
     num_objects = len(pred.boxes)
-    capacity = _object_capacity(num_objects)
     extents = static_crops.decode_extents(pred.boxes, self.config.max_canvas)
     canvas = static_crops.canvas_size(extents, spx.shape, tuple(self.config.canvas_sizes))
     self.canvases[canvas] += 1
+    # One batch per first frame (the features differ between them), on the frame's canvas.
+    batches = [self._fast_batch(first, carry, emb, pred, attention, extents) for first in firsts]
+    if len(batches) == 1:
+      logodds = _decode_all(canvas, self.variables, *batches[0])
+    else:
+      probs = [
+        _decode_probs(canvas, self.variables, *batch)[: len(first.boxes)]
+        for first, batch in zip(firsts, batches)
+      ]
+      logodds = _soft_aggregate(jnp.concatenate(probs))
+    logodds = np.asarray(logodds[..., : num_objects + 1])
+    self.timings['decode'] += time.perf_counter() - start
+    return logodds, attention
+
+  def _fast_batch(self, first, carry, emb, pred, attention, extents):
+    """`_decode_probs_traced` inputs (first, prev, cur, extents, valid) of `first`'s objects,
+    padded to their power-of-two object capacity."""
+    objects = first.objects
+    num_objects = len(first.boxes)
+    capacity = _object_capacity(num_objects)
     pad = lambda x, value: jnp.concatenate(
       [jnp.asarray(x), jnp.full((capacity - num_objects,) + x.shape[1:], value, x.dtype)]
     )
     # Padding objects get a 1-pixel box, which fits any canvas; their output is masked out.
     boxes = lambda b: pad(np.asarray(b, np.int32), np.array([0, 1, 0, 1], np.int32))
-    objects = lambda x: pad(jnp.moveaxis(jnp.asarray(x)[..., 1:], -1, 0), 0.0)
-    logodds = _decode_all(
-      canvas,
-      self.variables,
-      object_crops.CropSource(first.l1, first.l4, boxes(first.boxes), plane=objects(first.onehot)),
+    planes = lambda x: pad(jnp.moveaxis(jnp.asarray(x), -1, 0), 0.0)
+    channels = slice(objects.start + 1, objects.stop + 1)
+    return (
+      object_crops.CropSource(first.l1, first.l4, boxes(first.boxes), plane=planes(first.planes)),
       object_crops.CropSource(
         carry.l1,
         carry.l4,
-        boxes(carry.boxes),
-        plane=objects(carry.logodds),
-        attention=pad(carry.attention, 0.0),
+        boxes(carry.boxes[objects]),
+        plane=planes(carry.logodds[..., channels]),
+        attention=pad(carry.attention[objects], 0.0),
       ),
-      object_crops.CropSource(emb.l1, emb.l4, boxes(pred.boxes), attention=pad(attention, 0.0)),
-      pad(extents, np.array([1, 1], np.int32)),
+      object_crops.CropSource(
+        emb.l1, emb.l4, boxes(pred.boxes[objects]), attention=pad(attention[objects], 0.0)
+      ),
+      pad(extents[objects], np.array([1, 1], np.int32)),
       jnp.arange(capacity) < num_objects,
     )
-    logodds = np.asarray(logodds[..., : num_objects + 1])
-    self.timings['decode'] += time.perf_counter() - start
-    return logodds, attention
 
   def remember(
     self,
@@ -392,7 +468,7 @@ class Propagator:
 
   def step(
     self,
-    first: FirstFrame,
+    firsts: Sequence[FirstFrame],
     carry: Carry,
     image,
     spx: np.ndarray,
@@ -407,7 +483,7 @@ class Propagator:
     if memory_features is not None:
       emb.superfeatures = np.asarray(memory_features, np.float32)
     mem, pred = self.predict(carry, emb, spx)
-    logodds, attention = self.decode(first, carry, emb, spx, pred)
+    logodds, attention = self.decode(firsts, carry, emb, spx, pred)
     mask = (np.argmax(logodds, axis=-1) + 1).astype(np.int32)
     confident = None
     if not last:
@@ -417,14 +493,89 @@ class Propagator:
       Carry(mem, emb.l1, emb.l4, logodds, mask, pred.boxes, pred.attmaps, attention),
     )
 
+  def join(
+    self,
+    firsts: Sequence[FirstFrame],
+    carry: Carry,
+    image,
+    spx: np.ndarray,
+    given: np.ndarray,
+    last: bool,
+  ) -> Tuple[FrameOutput, Carry, Optional[FirstFrame]]:
+    """A frame t >= 1 where some objects' masks are given (an extension: the reference tracks
+    only the objects of frame 0).
+
+    The tracked objects are predicted as in `step`; then the given masks replace the prediction
+    on their pixels (`with_given_masks`). Unless `last`: the tracked classes' confident
+    superpixels join the memory as in `step` (none under a given mask), the superpixels are
+    merged with the resulting mask as at frame 0, and on them the new objects' superfeatures
+    join the memory as new classes, their first-frame state is taken, and the next frame's
+    state comes from the memory's prediction with that mask as annotation, as after frame 0.
+
+    Args:
+      firsts: every tracked object's first-frame state.
+      carry: the state after frame t - 1.
+      image, spx: frame t (normalised) and its superpixels.
+      given: [H, W] int class map of the given objects, 0 elsewhere; classes beyond the carry's
+        are new objects, numbered on from the carry's.
+      last: frame t is the video's last (no memory work).
+
+    Returns:
+      (output, with the prediction made before the join; next state; the new objects'
+      `FirstFrame`, None when there is none).
+    """
+    emb = self.embed(image, spx)
+    mem, pred = self.predict(carry, emb, spx)
+    logodds, _ = self.decode(firsts, carry, emb, spx, pred)
+    tracked = logodds.shape[-1]
+    logodds = with_given_masks(logodds, given)
+    mask = (np.argmax(logodds, axis=-1) + 1).astype(np.int32)
+    if last:
+      return FrameOutput(pred, logodds, mask, None), carry, None
+    preseg = np.where(given > 0, 0, pred.preseg)
+    mem, confident = self.remember(mem, emb, spx, mask, logodds, preseg)
+    merged = pools.merge_with_annotation(spx, mask)
+    joined = self.embed(image, merged)
+    start = time.perf_counter()
+    new_classes = np.arange(tracked + 1, logodds.shape[-1] + 1)
+    first = None
+    if new_classes.size:
+      frame_pools = pools.mode_pools(merged, mask)
+      joining = frame_pools > tracked
+      mem = self.memory.add_classes(mem, joined.superfeatures[joining], frame_pools[joining], mask)
+    mem, after = self.memory.predict(mem, joined.superfeatures, merged, mask, annotation=mask)
+    self.timings['memory'] += time.perf_counter() - start
+    if new_classes.size:
+      planes = (mask[..., None] == new_classes).astype(np.float32)
+      first = FirstFrame(
+        joined.l1, joined.l4, jnp.asarray(planes), after.boxes[tracked - 1 :], tracked - 1
+      )
+    next_carry = Carry(
+      mem,
+      joined.l1,
+      joined.l4,
+      logodds,
+      mask,
+      after.boxes,
+      after.attmaps,
+      self._attention(merged, after),
+    )
+    return FrameOutput(pred, logodds, mask, confident), next_carry, first
+
   # Decoding ---------------------------------------------------------------------------------
 
   def exact_inputs(
-    self, first: FirstFrame, carry: Carry, emb: Embedding, pred: MemoryPrediction, k: int
+    self,
+    firsts: Sequence[FirstFrame],
+    carry: Carry,
+    emb: Embedding,
+    pred: MemoryPrediction,
+    k: int,
   ):
     """Exact-mode decoder inputs of object k (class k + 2): (ObjectInputs, pads)."""
+    first, i = first_of(firsts, k)
     return object_crops.object_inputs(
-      object_crops.CropSource(first.l1, first.l4, first.boxes[k], plane=first.onehot[..., k + 1]),
+      object_crops.CropSource(first.l1, first.l4, first.boxes[i], plane=first.planes[..., i]),
       object_crops.CropSource(
         carry.l1,
         carry.l4,
@@ -435,12 +586,12 @@ class Propagator:
       object_crops.CropSource(emb.l1, emb.l4, pred.boxes[k], attention=pred.attmaps[k]),
     )
 
-  def _decode_exact(self, first, carry, emb, pred) -> np.ndarray:
+  def _decode_exact(self, firsts, carry, emb, pred) -> np.ndarray:
     start = time.perf_counter()
     frame_hw = carry.mask.shape
     frame_logits = []
     for k, box in enumerate(pred.boxes):
-      inputs, pads = self.exact_inputs(first, carry, emb, pred, k)
+      inputs, pads = self.exact_inputs(firsts, carry, emb, pred, k)
       logits = _decode_object(self.variables, inputs)
       frame_logits.append(object_crops.paste_back(logits, pads, box, frame_hw))
     frame_logits = jax.block_until_ready(jnp.stack(frame_logits))
@@ -493,10 +644,14 @@ class Propagator:
       None if logodds[0] is None else np.stack(logodds).astype(np.float32),
     )
 
-  def _frames(self, pairs, annotation, memory_features=None, total=None, progress=False):
+  def _frames(
+    self, pairs, annotation, memory_features=None, total=None, progress=False, later=None
+  ):
     """The loop over an iterable of (normalised frame, superpixels) pairs: yields (class map,
     pre-segmentation, log-odds or None) per frame, holding only the memory and the previous
-    frame's state. One frame is read ahead, so that the last one skips the memory update."""
+    frame's state. One frame is read ahead, so that the last one skips the memory update.
+    `later` maps frame indices t >= 1 to [H, W] class maps of objects given there (`join`)."""
+    later = later or {}
     given = iter(memory_features) if memory_features else itertools.repeat(None)
     pairs = iter(pairs)
     image, frame_spx = next(pairs)
@@ -506,27 +661,42 @@ class Propagator:
     if features is not None:
       emb.superfeatures = np.asarray(features, np.float32)
     first, carry = self.first_frame(emb, merged, annotation)
+    firsts = [first]
     keep = self.config.keep_logodds
     yield carry.mask, carry.mask, carry.logodds if keep else None
     bar = tqdm.tqdm(total=None if total is None else total - 1, disable=not progress, leave=False)
     upcoming = next(pairs, None)
-    while upcoming is not None:
+    for t in itertools.count(1):
+      if upcoming is None:
+        break
       image, frame_spx = upcoming
       upcoming = next(pairs, None)
-      out, carry = self.step(
-        first, carry, image, frame_spx, last=upcoming is None, memory_features=next(given)
-      )
+      last = upcoming is None
+      if t in later:
+        out, carry, first = self.join(firsts, carry, image, frame_spx, later[t], last)
+        firsts += [first] if first is not None else []
+      else:
+        out, carry = self.step(
+          firsts, carry, image, frame_spx, last=last, memory_features=next(given)
+        )
       bar.update()
       yield out.mask, out.prediction.preseg, out.logodds if keep else None
     bar.close()
 
-  def stream(self, frames, first_mask, progress: bool = False) -> Iterator[FrameResult]:
+  def stream(
+    self,
+    frames,
+    first_mask,
+    later_masks: Optional[Mapping[int, np.ndarray]] = None,
+    progress: bool = False,
+  ) -> Iterator[FrameResult]:
     """Segments a video frame by frame, with `run`'s results, holding nothing but the memory and
     the previous frame's state: a video of any length runs in constant memory.
 
     Args:
       frames: iterable of (frame [H, W, 3] uint8 RGB, superpixels [H, W] int dense 1..N).
       first_mask: [H, W] int object ids of frame 0 (see `run`).
+      later_masks: see `run`.
       progress: show a progress bar.
 
     Yields:
@@ -544,55 +714,125 @@ class Propagator:
       return frame[0], frame_spx[0], mask
 
     frame, frame_spx, mask = checked(*head)
+    later = _check_later_masks(later_masks, mask.shape)
     rest = (checked(*pair)[:2] for pair in pairs)
-    return self._stream(itertools.chain([(frame, frame_spx)], rest), mask, progress)
+    return self._stream(itertools.chain([(frame, frame_spx)], rest), mask, later, progress)
 
-  def _stream(self, video, first_mask: np.ndarray, progress: bool) -> Iterator[FrameResult]:
-    """`stream` over checked (frame, superpixels) pairs and a checked first mask."""
-    ids = np.unique(first_mask)
-    ids = ids[ids > 0]
-    if ids.size == 0:
-      # No object: every frame is background.
-      for _, frame_spx in video:
+  def _stream(self, video, first_mask, later, progress: bool) -> Iterator[FrameResult]:
+    """`stream` over checked (frame, superpixels) pairs, first mask and later masks."""
+    ids = _tracked_ids(first_mask, later)
+    id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
+    # Class of an id = its position in tracking order + 2; searchsorted needs the ids sorted.
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    classes = lambda mask: np.where(mask > 0, order[np.searchsorted(sorted_ids, mask)] + 2, 0)
+    video = iter(video)
+    start = 0
+    if not np.any(first_mask):
+      # Background until the first frame with a given object, which then acts as frame 0.
+      start = next((t for t, mask in later.items() if np.any(mask)), None)
+      for t, (frame, frame_spx) in enumerate(video):
+        if t == start:
+          video = itertools.chain([(frame, frame_spx)], video)
+          break
         yield FrameResult(
           np.zeros(frame_spx.shape, np.uint8),
           np.ones(frame_spx.shape, np.int32),
           np.zeros(frame_spx.shape + (1,), np.float32) if self.config.keep_logodds else None,
         )
-      return
-    annotation = np.where(first_mask > 0, np.searchsorted(ids, first_mask) + 2, 1)
-    id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
+      else:
+        return
+      first_mask = later[start]
+    annotation = np.where(first_mask > 0, classes(first_mask), 1)
+    class_maps = {t - start: classes(mask) for t, mask in later.items() if t > start}
     normalised = (
       (normalise(frame, self.config.mean, self.config.std), frame_spx) for frame, frame_spx in video
     )
-    for classes, preseg, logodds in self._frames(normalised, annotation, progress=progress):
-      yield FrameResult(id_of_class[classes - 1], np.asarray(preseg, np.int32), logodds)
+    for class_map, preseg, logodds in self._frames(
+      normalised, annotation, progress=progress, later=class_maps
+    ):
+      yield FrameResult(id_of_class[class_map - 1], np.asarray(preseg, np.int32), logodds)
 
-  def run(self, frames, spx, first_mask, progress: bool = False) -> VideoResult:
+  def run(
+    self,
+    frames,
+    spx,
+    first_mask,
+    later_masks: Optional[Mapping[int, np.ndarray]] = None,
+    progress: bool = False,
+  ) -> VideoResult:
     """Segments a video held in memory (`stream` over its frames).
 
     Object id i of the first mask is tracked as class (rank of i among the ids present) + 1, i.e.
     class i + 1 when the ids are 1..K; ids absent from the first frame are not tracked and never
-    appear in the output. A first mask without objects gives an all-background result.
+    appear in the output, unless `later_masks` give them. A video without any object gives an
+    all-background result.
 
     Args:
       frames: [T, H, W, 3] uint8 RGB.
       spx: [T, H, W] int superpixels, dense labels 1..N_t in every frame.
       first_mask: [H, W] int DAVIS object ids 0..K (0 = background; 255 = void is refused).
+      later_masks: optional {t: [H, W] int object ids} for frames t >= 1 where objects are given
+        (YouTube-VOS: objects that appear late). Each id there takes its given mask at frame t;
+        an id not tracked yet joins the video as a new object (`join`) and is tracked from then
+        on, as class (number of ids before it) + 2. Ids keep their values in the output. If the
+        first mask has no object, the first frame with a given object acts as frame 0 and the
+        frames before it are background.
       progress: show a progress bar.
 
     Returns:
-      `VideoResult`.
+      `VideoResult`; with `config.keep_logodds` and objects joining, every frame's log-odds have
+      the final class count, channels of objects not there yet at the clamped minimum.
     """
     frames, spx, first_mask = _check_video(frames, spx, first_mask)
+    later = _check_later_masks(later_masks, first_mask.shape, len(frames))
     # Checked above as a whole: not again frame by frame.
-    results = list(self._stream(zip(frames, spx), first_mask, progress))
-    logodds = [r.logodds for r in results]
+    results = list(self._stream(zip(frames, spx), first_mask, later, progress))
+    logodds = None
+    if results[0].logodds is not None:
+      channels = max(r.logodds.shape[-1] for r in results)
+      logodds = np.stack(
+        [
+          np.pad(
+            r.logodds,
+            ((0, 0), (0, 0), (0, channels - r.logodds.shape[-1])),
+            constant_values=LOW_LOGODDS,
+          )
+          for r in results
+        ]
+      ).astype(np.float32)
     return VideoResult(
-      np.stack([r.mask for r in results]),
-      np.stack([r.preseg for r in results]),
-      None if logodds[0] is None else np.stack(logodds).astype(np.float32),
+      np.stack([r.mask for r in results]), np.stack([r.preseg for r in results]), logodds
     )
+
+
+def _tracked_ids(first_mask: np.ndarray, later: Mapping[int, np.ndarray]) -> np.ndarray:
+  """Object ids in the order they are tracked: the first mask's sorted, then each later frame's
+  new ones sorted."""
+  ids = [int(i) for i in np.unique(first_mask) if i > 0]
+  for mask in later.values():
+    ids += [int(i) for i in np.unique(mask) if i > 0 and i not in ids]
+  return np.array(ids, np.int64)
+
+
+def _check_later_masks(later_masks, size, num_frames: Optional[int] = None) -> dict:
+  """{t: [H, W] int64 ids} sorted by frame, checked against the frame size and count."""
+  later = {}
+  for t, mask in sorted((later_masks or {}).items()):
+    mask = np.asarray(mask)
+    if not isinstance(t, (int, np.integer)) or t < 1 or (num_frames and t >= num_frames):
+      raise ValueError(f'later masks need frame indices 1..T - 1, got {t!r}')
+    if mask.shape != tuple(size) or not np.issubdtype(mask.dtype, np.integer):
+      raise ValueError(
+        f'later mask of frame {t} must be [H, W] {tuple(size)} integer ids, got '
+        f'{mask.shape} {mask.dtype}'
+      )
+    if mask.size and (mask.min() < 0 or mask.max() >= VOID):
+      raise ValueError(
+        f'later mask of frame {t}: ids must lie in 0..{VOID - 1}, found {mask.min()}..{mask.max()}'
+      )
+    later[int(t)] = mask.astype(np.int64)
+  return later
 
 
 def _check_video(frames, spx, first_mask):

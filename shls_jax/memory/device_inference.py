@@ -2,8 +2,9 @@
 k-means in JAX (`device_memory`'s kernels), so that no faiss is needed and the heavy work runs on
 the accelerator.
 
-`fit`, `predict`, `confident_superpixels` and `memorise_confident` take and return what the host
-memory's (`host_memory`) do, the state aside (`CappedMemory` here, `host_memory.Memory` there);
+`fit`, `predict`, `confident_superpixels`, `memorise_confident` and `add_classes` take and return
+what the host memory's (`host_memory`) do, the state aside (`CappedMemory` here,
+`host_memory.Memory` there);
 `propagation.Propagator` uses either (`config.inference.memory`). Shared exactly: the frame rules
 (`frame_rules`: pre-segmentation cleaning, ROIs, attention maps, confident superpixels), the pools
 of the confident update and the per-class cap (10x the frame-0 superfeature count per class; on
@@ -145,6 +146,33 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) 
     initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * count for count in counts),
     max_size=max_size,
     iterations=iterations,
+  )
+
+
+def add_classes(
+  memory: CappedMemory, features: np.ndarray, pools: np.ndarray, mask: np.ndarray
+) -> CappedMemory:
+  """As `host_memory.add_classes`: classes C + 1 .. C' join with their superfeatures [M, D],
+  pools [M] and minimum ROI sizes from the class map `mask`. The class axis grows: the memory's
+  programs compile once more."""
+  features, pools, classes = frame_rules.new_class_entries(memory.num_cls, features, pools)
+  num_slots = memory.features.shape[1]
+  counts = [int(np.sum(pools == cls)) for cls in classes]
+  stored = np.zeros((len(classes), num_slots, features.shape[1]), np.float32)
+  filled = np.zeros((len(classes), num_slots), bool)
+  for row, (cls, count) in enumerate(zip(classes, counts)):
+    stored[row, :count] = features[pools == cls]
+    filled[row, :count] = True
+  filled = jnp.asarray(filled)
+  stored, centroids = _normalise_and_fit(jnp.asarray(stored), filled, memory.iterations)
+  return dataclasses.replace(
+    memory,
+    features=jnp.concatenate([memory.features, stored]),
+    filled=jnp.concatenate([memory.filled, filled]),
+    centroids=jnp.concatenate([memory.centroids, centroids]),
+    added=memory.added + tuple(counts),
+    initial_sizes=memory.initial_sizes + tuple(rules.KEPT_INITIAL_FACTOR * c for c in counts),
+    initial_boxes=np.concatenate([memory.initial_boxes, frame_rules.tight_boxes(mask, classes)]),
   )
 
 

@@ -66,8 +66,34 @@ def with_initial_boxes(memory, prev_mask: np.ndarray):
   annotation)."""
   if memory.initial_boxes is not None:
     return memory
-  boxes = [rois.roi(prev_mask == cls, widening=0.0) for cls in range(2, memory.num_cls + 1)]
-  return dataclasses.replace(memory, initial_boxes=np.stack(boxes))
+  return dataclasses.replace(
+    memory, initial_boxes=tight_boxes(prev_mask, range(2, memory.num_cls + 1))
+  )
+
+
+def tight_boxes(mask: np.ndarray, classes) -> np.ndarray:
+  """[len(classes), 4] int32 unwidened boxes of `classes` in the [H, W] class map `mask`: the
+  minimum ROI sizes of objects, from the frame where they are given."""
+  return np.stack([rois.roi(mask == cls, widening=0.0) for cls in classes]).astype(np.int32)
+
+
+def new_class_entries(
+  num_cls: int, features: np.ndarray, pools: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+  """Checks what `add_classes` of a memory with `num_cls` classes gets: returns (features
+  [M, D] float32, pools [M], the new classes num_cls + 1 .. C', each of which must occur)."""
+  pools = np.asarray(pools)
+  if pools.ndim != 1 or pools.size == 0:
+    raise ValueError(f'pools must be [M] with M >= 1; got shape {pools.shape}')
+  features = check_features(features, pools.shape[0])
+  classes = list(range(num_cls + 1, int(pools.max()) + 1))
+  absent = [cls for cls in classes if not np.any(pools == cls)]
+  if pools.min() <= num_cls or absent:
+    raise ValueError(
+      f'new classes must be {num_cls + 1}.. with a superfeature each; got pools '
+      f'{sorted(set(pools.tolist()))}'
+    )
+  return features, pools, classes
 
 
 def prediction_from_scores(

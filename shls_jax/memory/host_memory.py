@@ -2,6 +2,7 @@
 
 State is a `Memory` of plain arrays (per-class superfeatures, per-class centroids, size limits,
 the frame-0 object boxes); every function returns new values and changes nothing in place.
+Objects given after frame 0 join as new classes (`add_classes`).
 Classes are 1..C with 1 = background (C = `num_cls`); per-class lists and score columns are
 indexed by class - 1. Superpixel maps are [H, W] int labelled densely 1..N, superfeatures
 [N, D] float32 with row n - 1 = superpixel n; boxes are [rmin, rmax, cmin, cmax], max exclusive.
@@ -66,6 +67,31 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int) -> Memory:
     centroids=tuple(kmeans.fit_spherical_kmeans(feats) for feats in per_class),
     initial_sizes=tuple(rules.KEPT_INITIAL_FACTOR * len(feats) for feats in per_class),
     max_size=rules.MEMORY_CAP_FACTOR * features.shape[0],
+  )
+
+
+def add_classes(
+  memory: Memory, features: np.ndarray, pools: np.ndarray, mask: np.ndarray
+) -> Memory:
+  """New objects join the memory as classes C + 1 .. C' (objects given after frame 0), each from
+  its superfeatures as a class is at `fit`: its own entries, k-means centroids and kept size, and
+  its minimum ROI size from `mask`; the cap stays frame 0's.
+
+  Args:
+    memory: the memory, after a first predict.
+    features: [M, D] float32 superfeatures of the new classes.
+    pools: [M] int their classes C + 1 .. C', each occurring.
+    mask: [H, W] int class map of the frame where they are given.
+  """
+  features, pools, classes = frame_rules.new_class_entries(memory.num_cls, features, pools)
+  per_class = tuple(features[pools == cls] for cls in classes)
+  return dataclasses.replace(
+    memory,
+    features=memory.features + per_class,
+    centroids=memory.centroids + tuple(kmeans.fit_spherical_kmeans(f) for f in per_class),
+    initial_sizes=memory.initial_sizes
+    + tuple(rules.KEPT_INITIAL_FACTOR * len(f) for f in per_class),
+    initial_boxes=np.concatenate([memory.initial_boxes, frame_rules.tight_boxes(mask, classes)]),
   )
 
 

@@ -78,14 +78,18 @@ class Segmenter(nn.Module):
     return conv2d(2, 3, 256, padding=1, name='pred')(x)
 
 
+# Probabilities are clamped to [PROBABILITY_CLAMP, 1 - PROBABILITY_CLAMP] before log-odds.
+PROBABILITY_CLAMP = 1e-7
+
+
 def soft_aggregate(probs: jax.Array) -> jax.Array:
   """Soft aggregation of object probabilities probs [K, H, W] into log-odds [H, W, K + 1].
 
   Channel 0 (class 1, background) = prod(1 - p_k), channel k = p_k; clamped to
-  [1e-7, 1 - 1e-7], then log(p / (1 - p)).
+  [PROBABILITY_CLAMP, 1 - PROBABILITY_CLAMP], then log(p / (1 - p)).
   """
   em = jnp.concatenate([jnp.prod(1.0 - probs, axis=0, keepdims=True), probs], axis=0)
-  em = jnp.clip(em, 1e-7, 1.0 - 1e-7)
+  em = jnp.clip(em, PROBABILITY_CLAMP, 1.0 - PROBABILITY_CLAMP)
   return jnp.moveaxis(jnp.log(em / (1.0 - em)), 0, -1)
 
 

@@ -61,13 +61,13 @@ def _prediction_stages(prefix: str, pred: memory.MemoryPrediction) -> Dict[str, 
   return out
 
 
-def _decoder_input_stages(ref, prop, first, carry, emb, pred, n: int) -> Dict[str, np.ndarray]:
+def _decoder_input_stages(ref, prop, firsts, carry, emb, pred, n: int) -> Dict[str, np.ndarray]:
   """Recorded feature-modulator/decoder inputs of frame n, recomputed."""
   out = {}
   for k in range(len(pred.boxes)):
     if f'frame{n}.mem_select{k}.in0' not in ref.vectors:
       continue
-    x, _ = prop.exact_inputs(first, carry, emb, pred, k)
+    x, _ = prop.exact_inputs(firsts, carry, emb, pred, k)
     modulated = SHLS().apply(ref.variables, x.attention, x.l1, x.l4, method=SHLS.modulate)
     l4 = jnp.concatenate([x.first_l4[None], modulated], axis=-1)
     for i, value in enumerate((x.attention, x.l1, x.l4)):
@@ -108,8 +108,8 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
     emb.superfeatures = v[f'frame{n}.superfeatures']
     mem, pred = prop.predict(carry, emb, spx)
     out.update(_prediction_stages(f'frame{n}', pred))
-    out.update(_decoder_input_stages(ref, prop, first, carry, emb, pred, n))
-    logodds, _ = prop.decode(first, carry, emb, spx, pred)
+    out.update(_decoder_input_stages(ref, prop, [first], carry, emb, pred, n))
+    logodds, _ = prop.decode([first], carry, emb, spx, pred)
     out[f'frame{n}.pred'] = parity.to_nchw(logodds[None])
     if f'frame{n}.confident' in v:
       mask = np.argmax(logodds, axis=-1) + 1
