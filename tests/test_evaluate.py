@@ -196,9 +196,11 @@ def test_precomputed_superpixels_missing_map_is_a_clear_error(davis_sample, tmp_
   config.eval.superpixels.method = 'precomputed'
   config.eval.superpixels.root = str(tmp_path / 'spx')
   sequence = davis.load_sequence(davis_sample, 'blackswan')
-  frames = np.zeros((1, 8, 8, 3), np.uint8)
+  frame = np.zeros((8, 8, 3), np.uint8)
   with pytest.raises(FileNotFoundError, match='shls_jax.tools.superpixels'):
-    evaluator.sequence_superpixels(frames, sequence, config.eval.superpixels)
+    evaluator.frame_superpixels(
+      frame, sequence.name, sequence.frame_names[0], config.eval.superpixels
+    )
 
 
 def test_overlay_tints_objects_only():

@@ -18,6 +18,7 @@ Under `jax.distributed`, process p segments sequences p, p + P, ... of the list;
 once all are written, and every process yields its numbers.
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -105,37 +106,12 @@ def frame_superpixels(
   return spx.astype(np.int32)
 
 
-def sequence_superpixels(
-  frames: np.ndarray,
-  sequence: davis.Sequence,
-  spx_config: ml_collections.ConfigDict,
-  progress: bool = False,
-) -> np.ndarray:
-  """[T, H, W] int32 `frame_superpixels` of every frame [T, H, W, 3] uint8 of `sequence`, with a
-  per-frame progress bar when `progress`."""
-  names = tqdm(
-    sequence.frame_names,
-    desc=f'{sequence.name} spx',
-    unit='frame',
-    leave=False,
-    disable=not progress,
-  )
-  return np.stack(
-    [frame_superpixels(f, sequence.name, n, spx_config) for f, n in zip(frames, names)]
-  )
-
-
 def first_mask(
   sequence: davis.Sequence, single_object: bool, size: tuple[int, int] | None = None
 ) -> np.ndarray:
   """[H, W] uint8 first-frame object ids (0 = background, void counted as background)."""
   mask = davis.load_masks(sequence, [0], size, single_object)[0]
   return np.where(mask == davis.VOID, 0, mask).astype(np.uint8)
-
-
-def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """[T, h, w] ids -> [T, H, W] uint8 ids, nearest neighbour (results are scored at (H, W))."""
-  return np.stack([davis.resize_ids(m, size) for m in np.asarray(masks, np.uint8)])
 
 
 def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = _OVERLAY_ALPHA) -> np.ndarray:
@@ -277,21 +253,24 @@ class Evaluator:
   def predict_sequence(
     self, propagator: propagation.Propagator, sequence: davis.Sequence
   ) -> np.ndarray:
-    """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W)."""
+    """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W); the frames are
+    streamed (read, resized and cut into superpixels one at a time)."""
     single = self.eval_config.single_object
-    frames = davis.load_frames(sequence, self.size)
-    spx = sequence_superpixels(frames, sequence, self.eval_config.superpixels, self.progress)
-    result = propagator.run(
-      frames, spx, first_mask(sequence, single, self.size), progress=self.progress
-    )
-    masks = np.asarray(result.masks)
-    if masks.shape != spx.shape:
-      raise ValueError(f'propagation returned masks {masks.shape} for frames {spx.shape}')
+
+    def inputs():
+      for path, name in zip(sequence.frames, sequence.frame_names):
+        frame = davis.read_frame(path, self.size)
+        yield frame, frame_superpixels(frame, sequence.name, name, self.eval_config.superpixels)
+
     full = first_mask(sequence, single)
-    masks = resize_masks(masks, full.shape)
+    results = propagator.stream(
+      inputs(), first_mask(sequence, single, self.size), progress=self.progress
+    )
     # The given mask is the result of frame 0, at full detail rather than resized twice.
-    masks[0] = full
-    return masks
+    masks = [full] + [
+      davis.resize_ids(r.mask, full.shape) for r in itertools.islice(results, 1, None)
+    ]
+    return np.stack(masks).astype(np.uint8)
 
   def copy_first_mask(self, sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8: the first mask on every frame (the baseline a propagation must beat)."""
