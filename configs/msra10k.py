@@ -29,6 +29,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.root = ''  # folder holding Imgs/ (and train.txt)
   config.data.split = ''  # '' = every image of Imgs/, else <root>/<split>.txt
   config.data.mask_dir = ''  # '' = masks beside the images; else a folder under root
+  # 'msra10k' (the above) or 'folder': any folders of images (root, comma-separated), with the
+  # masks of mask_dir, or without it unsupervised pseudo-masks of pseudo_mask_method
+  # (`shls_jax.data.saliency`; parameter overrides in pseudo_mask_params) computed once into
+  # <workdir>/pseudo_masks/<method>-<hash of the parameters>/ and reused by later runs.
+  config.data.layout = 'msra10k'
+  config.data.pseudo_mask_method = 'saliency_cut'
+  config.data.pseudo_mask_params = ml_collections.ConfigDict()
+  config.data.pseudo_mask_workers = 2
   config.data.num_parallel_calls = 8  # pseudo-sequences generated concurrently per process
 
   # Network step: `shls_jax.training.train_step` (pmap over local devices, static shapes), or

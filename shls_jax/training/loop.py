@@ -29,7 +29,8 @@ step s reopens the pipeline of its segment and skips the batches before s, so it
 the batches of an uninterrupted run.
 
 Under `jax.distributed` every process reads its own shard of the images; process 0 alone writes
-logs, TensorBoard scalars and the exported PyTorch file.
+logs, TensorBoard scalars, the exported PyTorch file and the pseudo-masks of a raw image folder
+(`make_source`; `<workdir>/pseudo_masks/`, kept for later runs).
 """
 
 import functools
@@ -46,12 +47,13 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
 from flax import jax_utils
+from jax.experimental import multihost_utils
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
 from shls_jax import checkpoints
 from shls_jax.checkpoints import torch_interop
-from shls_jax.data import input_pipeline, stills
+from shls_jax.data import input_pipeline, pseudo_masks, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
 from shls_jax.training import curves, optimizer, reference_step
 from shls_jax.training import train_step as train_step_lib
@@ -63,6 +65,7 @@ BEST_DIR = 'best'
 VALIDATION_DIR = 'validation'
 BASELINE_DIR = 'baseline'
 TENSORBOARD_DIR = 'tensorboard'
+PSEUDO_MASK_DIR = 'pseudo_masks'
 # TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
 # package that provides `tf.summary.scalar` is not a dependency).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
@@ -70,15 +73,46 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
 )
 
 
-def make_source(data_config: ml_collections.ConfigDict) -> stills.StillImageSet:
-  """Still images of `data_config.root` (MSRA10K layout, optional split and mask folder)."""
+def make_source(data_config: ml_collections.ConfigDict, workdir: Path) -> stills.StillImageSet:
+  """Still images of `data_config.root` with their masks.
+
+  `layout` 'msra10k': an MSRA10K folder (optional split and mask folder). 'folder': any folders
+  of images (`root`, comma-separated), with masks from `mask_dir` when set (one folder), else
+  pseudo-masks of `pseudo_mask_method` computed once into `<workdir>/pseudo_masks/` (process 0;
+  `pseudo_masks.cached_samples`).
+  """
   if not data_config.root:
     raise ValueError(
-      'config.data.root is empty: set it to the MSRA10K folder (--config.data.root=PATH)'
+      'config.data.root is empty: set it to the image folder (--config.data.root=PATH)'
     )
-  return stills.StillImageSet(
-    stills.list_msra10k(data_config.root, data_config.split or None, data_config.mask_dir or None)
-  )
+  layout = data_config.get('layout', 'msra10k')
+  if layout == 'msra10k':
+    samples = stills.list_msra10k(
+      data_config.root, data_config.split or None, data_config.mask_dir or None
+    )
+  elif layout == 'folder':
+    folders = [f.strip() for f in data_config.root.split(',') if f.strip()]
+    if data_config.mask_dir:
+      if len(folders) != 1:
+        raise ValueError('config.data.mask_dir goes with one image folder in config.data.root')
+      samples = stills.list_folder(folders[0], data_config.mask_dir)
+    else:
+      make = functools.partial(
+        pseudo_masks.cached_samples,
+        folders,
+        workdir / PSEUDO_MASK_DIR,
+        data_config.pseudo_mask_method,
+        data_config.pseudo_mask_params.to_dict(),
+        workers=data_config.pseudo_mask_workers,
+      )
+      if jax.process_index() == 0:
+        make()
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('shls_pseudo_masks')
+      samples = make(progress=False)
+  else:
+    raise ValueError(f"config.data.layout must be 'msra10k' or 'folder', got {layout!r}")
+  return stills.StillImageSet(samples)
 
 
 def total_steps(config: ml_collections.ConfigDict, num_images: int) -> int:
@@ -290,7 +324,7 @@ def train_and_evaluate(
   _check_config(config)
   workdir = Path(workdir).absolute()  # orbax needs absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
-  source = make_source(config.data)
+  source = make_source(config.data, workdir)
   num_steps = total_steps(config, len(source))
   latest_manager, best_manager = _checkpoint_managers(workdir, config)
   state = initial_state(config)

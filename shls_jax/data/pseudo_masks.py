@@ -1,0 +1,166 @@
+"""Pseudo-mask folders: one PNG per image (same stem, same size) by a `saliency` method.
+
+`write_masks(images, out, method, params)` writes `<out>/<stem>.png` (a soft map in 0..255, or
+0/255 with `binary`) and records what made them in `<out>/pseudo_masks.json`. A folder made with
+the same settings is resumed (images whose PNG exists are skipped); a folder made otherwise, or
+holding other files, is written into only with `overwrite`, which also recomputes every mask.
+PNGs appear whole or not at all (written aside, then renamed).
+
+Training on a folder of raw images (`config.data.layout = 'folder'`) caches its masks under
+`<workdir>/pseudo_masks/<cache_key>/`, keyed by the method and its full parameters: a changed
+method or parameter gets a new folder and recomputes, an unchanged one reuses.
+"""
+
+import hashlib
+import json
+import os
+from concurrent import futures
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from shls_jax.data import saliency, stills
+
+SETTINGS_FILE = 'pseudo_masks.json'
+
+
+def list_images(folder) -> list[Path]:
+  """Sorted images (jpg, jpeg, png, bmp) of `folder`.
+
+  Raises:
+    FileNotFoundError: `folder` is not a folder or holds no image.
+  """
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise FileNotFoundError(f'image folder {folder} is not a directory')
+  images = sorted(p for p in folder.iterdir() if p.suffix.lower() in stills.IMAGE_SUFFIXES)
+  if not images:
+    raise FileNotFoundError(f'no images ({", ".join(stills.IMAGE_SUFFIXES)}) in {folder}')
+  stems = [p.stem for p in images]
+  if len(set(stems)) < len(stems):
+    raise ValueError(f'{folder} holds images of the same stem in two formats: masks would clash')
+  return images
+
+
+def settings(method: str, params=None, binary: bool = False) -> dict:
+  """What decides a folder's masks: the method, its full parameters, soft or binary."""
+  return {'method': method, 'params': saliency.parameters(method, params), 'binary': binary}
+
+
+def cache_key(method: str, params=None) -> str:
+  """`<method>-<10 hex digits of the parameters' hash>`: the cache folder of training."""
+  full = json.dumps(settings(method, params), sort_keys=True)
+  return f'{method}-{hashlib.sha256(full.encode()).hexdigest()[:10]}'
+
+
+def _check_folder(out: Path, wanted: dict, overwrite: bool) -> None:
+  if overwrite or not out.exists():
+    return
+  if not out.is_dir():
+    raise NotADirectoryError(f'pseudo-mask folder {out} is a file')
+  path = out / SETTINGS_FILE
+  previous = json.loads(path.read_text()) if path.is_file() else None
+  if previous is None and any(out.iterdir()):
+    raise FileExistsError(
+      f'{out} is not empty and holds no {SETTINGS_FILE}: choose another folder or pass --overwrite'
+    )
+  if previous is not None and previous != wanted:
+    raise FileExistsError(
+      f'{out} holds masks of other settings ({previous["method"]}, see {SETTINGS_FILE}): '
+      'choose another folder or pass --overwrite'
+    )
+
+
+def _write_one(image_path: Path, out: Path, method: str, params: dict, binary: bool) -> Path:
+  """Computes and writes the mask of one image; returns its path."""
+  image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+  if image is None:
+    raise ValueError(f'cannot read image {image_path} (missing, corrupt or not an image)')
+  soft = saliency.saliency_map(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), method, params)
+  values = saliency.binary_mask(soft, method) * 255 if binary else np.round(soft * 255)
+  target = out / f'{image_path.stem}.png'
+  partial = out / f'.{image_path.stem}.partial.png'
+  cv2.imwrite(str(partial), values.astype(np.uint8))
+  os.replace(partial, target)
+  return target
+
+
+def write_masks(
+  images: Sequence[Path],
+  out,
+  method: str = saliency.DEFAULT_METHOD,
+  params=None,
+  *,
+  binary: bool = False,
+  workers: int = 1,
+  overwrite: bool = False,
+  progress: bool = True,
+) -> int:
+  """Writes the pseudo-masks of `images` to `out` (see the module docstring).
+
+  Args:
+    images: image paths (distinct stems).
+    out: output folder (created).
+    method, params: the `saliency` method and parameter overrides.
+    binary: 0/255 masks (`saliency.binary_mask`) instead of soft maps.
+    workers: processes computing masks in parallel (1 = in this process).
+    overwrite: replace whatever `out` holds and recompute every mask.
+    progress: show a progress bar.
+
+  Returns:
+    How many masks were computed (0 when the folder was complete).
+
+  Raises:
+    FileExistsError, NotADirectoryError: `out` is not this run's to write (without overwrite).
+    ValueError: an image cannot be read, or unknown method or parameters.
+  """
+  out = Path(out)
+  wanted = settings(method, params, binary)
+  _check_folder(out, wanted, overwrite)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / SETTINGS_FILE).write_text(json.dumps(wanted, indent=2) + '\n')
+  todo = [p for p in images if overwrite or not (out / f'{p.stem}.png').is_file()]
+  args = (out, method, wanted['params'], binary)
+  bar = tqdm(total=len(todo), desc='pseudo-masks', unit='image', disable=not progress)
+  try:
+    if workers <= 1:
+      for path in todo:
+        _write_one(path, *args)
+        bar.update()
+    else:
+      with futures.ProcessPoolExecutor(workers) as pool:
+        try:
+          for done in futures.as_completed([pool.submit(_write_one, p, *args) for p in todo]):
+            done.result()
+            bar.update()
+        except BaseException:
+          # Stop at the first failure; what was written stays for a resumed run.
+          pool.shutdown(wait=True, cancel_futures=True)
+          raise
+  finally:
+    bar.close()
+  return len(todo)
+
+
+def cached_samples(
+  folders: Sequence,
+  cache_root,
+  method: str = saliency.DEFAULT_METHOD,
+  params=None,
+  *,
+  workers: int = 1,
+  progress: bool = True,
+) -> list[stills.StillSample]:
+  """The images of `folders` with their pseudo-masks, computed once under
+  `<cache_root>/<cache_key>/<i>-<folder name>/` and reused by later runs of the same method and
+  parameters; returns one `StillSample` per image, folder after folder."""
+  key = cache_key(method, params)
+  samples = []
+  for i, folder in enumerate(folders):
+    out = Path(cache_root) / key / f'{i}-{Path(folder).name}'
+    write_masks(list_images(folder), out, method, params, workers=workers, progress=progress)
+    samples += stills.list_folder(folder, out)
+  return samples
