@@ -2,7 +2,7 @@
 
   python evaluate.py --config configs/davis2017_val.py --davis-root DAVIS --results-dir R \
       [--checkpoint shls.pth | --checkpoint workdir/checkpoints] [--sequences a,b] \
-      [--overwrite] [--overlays] [--zip] [--config.eval.size='(240, 432)']
+      [--overwrite] [--overlays] [--zip] [--baseline] [--config.eval.size='(240, 432)']
 
   python evaluate.py --config configs/youtube_vos.py --youtube-root YTVOS --results-dir R \
       [--checkpoint ...] [--sequences video1,video2] [--zip]
@@ -40,6 +40,9 @@ flags.DEFINE_integer('workers', 2, 'Score-only without --config: scoring threads
 flags.DEFINE_bool('overwrite', False, 'Recompute everything and replace existing results.')
 flags.DEFINE_bool('overlays', False, 'Also write JPEG overlays to <results-dir>/overlays/.')
 flags.DEFINE_bool('zip', False, 'Also write <results-dir>/submission-<split>.zip for a server.')
+flags.DEFINE_bool(
+  'baseline', False, 'Also score copying the first mask forward, into <results-dir>/baseline.'
+)
 flags.mark_flags_as_required(['results-dir'])
 FLAGS = flags.FLAGS
 
@@ -90,6 +93,7 @@ def segment_and_score(config) -> None:
     overwrite=FLAGS.overwrite,
     overlays=FLAGS.overlays,
     submission=FLAGS.zip,
+    baseline=FLAGS.baseline,
   )
 
 
@@ -107,7 +111,7 @@ def main(argv):
   root = 'youtube-root' if youtube else 'davis-root'
   if FLAGS[root].value is None:
     raise app.UsageError(f'--{root} is required')
-  if youtube and FLAGS['score-only'].value:
+  if youtube and (FLAGS['score-only'].value or FLAGS.baseline):
     raise app.UsageError('YouTube-VOS is scored by its server: submit the --zip instead')
   try:
     if config is None:

@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.layout = 'msra10k'
   config.data.pseudo_mask_method = 'saliency_cut'
   config.data.pseudo_mask_params = ml_collections.ConfigDict()
+  config.data.pseudo_mask_binary = False  # 0/255 masks (the method's binary rule), not soft
   config.data.pseudo_mask_workers = 2
   config.data.num_parallel_calls = 8  # pseudo-sequences generated concurrently per process
 

@@ -375,3 +375,28 @@ def test_test_dev_split_is_segmented_and_zipped_without_scoring(tmp_path):
     with archive.open(names[0]) as f:
       image = Image.open(f)
       assert image.mode == 'P' and image.size == _SYNTHETIC_SIZE[::-1]
+
+
+def test_baseline_flag_scores_copying_the_first_mask_beside_the_model(tmp_path):
+  root = tmp_path / 'davis'
+  _write_synthetic_sequence(root, 'squares')
+  (root / 'ImageSets' / '2017').mkdir(parents=True)
+  (root / 'ImageSets' / '2017' / 'val.txt').write_text('squares\n')
+  results = tmp_path / 'results'
+  done = _evaluate_cli(
+    '--config',
+    'configs/davis2017_val.py',
+    '--davis-root',
+    root,
+    '--results-dir',
+    results,
+    '--baseline',
+    *_FAST_TINY,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  copied = _csv_values(results / 'baseline' / 'global_results-val.csv')['global']
+  assert (results / 'global_results-val.csv').is_file()
+  # Object 1 moves 8 px a frame and object 2 leaves: copying the first mask is far from perfect.
+  assert 0 < copied[0] < 0.9
+  masks = [davis.read_indexed_png(p) for p in sorted((results / 'baseline' / 'squares').glob('*'))]
+  assert all(np.array_equal(m, masks[0]) for m in masks)

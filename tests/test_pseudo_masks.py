@@ -127,8 +127,10 @@ def test_training_cache_is_reused_and_recomputed_when_a_parameter_changes(images
     [images], tmp_path, params={**FAST, 'iterations': 3}, progress=False
   )
   assert changed[0].mask_path.parent != folder
+  binary = pseudo_masks.cached_samples([images], tmp_path, params=FAST, binary=True, progress=False)
+  assert set(np.unique(cv2.imread(str(binary[0].mask_path), 0))) <= {0, 255}
   assert pseudo_masks.cache_key('saliency_cut', FAST) in str(folder)
-  assert len(list(tmp_path.iterdir())) == 2
+  assert len(list(tmp_path.iterdir())) == 3
 
 
 def test_training_runs_on_a_raw_image_folder(images, tmp_path):

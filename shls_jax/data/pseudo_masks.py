@@ -13,6 +13,7 @@ method or parameter gets a new folder and recomputes, an unchanged one reuses.
 
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent import futures
 from pathlib import Path
@@ -50,9 +51,9 @@ def settings(method: str, params=None, binary: bool = False) -> dict:
   return {'method': method, 'params': saliency.parameters(method, params), 'binary': binary}
 
 
-def cache_key(method: str, params=None) -> str:
-  """`<method>-<10 hex digits of the parameters' hash>`: the cache folder of training."""
-  full = json.dumps(settings(method, params), sort_keys=True)
+def cache_key(method: str, params=None, binary: bool = False) -> str:
+  """`<method>-<10 hex digits of the settings' hash>`: the cache folder of training."""
+  full = json.dumps(settings(method, params, binary), sort_keys=True)
   return f'{method}-{hashlib.sha256(full.encode()).hexdigest()[:10]}'
 
 
@@ -131,7 +132,9 @@ def write_masks(
         _write_one(path, *args)
         bar.update()
     else:
-      with futures.ProcessPoolExecutor(workers) as pool:
+      # Spawned, not forked: the caller may be a multithreaded JAX process.
+      context = multiprocessing.get_context('spawn')
+      with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         try:
           for done in futures.as_completed([pool.submit(_write_one, p, *args) for p in todo]):
             done.result()
@@ -151,16 +154,19 @@ def cached_samples(
   method: str = saliency.DEFAULT_METHOD,
   params=None,
   *,
+  binary: bool = False,
   workers: int = 1,
   progress: bool = True,
 ) -> list[stills.StillSample]:
-  """The images of `folders` with their pseudo-masks, computed once under
-  `<cache_root>/<cache_key>/<i>-<folder name>/` and reused by later runs of the same method and
-  parameters; returns one `StillSample` per image, folder after folder."""
-  key = cache_key(method, params)
+  """The images of `folders` with their pseudo-masks (soft, or 0/255 with `binary`), computed
+  once under `<cache_root>/<cache_key>/<i>-<folder name>/` and reused by later runs of the same
+  settings; returns one `StillSample` per image, folder after folder."""
+  key = cache_key(method, params, binary)
   samples = []
   for i, folder in enumerate(folders):
     out = Path(cache_root) / key / f'{i}-{Path(folder).name}'
-    write_masks(list_images(folder), out, method, params, workers=workers, progress=progress)
+    write_masks(
+      list_images(folder), out, method, params, binary=binary, workers=workers, progress=progress
+    )
     samples += stills.list_folder(folder, out)
   return samples

@@ -40,6 +40,7 @@ from shls_jax.inference import propagation
 from shls_jax.model import shls
 
 SETTINGS_FILE = 'evaluation.json'
+BASELINE_DIR = 'baseline'
 OVERLAY_DIR = 'overlays'
 SUPERPIXEL_SOURCES = ('slic', 'isec', 'precomputed')
 _OVERLAY_ALPHA = 0.5
@@ -399,9 +400,12 @@ def evaluate(
   overwrite: bool = False,
   overlays: bool = False,
   submission: bool = False,
+  baseline: bool = False,
 ) -> dict[str, float]:
   """The `evaluate.py` command: segments and scores, or only scores (`score_only`); with
-  `submission`, also zips the masks for an evaluation server (`Evaluator.submission_zip`).
+  `submission`, also zips the masks for an evaluation server (`Evaluator.submission_zip`); with
+  `baseline`, first scores the copy-first-mask baseline of the same frames into
+  `<results_dir>/baseline` (its tables are printed too).
 
   Returns:
     The global numbers {'J&F-Mean': ..., 'J-Mean': ..., ...}.
@@ -418,6 +422,18 @@ def evaluate(
     overlays=overlays,
   )
   evaluator.check_results_dir()
+  if baseline:
+    # The model's settings are recorded first: the folder is then this run's, baseline included.
+    record_settings(evaluator.results_dir, evaluator.settings)
+    copied = Evaluator(
+      config,
+      Path(results_dir) / BASELINE_DIR,
+      weights='copy-first-mask',
+      sequences=sequences,
+      overwrite=overwrite,
+    )
+    copied.check_results_dir()
+    dict(copied.run_baseline())
   numbers = dict(evaluator.run(load_weights(checkpoint)))
   if submission:
     print(f'submission: {evaluator.submission_zip()}', flush=True)

@@ -541,6 +541,12 @@ class Propagator:
     first = None
     if new_classes.size:
       frame_pools = pools.mode_pools(merged, mask)
+      for cls in new_classes:
+        if not np.any(frame_pools == cls):
+          # The merge's id arithmetic can fuse an object's pieces into another class' superpixel:
+          # the superpixel holding most of the object then stands for it.
+          ids, counts = np.unique(merged[mask == cls], return_counts=True)
+          frame_pools[ids[np.argmax(counts)] - 1] = cls
       joining = frame_pools > tracked
       mem = self.memory.add_classes(mem, joined.superfeatures[joining], frame_pools[joining], mask)
     mem, after = self.memory.predict(mem, joined.superfeatures, merged, mask, annotation=mask)

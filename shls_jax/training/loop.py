@@ -63,7 +63,6 @@ BEST_METRIC = 'J&F-Mean'
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 VALIDATION_DIR = 'validation'
-BASELINE_DIR = 'baseline'
 TENSORBOARD_DIR = 'tensorboard'
 PSEUDO_MASK_DIR = 'pseudo_masks'
 # TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
@@ -103,6 +102,7 @@ def make_source(data_config: ml_collections.ConfigDict, workdir: Path) -> stills
         workdir / PSEUDO_MASK_DIR,
         data_config.pseudo_mask_method,
         data_config.pseudo_mask_params.to_dict(),
+        binary=data_config.pseudo_mask_binary,
         workers=data_config.pseudo_mask_workers,
       )
       if jax.process_index() == 0:
@@ -288,7 +288,7 @@ def validate_baseline(config: ml_collections.ConfigDict, workdir: Path) -> Dict[
   """Scores of the copy-first-mask baseline on the validation sequences ({} without a root)."""
   if not config.eval.davis_root:
     return {}
-  results = workdir / VALIDATION_DIR / BASELINE_DIR
+  results = workdir / VALIDATION_DIR / evaluator_lib.BASELINE_DIR
   return dict(_evaluator(config, results, 'copy-first-mask').run_baseline())
 
 
