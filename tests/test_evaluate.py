@@ -346,6 +346,16 @@ def test_reference_checkpoint_is_loaded(parity_dir):
   assert evaluator.describe_weights(str(parity_dir / 'checkpoint.pth')).endswith('checkpoint.pth')
 
 
+def _evaluate_squares(root, split: str, results, *flags):
+  """evaluate.py on the DAVIS-2017 `split` of `root`, which lists the sequence 'squares'."""
+  (root / 'ImageSets' / '2017').mkdir(parents=True)
+  (root / 'ImageSets' / '2017' / f'{split}.txt').write_text('squares\n')
+  config = 'configs/davis2017_testdev.py' if split == 'test-dev' else 'configs/davis2017_val.py'
+  return _evaluate_cli(
+    '--config', config, '--davis-root', root, '--results-dir', results, *flags, *_FAST_TINY
+  )
+
+
 def test_test_dev_split_is_segmented_and_zipped_without_scoring(tmp_path):
   import zipfile
 
@@ -354,19 +364,8 @@ def test_test_dev_split_is_segmented_and_zipped_without_scoring(tmp_path):
   # Test splits annotate the first frame only.
   for mask in sorted((root / 'Annotations' / '480p' / 'squares').glob('*.png'))[1:]:
     mask.unlink()
-  (root / 'ImageSets' / '2017').mkdir(parents=True)
-  (root / 'ImageSets' / '2017' / 'test-dev.txt').write_text('squares\n')
   results = tmp_path / 'results'
-  done = _evaluate_cli(
-    '--config',
-    'configs/davis2017_testdev.py',
-    '--davis-root',
-    root,
-    '--results-dir',
-    results,
-    '--zip',
-    *_FAST_TINY,
-  )
+  done = _evaluate_squares(root, 'test-dev', results, '--zip')
   assert done.returncode == 0, done.stderr[-3000:]
   assert not list(results.glob('*.csv'))
   with zipfile.ZipFile(results / 'submission-test-dev.zip') as archive:
@@ -380,19 +379,8 @@ def test_test_dev_split_is_segmented_and_zipped_without_scoring(tmp_path):
 def test_baseline_flag_scores_copying_the_first_mask_beside_the_model(tmp_path):
   root = tmp_path / 'davis'
   _write_synthetic_sequence(root, 'squares')
-  (root / 'ImageSets' / '2017').mkdir(parents=True)
-  (root / 'ImageSets' / '2017' / 'val.txt').write_text('squares\n')
   results = tmp_path / 'results'
-  done = _evaluate_cli(
-    '--config',
-    'configs/davis2017_val.py',
-    '--davis-root',
-    root,
-    '--results-dir',
-    results,
-    '--baseline',
-    *_FAST_TINY,
-  )
+  done = _evaluate_squares(root, 'val', results, '--baseline')
   assert done.returncode == 0, done.stderr[-3000:]
   copied = _csv_values(results / 'baseline' / 'global_results-val.csv')['global']
   assert (results / 'global_results-val.csv').is_file()
