@@ -95,6 +95,32 @@ def test_image_with_more_regions_than_max_labels_keeps_them_all(sources):
   assert seq['num_cls'] == 5
 
 
+def test_rescaled_still_keeps_its_aspect_and_mask_values_and_its_object_in_later_frames():
+  # A large photo with a centred object: 480x720, object 160x240.
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (480, 720, 3), dtype=np.uint8)
+  mask = np.zeros((480, 720), np.float32)
+  mask[160:320, 240:480] = 0.7
+  small_image, small_mask = pseudo_sequences.rescale_still(image, mask, 72)
+  assert small_image.shape == (72, 108, 3) and small_image.dtype == np.uint8
+  assert set(np.unique(small_mask)) == {0.0, np.float32(0.7)}
+  assert pseudo_sequences.rescale_still(image, mask, 0)[1] is mask
+
+  def object_fraction(still, still_mask):
+    seq = pseudo_sequences.make_pseudo_sequence(
+      still, still_mask, np.random.default_rng(1), size=SIZE, n_segments=SEGMENTS, length=4
+    )
+    return [(labels == 2).mean() for labels in seq['label']]
+
+  # Frame 0 (the whole still resized) holds the object's 1/9; as stored, the later 64x64 crops
+  # of the 480x720 photo see a sliver or a blank part of it, rescaled they see it as frame 0.
+  as_stored = object_fraction(image, mask)
+  rescaled = object_fraction(small_image, small_mask)
+  assert abs(as_stored[0] - 1 / 9) < 0.02 and abs(rescaled[0] - 1 / 9) < 0.02
+  assert all(0.04 < f < 0.4 for f in rescaled[1:])
+  assert not all(0.04 < f < 0.4 for f in as_stored[1:])
+
+
 def test_paste_refuses_places_that_hide_over_half_an_object():
   frame = np.zeros((24, 24, 3), np.float32)
   label = np.ones((24, 24), np.int32)

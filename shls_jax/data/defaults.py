@@ -13,6 +13,12 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.image_size = (256, 256)  # (H, W) of the frames
   config.seq_len = 3  # frames T per pseudo-sequence
+  # > 0: each still (and its mask) is resized to this shorter side before its pseudo-sequence is
+  # made; 0 keeps it as stored (the reference). Later frames are image_size crops of the still
+  # at its own scale, so the still-to-frame ratio decides how much they zoom in: MSRA10K stills
+  # (about 300x400 for 256x256 frames) keep most of the object in view, while a 480p photo under
+  # 128x128 frames would give crops of a few percent of it.
+  config.still_short_side = 0
   config.max_labels = 4  # labels (background included) pasting aims for
   config.slic_segments = 300
   config.slic_compactness = 20.0

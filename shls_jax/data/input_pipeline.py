@@ -93,13 +93,16 @@ def generate(
   """
   rng = np.random.default_rng(list(seed))
 
+  def load(i):
+    return pseudo_sequences.rescale_still(*source[i], config.get('still_short_side', 0))
+
   def draw_other(rng):
     others = indices[indices != index] if indices.size > 1 else indices
-    return source[int(rng.choice(others))]
+    return load(int(rng.choice(others)))
 
   for _ in range(config.max_redraws + 1):
     sample = pseudo_sequences.make_pseudo_sequence(
-      *source[index],
+      *load(index),
       rng,
       length=config.seq_len,
       size=tuple(config.image_size),

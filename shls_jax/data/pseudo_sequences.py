@@ -356,6 +356,24 @@ def _relabel_by_first_frame(labels: np.ndarray) -> np.ndarray:
   return table[labels]
 
 
+def rescale_still(
+  image: np.ndarray, mask: np.ndarray, short_side: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """A still image (area-averaged) and its mask (nearest: its values, hence its regions, are
+  kept) resized, aspect kept, to `short_side` pixels on their shorter side; unchanged when
+  `short_side` <= 0."""
+  h, w = mask.shape
+  if short_side <= 0 or min(h, w) == short_side:
+    return image, mask
+  scale = short_side / min(h, w)
+  size = (max(1, round(w * scale)), max(1, round(h * scale)))
+  interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+  return (
+    cv2.resize(image, size, interpolation=interpolation),
+    cv2.resize(np.asarray(mask, np.float32), size, interpolation=cv2.INTER_NEAREST),
+  )
+
+
 def make_pseudo_sequence(
   image: np.ndarray,
   mask: np.ndarray,
