@@ -25,12 +25,11 @@ import numpy as np
 from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
-from shls_jax.data import davis
+from shls_jax.data import davis, stills
 from shls_jax.evaluation import evaluator
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.propagation import Propagator
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 DEFAULT_FPS = 24.0
 
 
@@ -46,9 +45,11 @@ class VideoSource:
   def __init__(self, path, default_fps: float = DEFAULT_FPS):
     self.path = Path(path)
     if self.path.is_dir():
-      self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+      self.files = stills.image_files(self.path)
       if not self.files:
-        raise FileNotFoundError(f'frame folder {self.path} holds no {"/".join(IMAGE_SUFFIXES)}')
+        raise FileNotFoundError(
+          f'frame folder {self.path} holds no {"/".join(stills.IMAGE_SUFFIXES)}'
+        )
       first = cv2.imread(str(self.files[0]), cv2.IMREAD_COLOR)
       if first is None:
         raise ValueError(f'cannot read frame {self.files[0]}')

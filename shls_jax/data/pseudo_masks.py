@@ -37,7 +37,7 @@ def list_images(folder) -> list[Path]:
   folder = Path(folder)
   if not folder.is_dir():
     raise FileNotFoundError(f'image folder {folder} is not a directory')
-  images = sorted(p for p in folder.iterdir() if p.suffix.lower() in stills.IMAGE_SUFFIXES)
+  images = stills.image_files(folder)
   if not images:
     raise FileNotFoundError(f'no images ({", ".join(stills.IMAGE_SUFFIXES)}) in {folder}')
   stems = [p.stem for p in images]

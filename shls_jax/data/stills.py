@@ -50,6 +50,11 @@ def _read_split_names(path: Path) -> list[str]:
   return names
 
 
+def image_files(folder: Path) -> list[Path]:
+  """The images (`IMAGE_SUFFIXES`, any case) of a folder, sorted by name."""
+  return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def list_msra10k(root, split: str | None = None, mask_dir=None) -> list[StillSample]:
   """Samples of an MSRA10K-layout folder.
 
@@ -85,7 +90,7 @@ def list_folder(image_dir, mask_dir) -> list[StillSample]:
   """
   image_dir = _require_dir(Path(image_dir), 'image folder')
   mask_dir = _require_dir(Path(mask_dir), 'mask folder')
-  images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+  images = image_files(image_dir)
   samples = [
     StillSample(p.stem, p, mask_dir / f'{p.stem}.png')
     for p in images
