@@ -54,6 +54,8 @@ from shls_jax.training import train_step as ts
 # The training-step benchmark beside this script (a script's folder is on sys.path).
 import train_step as step_benchmark
 
+from shls_jax.io import masks as mask_io
+
 PRECISIONS = ('highest', 'default')
 
 
@@ -213,7 +215,7 @@ def inference(table: Table, args) -> None:
     sequence = davis.load_sequence(args.davis_root, args.sequence)
     frames = davis.load_frames(sequence)[: args.frames]
     first = davis.load_masks(sequence, [0], single_object=True)[0]
-    first = np.where(first == davis.VOID, 0, first)
+    first = np.where(first == mask_io.VOID, 0, first)
     label, segments = f'{args.sequence} {frames.shape[1]}x{frames.shape[2]}', 1000
   start = time.perf_counter()
   spx = np.stack([superpixels.compute(f, 'slic', n_segments=segments) for f in frames])
@@ -290,10 +292,10 @@ def main():
   has_faiss = importlib.util.find_spec('faiss') is not None
   table.add('device', 'faiss importable', has_faiss)
   if has_faiss:
-    from shls_jax.memory import faiss_device
+    from shls_jax.memory import faiss_index
 
     # A faiss GPU build makes the faiss memory's rows below run on GPU indexes.
-    table.add('device', 'faiss memory on GPU indexes', faiss_device.use_gpu())
+    table.add('device', 'faiss memory on GPU indexes', faiss_index.use_gpu())
   if accelerator.platform == 'cpu':
     table.add('device', 'note', 'no accelerator: the comparisons below are CPU against CPU')
   sections = (

@@ -19,9 +19,10 @@ import numpy as np
 
 from shls_jax import checkpoints, superpixels
 from shls_jax.data import davis
-from shls_jax.evaluation import evaluator, metrics
+from shls_jax.evaluation import metrics
 from shls_jax.inference import defaults
 from shls_jax.inference.propagation import Propagator
+from shls_jax.io import masks as mask_io
 from shls_jax.model import shls
 
 _SAMPLE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'
@@ -63,9 +64,9 @@ def main():
     count = min(args.frames, len(sequence.frames))
     frames = davis.load_frames(sequence, size)[:count]
     spx = np.stack([superpixels.compute(f, 'slic', n_segments=args.segments) for f in frames])
-    first = evaluator.first_mask(sequence, single_object=True, size=size)
+    first = davis.first_mask(sequence, single_object=True, size=size)
     truth = davis.load_masks(sequence, range(count), size, single_object=True)
-    videos.append((name, frames, spx, first, np.where(truth == davis.VOID, 0, truth)))
+    videos.append((name, frames, spx, first, np.where(truth == mask_io.VOID, 0, truth)))
   # Warm-up: compilation for these shapes, not timed.
   for engine in engines.values():
     engine.run(*videos[0][1:4])

@@ -16,6 +16,8 @@ import time
 import numpy as np
 
 from shls_jax.data import davis, saliency
+from shls_jax.io import frames as frame_io
+from shls_jax.io import masks as mask_io
 
 _BETA2 = 0.3
 _THRESHOLDS = np.arange(1, 256) / 255.0
@@ -83,8 +85,8 @@ def main(argv=None) -> None:
     for t in range(0, len(sequence.frames), args.every):
       if sequence.annotations[t] is None:
         continue
-      image = davis.read_frame(sequence.frames[t])
-      gt = davis.read_mask(sequence.annotations[t], binary_255=sequence.binary_255) > 0
+      image = frame_io.read_frame(sequence.frames[t])
+      gt = mask_io.read_mask(sequence.annotations[t], binary_255=sequence.binary_255) > 0
       count += 1
       prior = ellipse(gt.shape)
       scores['ellipse'].add(prior, prior > 0, gt, 0.0)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from shls_jax import superpixels
-from shls_jax.data import davis
+from shls_jax.io import frames as frame_io
 
 _ISEC_NPZ = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'v1' / 'isec.npz'
 
@@ -23,7 +23,7 @@ _ISEC_NPZ = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'v1' / '
 def load_frames(image: Path | None) -> dict[str, np.ndarray]:
   """Named [H, W, 3] RGB frames to time (uint8 or float32 in [0, 1])."""
   if image is not None:
-    full = davis.read_frame(image)
+    full = frame_io.read_frame(image)
     h, w = full.shape[:2]
     half = cv2.resize(full, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     return {f'{h // 2}x{w // 2}': half, f'{h}x{w}': full}

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shls_jax.crops import object_crops, static_crops
-from shls_jax.memory import device_memory
+from shls_jax.memory import training_memory
 from shls_jax.model import backbone, shls
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses
@@ -199,23 +199,23 @@ def profile_rows(config, objects: int, timer: Timer):
   label = jnp.asarray(batch['label'])
 
   def memory_stage(sf):
-    memory = device_memory.fit(
+    memory = training_memory.fit(
       sf[0],
       labels[0],
-      capacity=device_memory.memory_capacity(CAPACITY, FRAMES),
+      capacity=training_memory.memory_capacity(CAPACITY, FRAMES),
       num_classes=num_classes,
       iterations=config.kmeans_iterations,
     )
     outputs = []
     for t in range(FRAMES):
-      knn_pred, knn_scores = device_memory.knn_predict(memory, sf[t])
-      table = device_memory.attention_table(
-        knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid
+      knn_pred, knn_scores = training_memory.knn_predict(memory, sf[t])
+      table = training_memory.attention_table(
+        knn_scores, training_memory.centroid_scores(memory, sf[t]), class_valid
       )
-      boxes = jax.vmap(lambda c, t=t: device_memory.annotation_box(label[t] == c))(obj)
-      outputs.append((device_memory.pixel_map(table, spx[t]), boxes))
+      boxes = jax.vmap(lambda c, t=t: training_memory.annotation_box(label[t] == c))(obj)
+      outputs.append((training_memory.pixel_map(table, spx[t]), boxes))
       if 0 < t < FRAMES - 1:
-        memory = device_memory.add(
+        memory = training_memory.add(
           memory,
           sf[t],
           knn_pred,

@@ -18,73 +18,16 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
-from shls_jax.data import davis, stills
-from shls_jax.evaluation import evaluator
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.propagation import Propagator
-
-DEFAULT_FPS = 24.0
-
-
-class VideoSource:
-  """Frames of a video file or of a folder of images, read one at a time.
-
-  Attributes:
-    size: (H, W) of the frames.
-    fps: frames per second (the file's; `default_fps` for a folder or a file without one).
-    count: number of frames (for a file, as its header says; may be approximate).
-  """
-
-  def __init__(self, path, default_fps: float = DEFAULT_FPS):
-    self.path = Path(path)
-    if self.path.is_dir():
-      self.files = stills.image_files(self.path)
-      if not self.files:
-        raise FileNotFoundError(
-          f'frame folder {self.path} holds no {"/".join(stills.IMAGE_SUFFIXES)}'
-        )
-      first = cv2.imread(str(self.files[0]), cv2.IMREAD_COLOR)
-      if first is None:
-        raise ValueError(f'cannot read frame {self.files[0]}')
-      self.size, self.fps, self.count = first.shape[:2], default_fps, len(self.files)
-      return
-    if not self.path.is_file():
-      raise FileNotFoundError(f'video {self.path} does not exist')
-    self.files = None
-    capture = cv2.VideoCapture(str(self.path))
-    ok, first = capture.read() if capture.isOpened() else (False, None)
-    if not ok:
-      raise ValueError(f'cannot read video {self.path}: not a video OpenCV can decode')
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    self.size, self.fps = first.shape[:2], fps if fps and fps > 0 else default_fps
-    self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    capture.release()
-
-  def __iter__(self) -> Iterator[np.ndarray]:
-    """[H, W, 3] uint8 RGB frames in order."""
-    if self.files is not None:
-      for path in self.files:
-        frame = davis.read_frame(path)
-        if frame.shape[:2] != self.size:
-          raise ValueError(f'frame {path} is {frame.shape[:2]}, the first frame {self.size}')
-        yield frame
-      return
-    capture = cv2.VideoCapture(str(self.path))
-    try:
-      while True:
-        ok, frame = capture.read()
-        if not ok:
-          return
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-      capture.release()
+from shls_jax.io import frames as frame_io
+from shls_jax.io import masks as mask_io
 
 
 def read_first_mask(path, size: tuple[int, int], resize: bool) -> np.ndarray:
@@ -93,15 +36,15 @@ def read_first_mask(path, size: tuple[int, int], resize: bool) -> np.ndarray:
   Raises:
     ValueError: a mask of another size (unless `resize`), or one without objects.
   """
-  mask = davis.read_mask(path, binary_255=None)
+  mask = mask_io.read_mask(path, binary_255=None)
   if mask.shape != tuple(size):
     if not resize:
       raise ValueError(
         f'mask {path} is {mask.shape} (H, W) but the frames are {tuple(size)}: '
         'pass --resize-mask to resize it (nearest neighbour)'
       )
-    mask = davis.resize_ids(mask, size)
-  mask = np.where(mask == davis.VOID, 0, mask).astype(np.uint8)
+    mask = mask_io.resize_ids(mask, size)
+  mask = np.where(mask == mask_io.VOID, 0, mask).astype(np.uint8)
   if not mask.any():
     raise ValueError(f'mask {path} holds no object (every pixel is 0 or 255)')
   return mask
@@ -116,7 +59,7 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 def segment(
-  source: VideoSource,
+  source: frame_io.VideoSource,
   first_mask: np.ndarray,
   engine: Propagator,
   out: Path,
@@ -150,16 +93,16 @@ def segment(
   def inputs():
     for frame in source:
       pending.append(frame)
-      small = davis.resize_frame(frame, work)
+      small = frame_io.resize_frame(frame, work)
       yield small, superpixels.compute(small, 'slic', n_segments=segments)
 
   start, count = time.perf_counter(), 0
   bar = tqdm(total=source.count, unit='frame', disable=not progress)
   try:
-    for result in engine.stream(inputs(), davis.resize_ids(first_mask, work)):
-      mask = first_mask if count == 0 else davis.resize_ids(result.mask, (height, width))
-      davis.write_mask(masks_dir / f'{count:05d}.png', mask)
-      writer.write(cv2.cvtColor(evaluator.overlay(pending.popleft(), mask), cv2.COLOR_RGB2BGR))
+    for result in engine.stream(inputs(), mask_io.resize_ids(first_mask, work)):
+      mask = first_mask if count == 0 else mask_io.resize_ids(result.mask, (height, width))
+      mask_io.write_mask(masks_dir / f'{count:05d}.png', mask)
+      writer.write(cv2.cvtColor(mask_io.overlay(pending.popleft(), mask), cv2.COLOR_RGB2BGR))
       count += 1
       bar.update()
       bar.set_postfix(fps=f'{count / (time.perf_counter() - start):.2f}')
@@ -179,13 +122,15 @@ def main(argv=None) -> None:
   parser.add_argument('--mode', default='fast', choices=('fast', 'exact'))
   parser.add_argument('--memory', default='faiss', choices=('faiss', 'device'))
   parser.add_argument('--segments', type=int, default=1000, help='SLIC superpixels per frame')
-  parser.add_argument('--fps', type=float, default=DEFAULT_FPS, help='for a folder of frames')
+  parser.add_argument(
+    '--fps', type=float, default=frame_io.DEFAULT_FPS, help='for a folder of frames'
+  )
   parser.add_argument('--resize-mask', action='store_true', help='resize a mask of another size')
   parser.add_argument('--overwrite', action='store_true', help='replace what OUT holds')
   args = parser.parse_args(argv)
   try:
     check_output(args.out, args.overwrite)
-    source = VideoSource(args.video, args.fps)
+    source = frame_io.VideoSource(args.video, args.fps)
     first_mask = read_first_mask(args.mask, source.size, args.resize_mask)
     if args.size and min(args.size) < 1:
       raise ValueError(f'--size must be positive, got {args.size}')

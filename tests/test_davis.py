@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from shls_jax.data import davis
+from shls_jax.io import frames as frame_io
+from shls_jax.io import masks as mask_io
 
 
 def _write_png(path: Path, values: np.ndarray, mode: str = 'P') -> None:
@@ -64,7 +66,7 @@ def test_sample_sequences(davis_sample):
   masks = davis.load_masks(seq, [0, 39])
   assert masks.shape == (2, 480, 854) and masks.dtype == np.uint8
   assert set(np.unique(masks)) == {0, 1}
-  frame = davis.read_frame(seq.frames[0], size=(240, 427))
+  frame = frame_io.read_frame(seq.frames[0], size=(240, 427))
   assert frame.shape == (240, 427, 3) and frame.dtype == np.uint8
 
 
@@ -110,7 +112,7 @@ def test_read_frame_is_rgb(tmp_path):
   rgb = np.zeros((16, 16, 3), np.uint8)
   rgb[..., 0] = 250
   _write_jpg(tmp_path / 'red.jpg', rgb)
-  frame = davis.read_frame(tmp_path / 'red.jpg')
+  frame = frame_io.read_frame(tmp_path / 'red.jpg')
   assert frame[..., 0].min() > 200 and frame[..., 1:].max() < 50
 
 
@@ -158,13 +160,13 @@ def test_mask_png_reading_equals_pil(tmp_path):
   for name, path in written.items():
     with Image.open(path) as image:
       expected = np.asarray(image)
-    np.testing.assert_array_equal(davis.read_indexed_png(path), expected, err_msg=name)
+    np.testing.assert_array_equal(mask_io.read_indexed_png(path), expected, err_msg=name)
   binary = tmp_path / 'one_bit.png'
   Image.fromarray(values > 3).save(binary)
-  np.testing.assert_array_equal(davis.read_indexed_png(binary), values > 3)
+  np.testing.assert_array_equal(mask_io.read_indexed_png(binary), values > 3)
   damaged = tmp_path / 'damaged.png'
   data = bytearray(written['P'].read_bytes())
   data[-30:-20] = b'\0' * 10
   damaged.write_bytes(bytes(data))
   with pytest.raises(ValueError, match='damaged.png is damaged'):
-    davis.read_indexed_png(damaged)
+    mask_io.read_indexed_png(damaged)

@@ -15,9 +15,11 @@ import pytest
 from PIL import Image
 
 from configs import davis2016_val, davis2017_val
-from shls_jax import checkpoints
+from shls_jax import checkpoints, superpixels
 from shls_jax.data import davis
 from shls_jax.evaluation import evaluator
+from shls_jax.io import masks as mask_io
+from shls_jax.io import results as results_io
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SEQUENCES = 'blackswan,bmx-trees,car-shadow,dog,libby'
@@ -198,7 +200,7 @@ def test_precomputed_superpixels_missing_map_is_a_clear_error(davis_sample, tmp_
   sequence = davis.load_sequence(davis_sample, 'blackswan')
   frame = np.zeros((8, 8, 3), np.uint8)
   with pytest.raises(FileNotFoundError, match='shls_jax.tools.superpixels'):
-    evaluator.frame_superpixels(
+    superpixels.frame_superpixels(
       frame, sequence.name, sequence.frame_names[0], config.eval.superpixels
     )
 
@@ -207,7 +209,7 @@ def test_overlay_tints_objects_only():
   frame = np.full((4, 5, 3), 100, np.uint8)
   mask = np.zeros((4, 5), np.uint8)
   mask[1, 2] = 1
-  out = evaluator.overlay(frame, mask)
+  out = mask_io.overlay(frame, mask)
   np.testing.assert_array_equal(out[0, 0], frame[0, 0])
   np.testing.assert_array_equal(out[1, 2], [114, 50, 50])  # halfway to DAVIS red (128, 0, 0)
 
@@ -235,7 +237,7 @@ def _write_synthetic_sequence(root: Path, name: str) -> None:
       str(root / 'JPEGImages' / '480p' / name / f'{t:05d}.jpg'),
       cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
     )
-    davis.write_mask(root / 'Annotations' / '480p' / name / f'{t:05d}.png', mask)
+    mask_io.write_mask(root / 'Annotations' / '480p' / name / f'{t:05d}.png', mask)
 
 
 @pytest.fixture(scope='module')
@@ -315,7 +317,7 @@ def test_rerun_without_overwrite_skips_complete_sequences(tiny_run, tmp_path):
   shutil.copytree(results, interrupted)
   (interrupted / 'squares' / '00002.png').unlink()
   for sequence, complete in zip(rerun.davis_sequences[:2], (True, False)):
-    assert evaluator.is_complete(interrupted / sequence.name, sequence.frame_names) == complete
+    assert results_io.is_complete(interrupted / sequence.name, sequence.frame_names) == complete
 
 
 # ------------------------------------------------------------------------------------ weights
@@ -386,5 +388,7 @@ def test_baseline_flag_scores_copying_the_first_mask_beside_the_model(tmp_path):
   assert (results / 'global_results-val.csv').is_file()
   # Object 1 moves 8 px a frame and object 2 leaves: copying the first mask is far from perfect.
   assert 0 < copied[0] < 0.9
-  masks = [davis.read_indexed_png(p) for p in sorted((results / 'baseline' / 'squares').glob('*'))]
+  masks = [
+    mask_io.read_indexed_png(p) for p in sorted((results / 'baseline' / 'squares').glob('*'))
+  ]
   assert all(np.array_equal(m, masks[0]) for m in masks)

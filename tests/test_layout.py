@@ -119,7 +119,7 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
     'shls_jax.parity.__main__',
     'shls_jax.training.train_step',
     'shls_jax.training.reference_step',
-    'shls_jax.memory.device_memory',
+    'shls_jax.memory.training_memory',
     'shls_jax.tools.convert',
   ]
   done = _import_without(modules, ['tensorflow', 'tensorflow_datasets'])
@@ -130,7 +130,7 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
     [
       'shls_jax.training.train_step',
       'shls_jax.inference.propagation',
-      'shls_jax.memory.device_inference',
+      'shls_jax.memory.jax_memory',
     ],
     ['tensorflow', 'faiss'],
   )

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from shls_jax.memory import host_memory as memory
+from shls_jax.memory import faiss_memory as memory
 from shls_jax.memory import rois
-from shls_jax.memory.pools import mode_pools
+from shls_jax.superpixels.pools import mode_pools
 
 TOLERANCE = 1e-4
 

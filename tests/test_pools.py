@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shls_jax.memory.pools import merge_with_annotation, mode_pools
+from shls_jax.superpixels.pools import merge_with_annotation, mode_pools
 
 
 def test_parity_merge_and_pools(parity_vectors):

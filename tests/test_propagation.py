@@ -11,6 +11,7 @@ from shls_jax.crops import object_crops, resample, static_crops
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference import propagation
 from shls_jax.inference.propagation import Propagator
+from shls_jax.ops import resize
 from shls_jax.parity import pipeline as pipeline_parity
 from shls_jax.parity import reference as parity
 
@@ -163,7 +164,7 @@ def test_downscaled_canvas_resamples_the_exact_inputs_and_pastes_back():
   first, prev, cur = _canvas_case(np.random.default_rng(4))
   extent = np.array([9, 13], np.int32)  # The current ROI is 15 x 23.
   resized = lambda x, box: np.asarray(
-    resample.resize_bilinear(x[box[0] : box[1], box[2] : box[3]], tuple(extent))
+    resize.resize_bilinear(x[box[0] : box[1], box[2] : box[3]], tuple(extent))
   )
   inputs = jax.jit(functools.partial(static_crops.canvas_inputs, canvas=(16, 16)))(
     first, prev, cur, extent=extent
@@ -184,7 +185,7 @@ def test_downscaled_canvas_resamples_the_exact_inputs_and_pastes_back():
   pasted = np.asarray(static_crops.paste_canvas(logits, box, (37, 53), extent))
   np.testing.assert_allclose(
     pasted[box[0] : box[1], box[2] : box[3]],
-    resample.resize_bilinear(logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])),
+    resize.resize_bilinear(logits[1:10, 1:14], (box[1] - box[0], box[3] - box[2])),
     atol=1e-5,
   )
 
@@ -209,7 +210,7 @@ def test_static_crop_resamples_like_align_corners_false():
   box = np.array([2, 17, 4, 29], np.int32)
   np.testing.assert_allclose(
     static_crops.sample_bilinear(x, box, (8, 12)),
-    resample.resize_bilinear(x[2:17, 4:29], (8, 12)),
+    resize.resize_bilinear(x[2:17, 4:29], (8, 12)),
     atol=1e-5,
   )
 

@@ -5,7 +5,7 @@ import pytest
 
 from shls_jax import superpixels
 from shls_jax.data import pseudo_sequences, synthetic
-from shls_jax.memory import pools as pools_lib
+from shls_jax.superpixels import pools as pools_lib
 
 SIZE = (64, 64)
 SEGMENTS = 40

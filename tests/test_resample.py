@@ -1,4 +1,4 @@
-"""Tests of shls_jax.crops.resample against torch.nn.functional.interpolate and a loop RoIAlign."""
+"""Tests of shls_jax.ops.resize and shls_jax.crops.resample against torch.nn.functional.interpolate and a loop RoIAlign."""
 
 import math
 
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from shls_jax.crops import resample
+from shls_jax.ops import resize
 
 SIZES = [(1, 1), (1, 5), (3, 2), (5, 7), (8, 16), (13, 29), (59, 105)]
 
@@ -25,7 +26,7 @@ def test_resize_bilinear_matches_torch(src):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *src, 3)).astype(np.float32)
   for dst in SIZES:
-    ours = np.asarray(resample.resize_bilinear(x, dst))
+    ours = np.asarray(resize.resize_bilinear(x, dst))
     ref = _torch_resize(x, dst, 'bilinear')
     np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6, err_msg=f'{src} -> {dst}')
 
@@ -35,36 +36,36 @@ def test_resize_nearest_matches_torch(src):
   rng = np.random.default_rng(1)
   x = rng.integers(1, 100, size=(1, *src, 2)).astype(np.float32)
   for dst in SIZES + [(118, 210), (30, 53)]:
-    ours = np.asarray(resample.resize_nearest(x.astype(np.int32), dst))
+    ours = np.asarray(resize.resize_nearest(x.astype(np.int32), dst))
     ref = _torch_resize(x, dst, 'nearest').astype(np.int32)
     np.testing.assert_array_equal(ours, ref, err_msg=f'{src} -> {dst}')
 
 
 def test_resize_hand_values():
   x = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)[:, :, None]
-  up = np.asarray(resample.resize_bilinear(x, (4, 4)))[:, :, 0]
+  up = np.asarray(resize.resize_bilinear(x, (4, 4)))[:, :, 0]
   # Half-pixel centres: output column 1 samples source x = 0.25, column 0 clamps to 0.
   np.testing.assert_allclose(up[0], [0.0, 0.25, 0.75, 1.0])
   np.testing.assert_allclose(up[:, 0], [0.0, 0.5, 1.5, 2.0])
-  down = np.asarray(resample.resize_bilinear(np.arange(4, dtype=np.float32)[None, :, None], (1, 2)))
+  down = np.asarray(resize.resize_bilinear(np.arange(4, dtype=np.float32)[None, :, None], (1, 2)))
   np.testing.assert_allclose(down[0, :, 0], [0.5, 2.5])
-  near = np.asarray(resample.resize_nearest(np.arange(3)[None, :, None], (1, 5)))
+  near = np.asarray(resize.resize_nearest(np.arange(3)[None, :, None], (1, 5)))
   np.testing.assert_array_equal(near[0, :, 0], [0, 0, 1, 1, 2])
 
 
 def test_resize_is_jittable_and_keeps_dtype():
   x = jnp.ones((5, 7, 2), jnp.float32)
-  out = jax.jit(resample.resize_bilinear, static_argnums=1)(x, (3, 9))
+  out = jax.jit(resize.resize_bilinear, static_argnums=1)(x, (3, 9))
   assert out.shape == (3, 9, 2) and out.dtype == jnp.float32
   labels = jnp.arange(35, dtype=jnp.int32).reshape(5, 7, 1)
-  assert resample.resize_nearest(labels, (10, 14)).dtype == jnp.int32
+  assert resize.resize_nearest(labels, (10, 14)).dtype == jnp.int32
 
 
 def test_resize_rejects_bad_input():
   with pytest.raises(ValueError, match='H, W, C'):
-    resample.resize_bilinear(np.zeros((4, 4)), (2, 2))
+    resize.resize_bilinear(np.zeros((4, 4)), (2, 2))
   with pytest.raises(ValueError, match='positive'):
-    resample.resize_nearest(np.zeros((4, 4, 1)), (0, 2))
+    resize.resize_nearest(np.zeros((4, 4, 1)), (0, 2))
 
 
 @pytest.mark.parametrize('shape,d', [((5, 7, 3), 4), ((8, 12, 1), 4), ((1, 2, 2, 1), 3)])

@@ -11,7 +11,9 @@ from PIL import Image
 from skimage.morphology import disk as skimage_disk
 
 from shls_jax.data import davis
-from shls_jax.evaluation import metrics, results_io, scoring
+from shls_jax.evaluation import metrics, scoring
+from shls_jax.io import masks as mask_io
+from shls_jax.io import results as results_io
 
 _OSVOS = 'results/osvos-binarized'
 
@@ -101,7 +103,7 @@ def test_statistics_decay_bins():
 
 
 def test_results_io_roundtrip(tmp_path):
-  palette = davis.palette()
+  palette = mask_io.palette()
   np.testing.assert_array_equal(
     palette[:5], [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]]
   )
@@ -117,12 +119,14 @@ def test_results_io_roundtrip(tmp_path):
   )
   Image.fromarray((masks[0] * 255).astype(np.uint8)).save(tmp_path / 'binarised.png')
   np.testing.assert_array_equal(
-    davis.read_mask(tmp_path / 'binarised.png', binary_255=None), masks[0]
+    mask_io.read_mask(tmp_path / 'binarised.png', binary_255=None), masks[0]
   )
   Image.fromarray(masks[1].astype(np.uint8)).save(tmp_path / 'plain.png')
-  np.testing.assert_array_equal(davis.read_mask(tmp_path / 'plain.png', binary_255=None), masks[1])
+  np.testing.assert_array_equal(
+    mask_io.read_mask(tmp_path / 'plain.png', binary_255=None), masks[1]
+  )
   with pytest.raises(ValueError, match='object ids must lie in 0..255'):
-    davis.write_mask(tmp_path / 'bad.png', np.full((2, 2), 300))
+    mask_io.write_mask(tmp_path / 'bad.png', np.full((2, 2), 300))
   with pytest.raises(FileNotFoundError, match='does not exist'):
     results_io.read_sequence_masks(tmp_path, 'other', ['00001'])
 
@@ -189,7 +193,7 @@ def test_sample_errors(davis_sample, tmp_path):
   sequence = davis.load_sequence(davis_sample, 'car-shadow')
   masks = np.zeros((len(sequence.frames), 480, 854), np.uint8)
   results_io.write_sequence_masks(tmp_path, 'car-shadow', masks, sequence.frame_names)
-  davis.write_mask(tmp_path / 'car-shadow' / '00007.png', np.zeros((240, 427), np.uint8))
+  mask_io.write_mask(tmp_path / 'car-shadow' / '00007.png', np.zeros((240, 427), np.uint8))
   with pytest.raises(ValueError, match=r'00007.png is \(240, 427\).*annotation is \(480, 854\)'):
     scoring.score_results(davis_sample, tmp_path, ['car-shadow'])
   (tmp_path / 'car-shadow' / '00007.png').unlink()
@@ -226,7 +230,7 @@ def synthetic(tmp_path):
     frame_path = tmp_path / 'davis' / 'JPEGImages' / '480p' / 'synth' / f'{name}.jpg'
     frame_path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(frame_path), np.zeros((40, 60, 3), np.uint8))
-    davis.write_mask(tmp_path / 'davis' / 'Annotations' / '480p' / 'synth' / f'{name}.png', gt[i])
+    mask_io.write_mask(tmp_path / 'davis' / 'Annotations' / '480p' / 'synth' / f'{name}.png', gt[i])
   results_io.write_sequence_masks(tmp_path / 'results', 'synth', pred, names)
   return tmp_path / 'davis', tmp_path / 'results'
 
@@ -260,7 +264,7 @@ def test_synthetic_unknown_object_id(synthetic):
   root, results = synthetic
   for folder in (root / 'JPEGImages' / '480p', root / 'Annotations' / '480p', results):
     shutil.copytree(folder / 'synth', folder / 'copy')
-  davis.write_mask(results / 'copy' / '00003.png', np.full((40, 60), 3, np.uint8))
+  mask_io.write_mask(results / 'copy' / '00003.png', np.full((40, 60), 3, np.uint8))
   # Raised in a worker thread, re-raised here with its message.
   with pytest.raises(ValueError, match="00003.png holds object id 3 but sequence 'copy' has 2"):
     scoring.score_results(root, results, ['synth', 'copy'], workers=2)

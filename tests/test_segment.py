@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shls_jax import checkpoints
-from shls_jax.data import davis
+from shls_jax.io import masks as mask_io
 from shls_jax.model import shls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def clip(tmp_path_factory):
   writer.release()
   mask = np.zeros((HEIGHT, WIDTH), np.uint8)
   mask[12:32, 10:30] = 2  # object id 2, kept as given
-  davis.write_mask(root / 'mask.png', mask)
+  mask_io.write_mask(root / 'mask.png', mask)
   cv2.imwrite(str(root / 'binary.png'), (mask > 0).astype(np.uint8) * 255)
   ckpt = checkpoints.save_variables(root / 'ckpt', shls.init_variables(jax.random.PRNGKey(0)))
   return video, folder, root / 'mask.png', root / 'binary.png', ckpt
@@ -75,9 +75,9 @@ def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   masks = sorted((tmp_path / 'a' / 'masks').glob('*.png'))
   assert [p.name for p in masks] == [f'{t:05d}.png' for t in range(FRAMES)]
-  first = davis.read_indexed_png(masks[0])
+  first = mask_io.read_indexed_png(masks[0])
   assert first.shape == (HEIGHT, WIDTH) and set(np.unique(first)) == {0, 2}
-  assert set(np.unique(np.stack([davis.read_indexed_png(p) for p in masks]))) <= {0, 2}
+  assert set(np.unique(np.stack([mask_io.read_indexed_png(p) for p in masks]))) <= {0, 2}
   assert _video_frames(tmp_path / 'a' / 'overlay.mp4') == FRAMES
   assert 'frames/s' in done.stdout
   # A folder of frames, a 0/255 mask, a processing size below the input's.
@@ -86,7 +86,7 @@ def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   )
   assert done.returncode == 0, done.stderr[-3000:]
   masks = sorted((tmp_path / 'b' / 'masks').glob('*.png'))
-  assert len(masks) == FRAMES and davis.read_indexed_png(masks[-1]).shape == (HEIGHT, WIDTH)
+  assert len(masks) == FRAMES and mask_io.read_indexed_png(masks[-1]).shape == (HEIGHT, WIDTH)
   assert _video_frames(tmp_path / 'b' / 'overlay.mp4') == FRAMES
   # Nothing is replaced without --overwrite.
   again = _segment('--video', folder, '--mask', binary, '--out', tmp_path / 'b', *common)
@@ -97,9 +97,9 @@ def test_segment_errors_are_one_line(clip, tmp_path):
   video, folder, mask, _, ckpt = clip
   (tmp_path / 'bad.mp4').write_bytes(b'not a video')
   small = tmp_path / 'small.png'
-  davis.write_mask(small, np.ones((10, 10), np.uint8))
+  mask_io.write_mask(small, np.ones((10, 10), np.uint8))
   empty = tmp_path / 'empty.png'
-  davis.write_mask(empty, np.zeros((HEIGHT, WIDTH), np.uint8))
+  mask_io.write_mask(empty, np.zeros((HEIGHT, WIDTH), np.uint8))
   (tmp_path / 'broken').mkdir()
   cases = [
     (['--video', tmp_path / 'bad.mp4', '--mask', mask, '--checkpoint', ckpt], 'cannot read video'),

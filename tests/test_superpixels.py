@@ -8,6 +8,7 @@ import pytest
 
 from shls_jax import superpixels
 from shls_jax.data import davis
+from shls_jax.io import frames as frame_io
 from shls_jax.tools import superpixels as tool
 
 
@@ -137,7 +138,7 @@ def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_pa
   assert json.loads((out / 'settings.json').read_text()) == {'method': 'isec', 'params': {}}
   for name in _maps(out):
     frame = small_davis / 'JPEGImages' / '480p' / name.replace('.png', '.jpg')
-    expected = superpixels.compute(davis.read_frame(frame), 'isec')
+    expected = superpixels.compute(frame_io.read_frame(frame), 'isec')
     np.testing.assert_array_equal(superpixels.read_labels(out / name), expected)
 
   # Resume: existing maps are kept untouched, only the missing frames are computed.

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shls_jax.memory import device_memory, host_memory, knn, rois, rules
+from shls_jax.memory import faiss_memory, knn, rois, rules, training_memory
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses, optimizer
 from shls_jax.training import train_step as ts
@@ -65,10 +65,10 @@ def test_knn_scores_match_host():
   stored = rng.normal(size=(20, 8)).astype(np.float32)
   pools = rng.integers(1, 4, 20).astype(np.int32)
   queries = rng.normal(size=(15, 8)).astype(np.float32)
-  memory = device_memory.fit(
+  memory = training_memory.fit(
     jnp.asarray(stored), jnp.asarray(pools), capacity=32, num_classes=4, iterations=10
   )
-  pred, scores = device_memory.knn_predict(memory, jnp.asarray(queries))
+  pred, scores = training_memory.knn_predict(memory, jnp.asarray(queries))
   sims, ids = knn.knn_search(stored, queries)
   weights = rules.vote_weights()
   np.testing.assert_array_equal(pred, knn.weighted_vote(pools[ids], weights, 4))
@@ -79,12 +79,12 @@ def test_kmeans_centroids_are_unit_and_score_members():
   rng = np.random.default_rng(1)
   centres = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
   points = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(20, 3)).astype(np.float32)
-  memory = device_memory.fit(
+  memory = training_memory.fit(
     jnp.asarray(points), jnp.ones(20, jnp.int32), capacity=20, num_classes=2, iterations=10
   )
   np.testing.assert_allclose(np.linalg.norm(memory.centroids[0], axis=-1), 1.0, atol=1e-6)
   # The two clusters are found: every point is close to its nearest centroid.
-  assert float(device_memory.centroid_scores(memory, jnp.asarray(points))[:, 0].min()) > 0.99
+  assert float(training_memory.centroid_scores(memory, jnp.asarray(points))[:, 0].min()) > 0.99
   np.testing.assert_array_equal(memory.centroids[1], 0.0)  # absent class
 
 
@@ -94,7 +94,7 @@ def test_annotation_box_matches_host(box):
   if box is not None:
     mask[box[0] : box[1], box[2] : box[3]] = True
   np.testing.assert_array_equal(
-    device_memory.annotation_box(jnp.asarray(mask)),
+    training_memory.annotation_box(jnp.asarray(mask)),
     rois.roi(mask, widening=rules.ANNOTATION_WIDENING),
   )
 
@@ -104,13 +104,13 @@ def test_confident_superpixels_match_host():
   spx = (np.arange(16)[:, None] // 4) * 4 + np.arange(16)[None, :] // 4 + 1
   seg = rng.integers(1, 4, (16, 16))
   logodds = rng.normal(size=(16, 16, 4)).astype(np.float32)
-  got = device_memory.confident_superpixels(
+  got = training_memory.confident_superpixels(
     jnp.asarray(spx), jnp.asarray(seg), jnp.asarray(logodds), num_segments=20
   )
-  want = host_memory.confident_superpixels(spx, seg, logodds)
+  want = faiss_memory.confident_superpixels(spx, seg, logodds)
   np.testing.assert_array_equal(got[:16], want)
   assert not got[16:].any()
-  none = device_memory.confident_superpixels(
+  none = training_memory.confident_superpixels(
     jnp.asarray(spx), jnp.full((16, 16), 2), jnp.asarray(logodds), num_segments=20
   )
   assert not none.any()

@@ -15,14 +15,15 @@ import pytest
 from PIL import Image
 
 from configs import youtube_vos as youtube_config
-from shls_jax.data import davis, youtube_vos
+from shls_jax.data import youtube_vos
+from shls_jax.io import masks as mask_io
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (48, 64)
 # Every 5th frame, as the 6 fps release names them.
 STEP = 5
 # A palette other than DAVIS', so that keeping the annotation's palette shows.
-PALETTE = np.roll(davis.palette(), 1, axis=1)
+PALETTE = np.roll(mask_io.palette(), 1, axis=1)
 
 
 def _frame(rng, t: int) -> np.ndarray:
@@ -172,13 +173,13 @@ def test_written_frames_are_meta_jsons(segmented):
 
 def test_late_object_annotation_is_the_output_of_its_first_frame(segmented):
   drawn, results = segmented
-  out = davis.read_indexed_png(results / 'Annotations' / 'late' / '00010.png')
+  out = mask_io.read_indexed_png(results / 'Annotations' / 'late' / '00010.png')
   late = drawn['late']['00010'] == 2
   assert np.all(out[late] == 2)
-  first = davis.read_indexed_png(results / 'Annotations' / 'late' / '00000.png')
+  first = mask_io.read_indexed_png(results / 'Annotations' / 'late' / '00000.png')
   np.testing.assert_array_equal(first, drawn['late']['00000'])
   # Before its first frame the late object is nowhere.
-  assert not np.any(davis.read_indexed_png(results / 'Annotations' / 'late' / '00005.png') == 2)
+  assert not np.any(mask_io.read_indexed_png(results / 'Annotations' / 'late' / '00005.png') == 2)
 
 
 def test_non_contiguous_ids_and_the_palette_are_kept(segmented):
@@ -191,7 +192,7 @@ def test_non_contiguous_ids_and_the_palette_are_kept(segmented):
       np.testing.assert_array_equal(np.reshape(image.getpalette()[:768], (256, 3)), PALETTE)
       ids |= set(np.unique(np.array(image)).tolist())
   assert ids <= {0, 1, 3}
-  np.testing.assert_array_equal(davis.read_indexed_png(pngs[0]), drawn['gaps']['00000'])
+  np.testing.assert_array_equal(mask_io.read_indexed_png(pngs[0]), drawn['gaps']['00000'])
 
 
 def test_zip_holds_annotations_of_every_video(segmented):

@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import jax.numpy as jnp
 
 from shls_jax.crops import resample
+from shls_jax.ops import resize
 
 # The decoder's 4x downsampling needs crops whose sides are multiples of 4.
 MULTIPLE = 4
@@ -139,17 +140,17 @@ def object_inputs(
       f'previous ROI size {box_size(prev_box)} x 4'
     )
 
-  bilinear = lambda x, box: _fit(crop(x, box), size, resample.resize_bilinear)
+  bilinear = lambda x, box: _fit(crop(x, box), size, resize.resize_bilinear)
   attention = jnp.stack(
     [
-      _fit(jnp.asarray(prev.attention), size, resample.resize_bilinear),
-      _fit(jnp.asarray(cur.attention), size, resample.resize_bilinear),
+      _fit(jnp.asarray(prev.attention), size, resize.resize_bilinear),
+      _fit(jnp.asarray(cur.attention), size, resize.resize_bilinear),
     ]
   )
   l1 = jnp.stack([bilinear(prev.l1, prev_box), bilinear(cur.l1, cur_box)])
   decoder_l1 = jnp.concatenate(
     [
-      _fit(crop(jnp.asarray(first.plane)[..., None], first_box), size, resample.resize_nearest),
+      _fit(crop(jnp.asarray(first.plane)[..., None], first_box), size, resize.resize_nearest),
       bilinear(jnp.asarray(prev.plane)[..., None], prev_box),
       bilinear(first.l1, first_box),
     ],

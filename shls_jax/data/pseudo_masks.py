@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shls_jax.data import saliency, stills
+from shls_jax.io import frames as frame_io
 
 SETTINGS_FILE = 'pseudo_masks.json'
 
@@ -37,9 +38,9 @@ def list_images(folder) -> list[Path]:
   folder = Path(folder)
   if not folder.is_dir():
     raise FileNotFoundError(f'image folder {folder} is not a directory')
-  images = stills.image_files(folder)
+  images = frame_io.image_files(folder)
   if not images:
-    raise FileNotFoundError(f'no images ({", ".join(stills.IMAGE_SUFFIXES)}) in {folder}')
+    raise FileNotFoundError(f'no images ({", ".join(frame_io.IMAGE_SUFFIXES)}) in {folder}')
   stems = [p.stem for p in images]
   if len(set(stems)) < len(stems):
     raise ValueError(f'{folder} holds images of the same stem in two formats: masks would clash')

@@ -21,7 +21,7 @@ import numpy as np
 
 from shls_jax import superpixels
 from shls_jax.data import stills
-from shls_jax.memory import pools as pools_lib
+from shls_jax.superpixels import pools as pools_lib
 
 Source = tuple[np.ndarray, np.ndarray]  # (RGB uint8 [H, W, 3], soft mask float [H, W] in [0, 1])
 Others = Callable[[np.random.Generator], Source] | Sequence[Source]

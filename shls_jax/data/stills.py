@@ -21,7 +21,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+from shls_jax.io import frames as frame_io
+
 # Regions smaller than this fraction of the image are absorbed by their surroundings.
 MIN_REGION_FRACTION = 0.001
 
@@ -48,11 +49,6 @@ def _read_split_names(path: Path) -> list[str]:
   if not names:
     raise ValueError(f'split file {path} lists no images')
   return names
-
-
-def image_files(folder: Path) -> list[Path]:
-  """The images (`IMAGE_SUFFIXES`, any case) of a folder, sorted by name."""
-  return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def list_msra10k(root, split: str | None = None, mask_dir=None) -> list[StillSample]:
@@ -90,7 +86,7 @@ def list_folder(image_dir, mask_dir) -> list[StillSample]:
   """
   image_dir = _require_dir(Path(image_dir), 'image folder')
   mask_dir = _require_dir(Path(mask_dir), 'mask folder')
-  images = image_files(image_dir)
+  images = frame_io.image_files(image_dir)
   samples = [
     StillSample(p.stem, p, mask_dir / f'{p.stem}.png')
     for p in images
@@ -108,14 +104,6 @@ def _check_files(samples: Sequence[StillSample]) -> None:
         raise FileNotFoundError(f'sample {sample.name!r}: {path} does not exist')
 
 
-def load_image(path) -> np.ndarray:
-  """RGB uint8 [H, W, 3] image."""
-  image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-  if image is None:
-    raise FileNotFoundError(f'cannot read image {path}')
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def load_mask(path) -> np.ndarray:
   """Soft saliency map float32 [H, W] in [0, 1] of a grey (or colour, averaged) mask image."""
   mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -126,7 +114,7 @@ def load_mask(path) -> np.ndarray:
 
 def load_sample(sample: StillSample) -> tuple[np.ndarray, np.ndarray]:
   """(RGB uint8 [H, W, 3], soft mask float32 [H, W] in [0, 1]) of a sample of matching size."""
-  image = load_image(sample.image_path)
+  image = frame_io.read_frame(sample.image_path)
   mask = load_mask(sample.mask_path)
   if image.shape[:2] != mask.shape:
     raise ValueError(

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shls_jax.data import davis
+from shls_jax.io import masks as mask_io
 
 _JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 95]
 _MAX_VIDEO_DRAWS = 100
@@ -229,7 +229,7 @@ def write_videos(
       cv2.imwrite(
         str(image_dir / f'{t:05d}.jpg'), cv2.cvtColor(frames[t], cv2.COLOR_RGB2BGR), _JPEG_QUALITY
       )
-      davis.write_mask(out / 'Annotations' / '480p' / name / f'{t:05d}.png', masks[t])
+      mask_io.write_mask(out / 'Annotations' / '480p' / name / f'{t:05d}.png', masks[t])
   split = out / 'ImageSets' / '2017' / 'val.txt'
   split.parent.mkdir(parents=True, exist_ok=True)
   split.write_text(''.join(f'{n}\n' for n in names))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shls_jax.data import davis
+from shls_jax.io import masks as mask_io
 
 _IMAGE_DIR = 'JPEGImages'
 _MASK_DIR = 'Annotations'
@@ -166,11 +166,11 @@ def given_masks(video: Video, size: tuple[int, int] | None = None) -> dict[int, 
     if absent:
       raise ValueError(f'video {video.name}: objects {absent} are not in their first frame {path}')
     mask = np.where(np.isin(ids, objects), ids, 0).astype(np.uint8)
-    masks[index[frame]] = davis.resize_ids(mask, size) if size else mask
+    masks[index[frame]] = mask_io.resize_ids(mask, size) if size else mask
   return masks
 
 
 def video_palette(video: Video) -> np.ndarray:
   """The palette of the video's first annotation, else the DAVIS one: [256, 3] uint8."""
   _, palette = read_annotation(video.annotations[min(video.annotations)])
-  return davis.palette() if palette is None else palette
+  return mask_io.palette() if palette is None else palette

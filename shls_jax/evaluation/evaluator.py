@@ -20,12 +20,9 @@ once all are written, and every process yields its numbers.
 
 import itertools
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import jax
 import ml_collections
 import numpy as np
@@ -35,15 +32,16 @@ from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
 from shls_jax.data import davis
-from shls_jax.evaluation import results_io, scoring
+from shls_jax.evaluation import scoring
 from shls_jax.inference import propagation
+from shls_jax.io import frames as frame_io
+from shls_jax.io import masks as mask_io
+from shls_jax.io import results as results_io
 from shls_jax.model import shls
 
 SETTINGS_FILE = 'evaluation.json'
 BASELINE_DIR = 'baseline'
 OVERLAY_DIR = 'overlays'
-SUPERPIXEL_SOURCES = ('slic', 'isec', 'precomputed')
-_OVERLAY_ALPHA = 0.5
 
 
 def selected_sequences(
@@ -69,89 +67,6 @@ def working_size(eval_config: ml_collections.ConfigDict) -> tuple[int, int] | No
   if len(size) != 2 or min(size) < 1:
     raise ValueError(f'eval.size must be () or (H, W) with positive sizes, got {size}')
   return int(size[0]), int(size[1])
-
-
-def frame_superpixels(
-  frame: np.ndarray, sequence: str, frame_name: str, spx_config: ml_collections.ConfigDict
-) -> np.ndarray:
-  """Superpixels of one frame.
-
-  Args:
-    frame: [H, W, 3] uint8 RGB frame (at the working size).
-    sequence, frame_name: where it comes from (the precomputed map's path).
-    spx_config: `method` ('slic', 'isec' or 'precomputed'), `n_segments` (SLIC), `root`
-      (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
-
-  Returns:
-    [H, W] int32 labels, dense 1..N.
-  """
-  method = spx_config.method
-  if method not in SUPERPIXEL_SOURCES:
-    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SUPERPIXEL_SOURCES}')
-  if method == 'slic':
-    return superpixels.compute(frame, method, n_segments=spx_config.n_segments).astype(np.int32)
-  if method == 'isec':
-    return superpixels.compute(frame, method).astype(np.int32)
-  if not spx_config.root:
-    raise ValueError("superpixels 'precomputed' need eval.superpixels.root, the folder of maps")
-  path = superpixels.label_path(spx_config.root, sequence, frame_name)
-  if not path.is_file():
-    raise FileNotFoundError(
-      f'precomputed superpixel map {path} is missing: compute the maps '
-      'with `python -m shls_jax.tools.superpixels`'
-    )
-  spx = superpixels.read_labels(path)
-  if spx.shape != frame.shape[:2]:
-    # Nearest resizing can drop small superpixels; renumbering keeps labels dense.
-    spx = superpixels.dense_labels(davis.resize_ids(spx, frame.shape[:2]))
-  return spx.astype(np.int32)
-
-
-def first_mask(
-  sequence: davis.Sequence, single_object: bool, size: tuple[int, int] | None = None
-) -> np.ndarray:
-  """[H, W] uint8 first-frame object ids (0 = background, void counted as background)."""
-  mask = davis.load_masks(sequence, [0], size, single_object)[0]
-  return np.where(mask == davis.VOID, 0, mask).astype(np.uint8)
-
-
-def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = _OVERLAY_ALPHA) -> np.ndarray:
-  """[H, W, 3] uint8 RGB frame with objects of the [H, W] id mask tinted in their DAVIS colour."""
-  colours = davis.palette()[mask].astype(np.float32)
-  blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
-  return np.where(mask[..., None] > 0, np.round(blended), frame).astype(np.uint8)
-
-
-def write_overlays(folder: Path, frames: list[Path], masks: np.ndarray) -> None:
-  """Writes `<folder>/<frame>.jpg` overlays of [T, H, W] masks on the frames at `frames`."""
-  folder.mkdir(parents=True, exist_ok=True)
-  for path, mask in zip(frames, masks):
-    image = overlay(davis.read_frame(path), mask)
-    cv2.imwrite(str(folder / f'{path.stem}.jpg'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-
-def write_masks_atomically(
-  results_dir: Path, name: str, masks: np.ndarray, frame_names: list[str], colours=None
-) -> None:
-  """Writes [T, H, W] masks as `<results_dir>/<name>/<frame_names[t]>.png` (palette `colours`,
-  default DAVIS') so that each PNG appears whole or not at all.
-
-  A run interrupted mid-sequence then leaves some frames missing, never a truncated PNG, and
-  `is_complete` is enough to decide whether to redo it.
-  """
-  staging = results_dir / f'.{name}.partial'
-  shutil.rmtree(staging, ignore_errors=True)
-  paths = results_io.write_sequence_masks(staging, name, masks, frame_names, colours)
-  folder = results_dir / name
-  folder.mkdir(parents=True, exist_ok=True)
-  for path in paths:
-    os.replace(path, folder / path.name)
-  shutil.rmtree(staging)
-
-
-def is_complete(folder: Path, frame_names: list[str]) -> bool:
-  """True when `folder` holds the result PNG of every one of `frame_names`."""
-  return all((folder / f'{name}.png').is_file() for name in frame_names)
 
 
 def previous_settings(results_dir: Path) -> dict | None:
@@ -260,22 +175,25 @@ class Evaluator:
 
     def inputs():
       for path, name in zip(sequence.frames, sequence.frame_names):
-        frame = davis.read_frame(path, self.size)
-        yield frame, frame_superpixels(frame, sequence.name, name, self.eval_config.superpixels)
+        frame = frame_io.read_frame(path, self.size)
+        yield (
+          frame,
+          superpixels.frame_superpixels(frame, sequence.name, name, self.eval_config.superpixels),
+        )
 
-    full = first_mask(sequence, single)
+    full = davis.first_mask(sequence, single)
     results = propagator.stream(
-      inputs(), first_mask(sequence, single, self.size), progress=self.progress
+      inputs(), davis.first_mask(sequence, single, self.size), progress=self.progress
     )
     # The given mask is the result of frame 0, at full detail rather than resized twice.
     masks = [full] + [
-      davis.resize_ids(r.mask, full.shape) for r in itertools.islice(results, 1, None)
+      mask_io.resize_ids(r.mask, full.shape) for r in itertools.islice(results, 1, None)
     ]
     return np.stack(masks).astype(np.uint8)
 
   def copy_first_mask(self, sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8: the first mask on every frame (the baseline a propagation must beat)."""
-    mask = first_mask(sequence, self.eval_config.single_object)
+    mask = davis.first_mask(sequence, self.eval_config.single_object)
     return np.repeat(mask[None], len(sequence.frames), axis=0)
 
   def predict(self, variables) -> list[str]:
@@ -291,13 +209,19 @@ class Evaluator:
     record_settings(self.results_dir, self.settings)
     mine = self.davis_sequences[jax.process_index() :: jax.process_count()]
     todo = [
-      s for s in mine if self.overwrite or not is_complete(self.results_dir / s.name, s.frame_names)
+      s
+      for s in mine
+      if self.overwrite or not results_io.is_complete(self.results_dir / s.name, s.frame_names)
     ]
     for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
       masks = segment(sequence)
-      write_masks_atomically(self.results_dir, sequence.name, masks, sequence.frame_names)
+      results_io.write_masks_atomically(
+        self.results_dir, sequence.name, masks, sequence.frame_names
+      )
       if self.overlays:
-        write_overlays(self.results_dir / OVERLAY_DIR / sequence.name, sequence.frames, masks)
+        mask_io.write_overlays(
+          self.results_dir / OVERLAY_DIR / sequence.name, sequence.frames, masks
+        )
     return [s.name for s in todo]
 
   # ------------------------------------------------------------------------------------- scoring

@@ -22,6 +22,7 @@ import numpy as np
 
 from shls_jax.data import davis
 from shls_jax.evaluation import metrics
+from shls_jax.io import masks as mask_io
 
 GLOBAL_COLUMNS = ('J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay')
 SEQUENCE_COLUMNS = ('Sequence', 'J-Mean', 'F-Mean')
@@ -105,17 +106,17 @@ def _frames_of(davis_root, results_dir, name: str, single_object: bool, resoluti
 
 def _score_frame(frame: _Frame) -> np.ndarray:
   """float64 [2, K]: J and F of each object in one frame."""
-  raw = davis.read_indexed_png(frame.annotation)
-  pred = davis.read_indexed_png(frame.result)
+  raw = mask_io.read_indexed_png(frame.annotation)
+  pred = mask_io.read_indexed_png(frame.result)
   if pred.shape != raw.shape:
     raise ValueError(
       f'result {frame.result} is {pred.shape} (H, W) but its annotation is {raw.shape}'
     )
   if frame.single_object:
-    pairs = [(davis.object_pixels(raw, frame.binary_255), pred != 0)]
+    pairs = [(mask_io.object_pixels(raw, frame.binary_255), pred != 0)]
   else:
-    gt = davis.decode_mask(raw, frame.binary_255)
-    pred = davis.decode_mask(pred, binary_255=None)
+    gt = mask_io.decode_mask(raw, frame.binary_255)
+    pred = mask_io.decode_mask(pred, binary_255=None)
     if pred.max() > len(frame.object_ids):
       raise ValueError(
         f'result {frame.result} holds object id {pred.max()} but sequence '

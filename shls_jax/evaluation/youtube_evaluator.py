@@ -26,9 +26,13 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from shls_jax.data import davis, youtube_vos
-from shls_jax.evaluation import evaluator, results_io
+from shls_jax import superpixels
+from shls_jax.data import youtube_vos
+from shls_jax.evaluation import evaluator
 from shls_jax.inference import propagation
+from shls_jax.io import frames as frame_io
+from shls_jax.io import masks as mask_io
+from shls_jax.io import results as results_io
 
 ANNOTATIONS_DIR = 'Annotations'
 
@@ -88,7 +92,7 @@ class YouTubeEvaluator:
     """[len(video.output_frames), H, W] uint8 result ids of one video at the annotation size."""
     full = youtube_vos.given_masks(video)
     size = self.size or next(iter(full.values())).shape
-    given = {t: davis.resize_ids(m, size) for t, m in full.items()}
+    given = {t: mask_io.resize_ids(m, size) for t, m in full.items()}
     # The video starts where its first object does (`youtube_vos.load_video`).
     first = given.pop(0)
     wanted = set(video.output_frames)
@@ -96,8 +100,8 @@ class YouTubeEvaluator:
 
     def inputs():
       for path, name in zip(video.frames, names):
-        frame = davis.read_frame(path, self.size)
-        spx = evaluator.frame_superpixels(frame, video.name, name, self.eval_config.superpixels)
+        frame = frame_io.read_frame(path, self.size)
+        spx = superpixels.frame_superpixels(frame, video.name, name, self.eval_config.superpixels)
         yield frame, spx
 
     masks = []
@@ -105,7 +109,7 @@ class YouTubeEvaluator:
     for t, (name, result) in enumerate(zip(names, results)):
       if name not in wanted:
         continue
-      mask = davis.resize_ids(result.mask, full[min(full)].shape)
+      mask = mask_io.resize_ids(result.mask, full[min(full)].shape)
       if t in full:
         mask = np.where(full[t] > 0, full[t], mask)
       masks.append(mask)
@@ -123,17 +127,17 @@ class YouTubeEvaluator:
       v
       for v in mine
       if self.overwrite
-      or not evaluator.is_complete(self.annotations_dir / v.name, list(v.output_frames))
+      or not results_io.is_complete(self.annotations_dir / v.name, list(v.output_frames))
     ]
     for video in tqdm(todo, desc='videos', unit='video', disable=not self.progress):
       masks = self.predict_video(propagator, video)
       names = list(video.output_frames)
-      evaluator.write_masks_atomically(
+      results_io.write_masks_atomically(
         self.annotations_dir, video.name, masks, names, youtube_vos.video_palette(video)
       )
       if self.overlays:
         paths = {p.stem: p for p in video.frames}
-        evaluator.write_overlays(
+        mask_io.write_overlays(
           self.results_dir / evaluator.OVERLAY_DIR / video.name, [paths[n] for n in names], masks
         )
     evaluator.sync('shls_youtube_predicted')

@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.mode = 'exact'  # "exact" (reference parity) or "fast" (static shapes)
   # The superfeature memory: 'faiss' (host, the reference's) or 'device' (kNN and k-means in JAX
-  # on the accelerator, no faiss; `shls_jax.memory.device_inference`, deviations measured in
+  # on the accelerator, no faiss; `shls_jax.memory.jax_memory`, deviations measured in
   # the README's "Memory backends").
   config.memory = 'faiss'
   # 'device' memory: Lloyd iterations of each k-means fit (faiss runs 300 with 10 restarts).

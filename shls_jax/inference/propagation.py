@@ -52,16 +52,17 @@ import numpy as np
 import tqdm
 
 from shls_jax.crops import object_crops, static_crops
-from shls_jax.memory import pools, rois
+from shls_jax.memory import rois
 from shls_jax.memory.frame_rules import MemoryPrediction
 from shls_jax.model import decoder, shls
+from shls_jax.superpixels import pools
 
 MODES = ('exact', 'fast')
 # `config.memory`: the module holding each memory; both offer fit, predict, confident_superpixels,
 # memorise_confident and add_classes with the same arguments. Imported on use: faiss is only the host's need.
 MEMORIES = {
-  'faiss': 'shls_jax.memory.host_memory',
-  'device': 'shls_jax.memory.device_inference',
+  'faiss': 'shls_jax.memory.faiss_memory',
+  'device': 'shls_jax.memory.jax_memory',
 }
 # 255 is DAVIS' "void" label, never an object id.
 VOID = 255

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from shls_jax.memory import rois, rules
-from shls_jax.memory.pools import mode_pools
+from shls_jax.superpixels.pools import mode_pools
 
 
 @dataclasses.dataclass(frozen=True)

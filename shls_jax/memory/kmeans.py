@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 
 from shls_jax.memory import rules
-from shls_jax.memory.faiss_device import inner_product_index, use_gpu
+from shls_jax.memory.faiss_index import inner_product_index, use_gpu
 from shls_jax.memory.knn import l2_normalise
 
 NUM_ITERATIONS = 300

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 
 from shls_jax.memory import rules
-from shls_jax.memory.faiss_device import inner_product_index
+from shls_jax.memory.faiss_index import inner_product_index
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

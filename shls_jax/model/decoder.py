@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shls_jax.crops.resample import resize_bilinear
 from shls_jax.model.backbone import ConvBN, ResLayer, conv2d
+from shls_jax.ops.resize import resize_bilinear
 
 
 class ResBlock(nn.Module):

@@ -15,7 +15,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shls_jax.crops.resample import resize_bilinear, resize_nearest
 from shls_jax.model.backbone import ResNet18
 from shls_jax.model.decoder import MemSelect, Segmenter
 from shls_jax.model.superfeatures import (
@@ -25,6 +24,7 @@ from shls_jax.model.superfeatures import (
   label_range_mask,
   segment_means,
 )
+from shls_jax.ops.resize import resize_bilinear, resize_nearest
 
 
 class SpxEmbedding(nn.Module):

@@ -28,10 +28,10 @@ import numpy as np
 
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference import propagation
-from shls_jax.memory import host_memory as memory
-from shls_jax.memory import pools
+from shls_jax.memory import faiss_memory as memory
 from shls_jax.model.shls import SHLS
 from shls_jax.parity import reference as parity
+from shls_jax.superpixels import pools
 
 
 def _propagator(ref: parity.Reference) -> propagation.Propagator:

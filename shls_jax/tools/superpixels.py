@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from shls_jax import superpixels
 from shls_jax.data import davis
+from shls_jax.io import frames as frame_io
 
 _SETTINGS = 'settings.json'
 
@@ -42,7 +43,7 @@ def _init_worker() -> None:
 
 def run_job(job: Job) -> bool:
   """Writes the label map of `job` unless a valid one exists; True when it wrote one."""
-  image = davis.read_frame(job.frame)
+  image = frame_io.read_frame(job.frame)
   if job.output.exists() and not job.overwrite:
     try:
       superpixels.read_labels(job.output, image.shape[:2])

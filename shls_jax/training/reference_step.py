@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from shls_jax.crops import object_crops
-from shls_jax.memory import host_memory as memory_lib
-from shls_jax.memory.pools import merge_with_annotation, mode_pools
+from shls_jax.memory import faiss_memory as memory_lib
 from shls_jax.model import shls
 from shls_jax.model.decoder import aggregate_objects
+from shls_jax.superpixels.pools import merge_with_annotation, mode_pools
 from shls_jax.training import losses, optimizer
 
 Box = Tuple[int, int, int, int]

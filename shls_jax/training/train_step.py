@@ -8,7 +8,7 @@ classes incl. the background, <= object_capacity + 1):
   1. the backbone and superfeature heads run once on all B x T frames;
   2. NT-Xent per frame on the superfeatures labelled by their pools, with random triplets drawn on
      device (`sample_triplets`) or all pairs (`ntxent_mode='all_pairs'`);
-  3. per sequence, the device memory (`shls_jax.memory.device_memory`) is fitted on frame 0 and predicts
+  3. per sequence, the device memory (`shls_jax.memory.training_memory`) is fitted on frame 0 and predicts
      every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
      (vmap over `object_capacity` objects, absent ones masked) from crops resampled to the static
      `crop_size` (`inference.static_crops`), paste them back, soft-aggregate and take the CE
@@ -21,7 +21,7 @@ statistics of the backbone are taken over all B x T frames of a device at once (
 one frame per call); decoder crops have a static size (resampled from their ROI); the decoder's
 running statistics take one update per valid object crop in (sequence, frame, object) order from
 crop statistics computed in parallel, which is what sequential calls give; the memory's
-deviations are listed in `shls_jax.memory.device_memory`.
+deviations are listed in `shls_jax.memory.training_memory`.
 
 Gradient flow as the reference: frame-0 features reach the decoder detached as "first" inputs,
 the previous frame's features are not detached, memory inputs and previous logits are.
@@ -38,7 +38,7 @@ import ml_collections
 from flax.training import train_state
 
 from shls_jax.crops import object_crops, static_crops
-from shls_jax.memory import device_memory
+from shls_jax.memory import training_memory
 from shls_jax.model import backbone, decoder, shls
 from shls_jax.model.backbone import BN_MOMENTUM
 from shls_jax.training import losses, optimizer
@@ -184,21 +184,21 @@ def _sequence_ce(params, batch_stats, sample, *, config):
   class_valid = jnp.arange(1, num_classes + 1) <= sample['num_cls']
   objects = jnp.arange(2, num_classes + 1)
   sf = sample['superfeatures']
-  memory = device_memory.fit(
+  memory = training_memory.fit(
     sf[0],
     jnp.where(sample['spx_valid'][0], sample['pools'][0], 0),
-    capacity=device_memory.memory_capacity(num_segments, num_frames),
+    capacity=training_memory.memory_capacity(num_segments, num_frames),
     num_classes=num_classes,
     iterations=config.kmeans_iterations,
   )
 
   def predict(memory, t):
-    knn_pred, knn_scores = device_memory.knn_predict(memory, sf[t])
-    table = device_memory.attention_table(
-      knn_scores, device_memory.centroid_scores(memory, sf[t]), class_valid
+    knn_pred, knn_scores = training_memory.knn_predict(memory, sf[t])
+    table = training_memory.attention_table(
+      knn_scores, training_memory.centroid_scores(memory, sf[t]), class_valid
     )
-    boxes = jax.vmap(lambda c: device_memory.annotation_box(sample['label'][t] == c))(objects)
-    return knn_pred, device_memory.pixel_map(table, sample['spx'][t]), boxes
+    boxes = jax.vmap(lambda c: training_memory.annotation_box(sample['label'][t] == c))(objects)
+    return knn_pred, training_memory.pixel_map(table, sample['spx'][t]), boxes
 
   _, first_att, first_boxes = predict(memory, 0)
   first_mask = (sample['label'][0][None] == objects[:, None, None]).astype(jnp.float32)
@@ -242,12 +242,12 @@ def _sequence_ce(params, batch_stats, sample, *, config):
     stats.append(frame_stats)
     if t < num_frames - 1:
       # Raw kNN pre-segmentation (no convex-hull cleaning on device): its pools are knn_pred.
-      preseg = device_memory.pixel_map(knn_pred, sample['spx'][t])
-      confident = device_memory.confident_superpixels(
+      preseg = training_memory.pixel_map(knn_pred, sample['spx'][t])
+      confident = training_memory.confident_superpixels(
         sample['spx'][t], preseg, logodds, num_segments=num_segments
       )
       confident &= sample['spx_valid'][t]
-      memory = device_memory.add(
+      memory = training_memory.add(
         memory,
         sf[t],
         jnp.where(confident, knn_pred, 0),

@@ -15,7 +15,7 @@ import numpy as np
 from shls_jax.memory import frame_rules, kmeans, knn, rules
 from shls_jax.memory.frame_rules import MemoryPrediction, check_features
 
-# The interface of a memory module, shared with `device_inference`.
+# The interface of a memory module, shared with `jax_memory`.
 from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
 
 

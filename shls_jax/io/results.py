@@ -1,16 +1,18 @@
 """Result masks in the DAVIS results layout: `<results>/<sequence>/<frame>.png`.
 
 Masks are written as indexed PNGs (pixel value = object id, 0 = background) with the DAVIS
-palette (`davis.write_mask`), and read back from indexed PNGs, plain grayscale id PNGs or 0/255
-binarised PNGs (`davis.read_mask` with `binary_255=None`).
+palette (`mask_io.write_mask`), and read back from indexed PNGs, plain grayscale id PNGs or 0/255
+binarised PNGs (`mask_io.read_mask` with `binary_255=None`).
 """
 
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from shls_jax.data import davis
+from shls_jax.io import masks as mask_io
 
 
 def write_sequence_masks(
@@ -26,7 +28,7 @@ def write_sequence_masks(
   folder = Path(results_dir) / sequence
   paths = [folder / f'{name}.png' for name in frame_names]
   for path, mask in zip(paths, masks):
-    davis.write_mask(path, mask, colours)
+    mask_io.write_mask(path, mask, colours)
   return paths
 
 
@@ -35,7 +37,7 @@ def read_sequence_masks(results_dir, sequence: str, frame_names: list[str]) -> n
   folder = Path(results_dir) / sequence
   if not folder.is_dir():
     raise FileNotFoundError(f'results folder {folder} for sequence {sequence!r} does not exist')
-  masks = [davis.read_mask(folder / f'{name}.png', binary_255=None) for name in frame_names]
+  masks = [mask_io.read_mask(folder / f'{name}.png', binary_255=None) for name in frame_names]
   shapes = {m.shape for m in masks}
   if len(shapes) > 1:
     raise ValueError(f'result masks of {sequence!r} mix sizes {sorted(shapes)}')
@@ -64,3 +66,27 @@ def write_submission_zip(results_dir, sequences: list[str], zip_path, prefix: st
   # Renamed when complete: an interrupted run never leaves a truncated zip behind.
   partial.replace(zip_path)
   return zip_path
+
+
+def write_masks_atomically(
+  results_dir: Path, name: str, masks: np.ndarray, frame_names: list[str], colours=None
+) -> None:
+  """Writes [T, H, W] masks as `<results_dir>/<name>/<frame_names[t]>.png` (palette `colours`,
+  default DAVIS') so that each PNG appears whole or not at all.
+
+  A run interrupted mid-sequence then leaves some frames missing, never a truncated PNG, and
+  `is_complete` is enough to decide whether to redo it.
+  """
+  staging = results_dir / f'.{name}.partial'
+  shutil.rmtree(staging, ignore_errors=True)
+  paths = write_sequence_masks(staging, name, masks, frame_names, colours)
+  folder = results_dir / name
+  folder.mkdir(parents=True, exist_ok=True)
+  for path in paths:
+    os.replace(path, folder / path.name)
+  shutil.rmtree(staging)
+
+
+def is_complete(folder: Path, frame_names: list[str]) -> bool:
+  """True when `folder` holds the result PNG of every one of `frame_names`."""
+  return all((folder / f'{name}.png').is_file() for name in frame_names)

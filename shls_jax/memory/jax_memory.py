@@ -1,10 +1,10 @@
 """The memory of inference on device: the host memory's interface and rules, its kNN search and
-k-means in JAX (`device_memory`'s kernels), so that no faiss is needed and the heavy work runs on
+k-means in JAX (`training_memory`'s kernels), so that no faiss is needed and the heavy work runs on
 the accelerator.
 
 `fit`, `predict`, `confident_superpixels`, `memorise_confident` and `add_classes` take and return
-what the host memory's (`host_memory`) do, the state aside (`CappedMemory` here,
-`host_memory.Memory` there);
+what the host memory's (`faiss_memory`) do, the state aside (`CappedMemory` here,
+`faiss_memory.Memory` there);
 `propagation.Propagator` uses either (`config.inference.memory`). Shared exactly: the frame rules
 (`frame_rules`: pre-segmentation cleaning, ROIs, attention maps, confident superpixels), the pools
 of the confident update and the per-class cap (10x the frame-0 superfeature count per class; on
@@ -13,7 +13,7 @@ over the slots past the kept ones, holding the same entries as the host's list).
 
 Deviations (their cost is measured in the README, "Memory backends"):
   - kNN ties go to the lower slot (`lax.top_k`), not faiss' order.
-  - k-means: `iterations` Lloyd steps from `device_memory.initial_centroids` at fit, and from the
+  - k-means: `iterations` Lloyd steps from `training_memory.initial_centroids` at fit, and from the
     previous centroids at each refit, where faiss runs 300 iterations with 10 seeded restarts.
 
 Shapes stay static per video: each class has `slots` = the cap rounded up to `SLOT_BUCKET`;
@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax.memory import device_memory, frame_rules, rules
+from shls_jax.memory import frame_rules, rules, training_memory
 from shls_jax.memory.frame_rules import MemoryPrediction
 
-# The interface of a memory module, shared with `host_memory`.
+# The interface of a memory module, shared with `faiss_memory`.
 from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
 from shls_jax.model.superfeatures import l2_normalise
 
@@ -84,8 +84,8 @@ def _normalise_and_fit(features, filled, iterations):
   """(unit rows [C, S, D], centroids [C, k, D]) of frame 0's raw rows (zeros stay zeros)."""
   features = l2_normalise(features)
   flat, labels = _flat(features, filled)
-  init = device_memory.initial_centroids(flat, labels, features.shape[0])
-  return features, device_memory.fit_kmeans(flat, labels, init, iterations)
+  init = training_memory.initial_centroids(flat, labels, features.shape[0])
+  return features, training_memory.fit_kmeans(flat, labels, init, iterations)
 
 
 @functools.partial(jax.jit, static_argnames='iterations', donate_argnums=(0, 1))
@@ -96,15 +96,15 @@ def _write_and_refit(features, filled, centroids, rows, slots, iterations):
   occupied = filled.reshape(-1).at[slots].set(True, mode='drop')
   features, filled = flat.reshape(num_cls, num_slots, dim), occupied.reshape(num_cls, num_slots)
   flat_features, labels = _flat(features, filled)
-  return features, filled, device_memory.fit_kmeans(flat_features, labels, centroids, iterations)
+  return features, filled, training_memory.fit_kmeans(flat_features, labels, centroids, iterations)
 
 
 @jax.jit
 def _scores(features, filled, centroids, queries):
   flat, labels = _flat(features, filled)
-  memory = device_memory.DeviceMemory(flat, labels, centroids)
-  knn_pred, knn_scores = device_memory.knn_predict(memory, queries)
-  return knn_pred, knn_scores, device_memory.centroid_scores(memory, queries)
+  memory = training_memory.TrainingMemory(flat, labels, centroids)
+  knn_pred, knn_scores = training_memory.knn_predict(memory, queries)
+  return knn_pred, knn_scores, training_memory.centroid_scores(memory, queries)
 
 
 def _padded(rows: np.ndarray, multiple: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def _padded(rows: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) -> CappedMemory:
-  """Builds the memory from frame 0 (as `host_memory.fit`).
+  """Builds the memory from frame 0 (as `faiss_memory.fit`).
 
   Args:
     features: [N, D] float32 superfeatures of frame 0.
@@ -152,7 +152,7 @@ def fit(features: np.ndarray, pools: np.ndarray, num_cls: int, iterations: int) 
 def add_classes(
   memory: CappedMemory, features: np.ndarray, pools: np.ndarray, mask: np.ndarray
 ) -> CappedMemory:
-  """As `host_memory.add_classes`: classes C + 1 .. C' join with their superfeatures [M, D],
+  """As `faiss_memory.add_classes`: classes C + 1 .. C' join with their superfeatures [M, D],
   pools [M] and minimum ROI sizes from the class map `mask`. The class axis grows: the memory's
   programs compile once more."""
   features, pools, classes = frame_rules.new_class_entries(memory.num_cls, features, pools)
@@ -183,7 +183,7 @@ def predict(
   prev_mask: np.ndarray,
   annotation: np.ndarray | None = None,
 ) -> tuple[CappedMemory, MemoryPrediction]:
-  """As `host_memory.predict`: the kNN and centroid scores on device, the rules on the host."""
+  """As `faiss_memory.predict`: the kNN and centroid scores on device, the rules on the host."""
   features, spx, prev_mask = frame_rules.check_frame(features, spx, prev_mask, annotation)
   memory = frame_rules.with_initial_boxes(memory, prev_mask)
   num = features.shape[0]
@@ -211,7 +211,7 @@ def ring_slots(added: int, count: int, keep: int, max_size: int) -> np.ndarray:
 
   Entry g (0-based over the class' whole history) sits in slot g while g < keep, then in
   keep + (g - keep) mod (max_size - keep): the slots always hold the oldest `keep` entries and
-  the newest `max_size - keep`, those of `host_memory.update`. A new entry already overwritten
+  the newest `max_size - keep`, those of `faiss_memory.update`. A new entry already overwritten
   within this same update gets slot -1.
   """
   ring = max_size - keep
@@ -222,7 +222,7 @@ def ring_slots(added: int, count: int, keep: int, max_size: int) -> np.ndarray:
 
 
 def update(memory: CappedMemory, features: np.ndarray, pools: np.ndarray) -> CappedMemory:
-  """As `host_memory.update`: adds superfeatures [M, D] to their classes pools [M] (0 or any value
+  """As `faiss_memory.update`: adds superfeatures [M, D] to their classes pools [M] (0 or any value
   outside 1..C adds nothing) under the cap, then refits every class' k-means from its centroids.
   """
   pools = np.asarray(pools)
@@ -263,7 +263,7 @@ def memorise_confident(
   preseg: np.ndarray,
   confident: np.ndarray,
 ) -> CappedMemory:
-  """As `host_memory.memorise_confident`: the confident superpixels join under their
+  """As `faiss_memory.memorise_confident`: the confident superpixels join under their
   pre-segmentation pools; the memory is unchanged when nothing is confident."""
   entries = frame_rules.confident_entries(features, spx, preseg, confident)
   return memory if entries is None else update(memory, *entries)

@@ -4,7 +4,7 @@ the scores and the decisions on the reference's recorded frames, and its use by 
 import numpy as np
 import pytest
 
-from shls_jax.memory import device_inference, host_memory
+from shls_jax.memory import faiss_memory, jax_memory
 
 ITERATIONS = 20
 
@@ -21,27 +21,25 @@ def _stored_rows(memory) -> list[set]:
 
 def test_ring_slots_keep_the_oldest_and_the_newest():
   # keep 3, cap 8: a ring of 5 slots (3..7) after the kept ones.
-  np.testing.assert_array_equal(device_inference.ring_slots(0, 4, 3, 8), [0, 1, 2, 3])
+  np.testing.assert_array_equal(jax_memory.ring_slots(0, 4, 3, 8), [0, 1, 2, 3])
   # Entry 4 is overwritten by entry 9 of the same update.
-  np.testing.assert_array_equal(device_inference.ring_slots(4, 6, 3, 8), [-1, 5, 6, 7, 3, 4])
+  np.testing.assert_array_equal(jax_memory.ring_slots(4, 6, 3, 8), [-1, 5, 6, 7, 3, 4])
   # Eleven entries at once into a ring of five: only the last five survive.
-  np.testing.assert_array_equal(
-    device_inference.ring_slots(3, 11, 3, 8), [-1] * 6 + [4, 5, 6, 7, 3]
-  )
+  np.testing.assert_array_equal(jax_memory.ring_slots(3, 11, 3, 8), [-1] * 6 + [4, 5, 6, 7, 3])
 
 
 def test_cap_holds_the_host_memory_entries():
   rng = np.random.default_rng(0)
   frame0 = rng.normal(size=(6, 8)).astype(np.float32)
   pools0 = np.array([1, 1, 1, 2, 2, 1])
-  host = host_memory.fit(frame0, pools0, 2)
-  device = device_inference.fit(frame0, pools0, 2, ITERATIONS)
+  host = faiss_memory.fit(frame0, pools0, 2)
+  device = jax_memory.fit(frame0, pools0, 2, ITERATIONS)
   # Cap 60 per class; class 2 keeps its oldest 10 and grows past the cap within a few updates.
   for step in range(8):
     new = rng.normal(size=(int(rng.integers(5, 30)), 8)).astype(np.float32)
     pools = rng.choice([0, 1, 2, 2], size=len(new))
-    host = host_memory.update(host, new, pools)
-    device = device_inference.update(device, new, pools)
+    host = faiss_memory.update(host, new, pools)
+    device = jax_memory.update(device, new, pools)
     expected = [{tuple(np.round(r, 5)) for r in _unit(f)} for f in host.features]
     assert _stored_rows(device) == expected, step
   assert max(len(f) for f in host.features) == host.max_size == 60
@@ -54,10 +52,10 @@ def test_added_classes_hold_the_host_memory_entries_and_boxes():
   mask = np.ones((8, 8), np.int64)
   mask[1:3, 2:5], mask[5:8, 0:2] = 3, 4
   memories = {
-    'host': host_memory.fit(frame0, pools0, 2),
-    'device': device_inference.fit(frame0, pools0, 2, ITERATIONS),
+    'host': faiss_memory.fit(frame0, pools0, 2),
+    'device': jax_memory.fit(frame0, pools0, 2, ITERATIONS),
   }
-  modules = {'host': host_memory, 'device': device_inference}
+  modules = {'host': faiss_memory, 'device': jax_memory}
   spx = np.arange(1, 7).repeat(11)[:64].reshape(8, 8)
   joining = rng.normal(size=(3, 8)).astype(np.float32)
   for name, module in modules.items():
@@ -71,7 +69,7 @@ def test_added_classes_hold_the_host_memory_entries_and_boxes():
   np.testing.assert_array_equal(host.initial_boxes[1:], [[1, 3, 2, 5], [5, 8, 0, 2]])
   assert host.initial_sizes == device.initial_sizes == (20, 10, 10, 5)
   with pytest.raises(ValueError, match='new classes must be 5'):
-    host_memory.add_classes(host, joining[:1], np.array([6]), mask)
+    faiss_memory.add_classes(host, joining[:1], np.array([6]), mask)
 
 
 def test_scores_match_the_host_memory_on_separated_classes():
@@ -80,12 +78,12 @@ def test_scores_match_the_host_memory_on_separated_classes():
   pools = np.repeat([1, 2, 3], 40)
   features = (centres[pools - 1] + 0.05 * rng.normal(size=(120, 16))).astype(np.float32)
   queries = (centres[[0, 1, 2, 1]] + 0.05 * rng.normal(size=(4, 16))).astype(np.float32)
-  host = host_memory.fit(features, pools, 3)
-  device = device_inference.fit(features, pools, 3, ITERATIONS)
-  host_scores = host_memory._scores(host, queries)
+  host = faiss_memory.fit(features, pools, 3)
+  device = jax_memory.fit(features, pools, 3, ITERATIONS)
+  host_scores = faiss_memory._scores(host, queries)
   spx = np.arange(1, 5).reshape(2, 2)
   prev = np.array([[1, 2], [3, 2]])
-  _, pred = device_inference.predict(device, queries, spx, prev)
+  _, pred = jax_memory.predict(device, queries, spx, prev)
   np.testing.assert_array_equal(pred.knn_pred, host_scores[0])
   np.testing.assert_allclose(pred.knn_scores, host_scores[1], atol=1e-5)
   # Two centroids per class of one blob: both k-means split it, not necessarily alike.
@@ -98,10 +96,10 @@ def test_recorded_frames_decided_as_the_host_memory_does(parity_vectors):
   v = parity_vectors
   num_cls = int(v['num_cls'])
   memories = {
-    'host': host_memory.fit(v['embed.superfeatures'], v['pools.pools0'], num_cls),
-    'device': device_inference.fit(v['embed.superfeatures'], v['pools.pools0'], num_cls, 20),
+    'host': faiss_memory.fit(v['embed.superfeatures'], v['pools.pools0'], num_cls),
+    'device': jax_memory.fit(v['embed.superfeatures'], v['pools.pools0'], num_cls, 20),
   }
-  modules = {'host': host_memory, 'device': device_inference}
+  modules = {'host': faiss_memory, 'device': jax_memory}
   prev_mask = v['label'][0]
   agreement = []
   for n in range(1, v['spx'].shape[0]):

@@ -35,7 +35,7 @@ from shls_jax.model.superfeatures import l2_normalise, segment_means
 _MAX_FRAMES = rules.MEMORY_CAP_FACTOR + 1
 
 
-class DeviceMemory(NamedTuple):
+class TrainingMemory(NamedTuple):
   """Memory contents; M = capacity, D = superfeature size, C = class capacity.
 
   Attributes:
@@ -109,7 +109,7 @@ def fit_kmeans(
 
 def fit(
   superfeatures: jax.Array, pools: jax.Array, *, capacity: int, num_classes: int, iterations: int
-) -> DeviceMemory:
+) -> TrainingMemory:
   """Memory of frame 0.
 
   Args:
@@ -128,12 +128,12 @@ def fit(
   centroids = fit_kmeans(
     features, labels, initial_centroids(features, labels, num_classes), iterations
   )
-  return DeviceMemory(features, labels, centroids)
+  return TrainingMemory(features, labels, centroids)
 
 
 def add(
-  memory: DeviceMemory, superfeatures: jax.Array, pools: jax.Array, *, offset, iterations: int
-) -> DeviceMemory:
+  memory: TrainingMemory, superfeatures: jax.Array, pools: jax.Array, *, offset, iterations: int
+) -> TrainingMemory:
   """Writes superfeatures [N, D] with classes pools [N] (0 = empty slot) into slots
   offset..offset + N - 1, then refits every class' k-means from its centroids.
 
@@ -151,10 +151,12 @@ def add(
   labels = jax.lax.dynamic_update_slice(
     memory.labels, jnp.where(keep, pools, 0).astype(jnp.int32), (offset,)
   )
-  return DeviceMemory(features, labels, fit_kmeans(features, labels, memory.centroids, iterations))
+  return TrainingMemory(
+    features, labels, fit_kmeans(features, labels, memory.centroids, iterations)
+  )
 
 
-def knn_predict(memory: DeviceMemory, queries: jax.Array) -> Tuple[jax.Array, jax.Array]:
+def knn_predict(memory: TrainingMemory, queries: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """kNN class and per-class kNN scores of queries [N, D] (cosine, k = 2, weights 0.5**i).
 
   The memory must hold at least 2 entries. Ties in similarity go to the lower slot. The winning
@@ -179,7 +181,7 @@ def knn_predict(memory: DeviceMemory, queries: jax.Array) -> Tuple[jax.Array, ja
   return pred, jnp.sum(ranked * weights, axis=-1) / jnp.sum(weights)
 
 
-def centroid_scores(memory: DeviceMemory, queries: jax.Array) -> jax.Array:
+def centroid_scores(memory: TrainingMemory, queries: jax.Array) -> jax.Array:
   """[N, C] float32 inner product of each normalised query [N, D] with its class' nearest
   centroid (0 for classes without centroids, whose rows are zero)."""
   sims = jnp.einsum('nd,ckd->nck', l2_normalise(queries.astype(jnp.float32)), memory.centroids)
@@ -244,7 +246,7 @@ def confident_superpixels(
   num_segments: int,
   ratio: float = rules.CONFIDENCE_RATIO,
 ) -> jax.Array:
-  """Traced `host_memory.confident_superpixels`.
+  """Traced `faiss_memory.confident_superpixels`.
 
   Args:
     spx: [H, W] int32 superpixel map, labels 1..num_segments (0 = none).

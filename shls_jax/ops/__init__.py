@@ -1,0 +1,1 @@
+"""Array operations shared by the network and the crops: PyTorch-convention resizing."""
