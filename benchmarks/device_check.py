@@ -1,6 +1,6 @@
 """One check of an accelerator: agreement with the CPU, inference and training throughput, bf16.
 
-  python benchmarks/device_check.py --davis-root DIR [--sequence blackswan] [--out table.md]
+  python benchmarks/device_check.py --davis_root=DIR [--sequence=blackswan] [--out=table.md]
   python benchmarks/device_check.py --smoke          # any backend, toy sizes (tests/)
 
 On a machine without network, `benchmarks/device_check_bundle.sh` prepares what travels (wheels
@@ -28,7 +28,6 @@ Prints one table (and writes it as Markdown to --out):
 the test suite proves the script runs; its numbers mean nothing.
 """
 
-import argparse
 import contextlib
 import datetime
 import functools
@@ -40,12 +39,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from shls_jax import superpixels
 from shls_jax.crops import object_crops
 from shls_jax.data import davis
 from shls_jax.inference import defaults as inference_defaults
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
 from shls_jax.model import shls
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import train_step as ts
@@ -55,6 +55,15 @@ from shls_jax.training import train_step as ts
 import train_step as step_benchmark
 
 from shls_jax.io import masks as mask_io
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool('smoke', False, 'tiny shapes on any backend')
+flags.DEFINE_string('davis_root', None, 'DAVIS-layout folder with --sequence')
+flags.DEFINE_string('sequence', 'blackswan', 'DAVIS sequence of the inference rows')
+flags.DEFINE_integer('frames', 20, 'fast-mode frames')
+flags.DEFINE_integer('exact_frames', 4, 'exact mode compiles per frame')
+flags.DEFINE_integer('steps', 5, 'timed training steps per batch size')
+flags.DEFINE_string('out', None, 'also write the table as Markdown here')
 
 PRECISIONS = ('highest', 'default')
 
@@ -205,18 +214,28 @@ def _smoke_video(rng):
   return frames + rng.integers(0, 20, frames.shape, dtype=np.uint8), first
 
 
-def inference(table: Table, args) -> None:
+def _video(smoke: bool, davis_root: Path | None, sequence: str, num_frames: int):
+  """(frames [T, H, W, 3], first mask, row label, SLIC segments) of the inference rows."""
+  if smoke:
+    frames, first = _smoke_video(np.random.default_rng(0))
+    return frames, first, 'generated 64x96', 40
+  video = davis.load_sequence(davis_root, sequence)
+  frames = davis.load_frames(video)[:num_frames]
+  first = davis.load_masks(video, [0], single_object=True)[0]
+  first = np.where(first == mask_io.VOID, 0, first)
+  return frames, first, f'{sequence} {frames.shape[1]}x{frames.shape[2]}', 1000
+
+
+def inference(
+  table: Table,
+  smoke: bool,
+  davis_root: Path | None,
+  sequence: str,
+  num_frames: int,
+  exact_frames: int,
+) -> None:
   """Frames/s of the engine per mode and memory, alone and with SLIC, compilation apart."""
-  rng = np.random.default_rng(0)
-  if args.smoke:
-    frames, first = _smoke_video(rng)
-    label, segments = 'generated 64x96', 40
-  else:
-    sequence = davis.load_sequence(args.davis_root, args.sequence)
-    frames = davis.load_frames(sequence)[: args.frames]
-    first = davis.load_masks(sequence, [0], single_object=True)[0]
-    first = np.where(first == mask_io.VOID, 0, first)
-    label, segments = f'{args.sequence} {frames.shape[1]}x{frames.shape[2]}', 1000
+  frames, first, label, segments = _video(smoke, davis_root, sequence, num_frames)
   start = time.perf_counter()
   spx = np.stack([superpixels.compute(f, 'slic', n_segments=segments) for f in frames])
   slic = (time.perf_counter() - start) / len(frames)
@@ -224,11 +243,11 @@ def inference(table: Table, args) -> None:
   variables = shls.init_variables(jax.random.PRNGKey(0))
   memories = ['device'] + (['faiss'] if importlib.util.find_spec('faiss') else [])
   for mode in ('fast', 'exact'):
-    count = len(frames) if mode == 'fast' else min(len(frames), args.exact_frames)
+    count = len(frames) if mode == 'fast' else min(len(frames), exact_frames)
     for memory in memories:
       config = inference_defaults.get_config()
       config.mode, config.memory = mode, memory
-      if args.smoke:
+      if smoke:
         config.superpixel_capacity = 64
       engine = Propagator(variables, config)
       start = time.perf_counter()
@@ -254,32 +273,25 @@ def _peak_memory(device) -> str:
   return f'{stats["peak_bytes_in_use"] / 2**30:.2f} GiB'
 
 
-def training(table: Table, args, accelerator) -> None:
-  config, shape = _step_setting(args.smoke)
-  batches = (1,) if args.smoke else (1, 4, 16)
-  label = '64x64 (smoke)' if args.smoke else '256x256'
+def training(table: Table, accelerator, smoke: bool, steps: int) -> None:
+  config, shape = _step_setting(smoke)
+  batches = (1,) if smoke else (1, 4, 16)
+  label = '64x64 (smoke)' if smoke else '256x256'
   for per_device in batches:
     warmup, rate, sequences = step_benchmark.measure(
-      per_device, args.steps, config, config.object_capacity, **shape
+      per_device, steps, config, config.object_capacity, **shape
     )
     note = f'sequences/s {sequences:.3g}, warm-up {warmup:.1f} s, peak {_peak_memory(accelerator)}'
     table.add('training', f'pmap step {label}, T=3, batch/device {per_device}', rate, note)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--smoke', action='store_true', help='tiny shapes on any backend')
-  parser.add_argument('--davis-root', type=Path, help='DAVIS-layout folder with --sequence')
-  parser.add_argument('--sequence', default='blackswan')
-  parser.add_argument('--frames', type=int, default=20, help='fast-mode frames')
-  parser.add_argument('--exact-frames', type=int, default=4, help='exact mode compiles per frame')
-  parser.add_argument('--steps', type=int, default=5, help='timed training steps per batch size')
-  parser.add_argument('--out', type=Path, help='also write the table as Markdown here')
-  args = parser.parse_args()
-  if not args.smoke and args.davis_root is None:
-    parser.error('--davis-root is required (or --smoke)')
-  if args.smoke:
-    args.steps = 1
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS.smoke and FLAGS.davis_root is None:
+    raise app.UsageError('--davis_root is required (or --smoke)')
+  davis_root = Path(FLAGS.davis_root) if FLAGS.davis_root else None
+  steps = 1 if FLAGS.smoke else FLAGS.steps
   accelerator = jax.devices()[0]
   cpu = jax.devices('cpu')[0]
   table = Table()
@@ -299,18 +311,21 @@ def main():
   if accelerator.platform == 'cpu':
     table.add('device', 'note', 'no accelerator: the comparisons below are CPU against CPU')
   sections = (
-    functools.partial(agreement, table, accelerator, cpu, args.smoke),
-    functools.partial(inference, table, args),
-    functools.partial(training, table, args, accelerator),
+    functools.partial(agreement, table, accelerator, cpu, FLAGS.smoke),
+    functools.partial(
+      inference, table, FLAGS.smoke, davis_root, FLAGS.sequence, FLAGS.frames, FLAGS.exact_frames
+    ),
+    functools.partial(training, table, accelerator, FLAGS.smoke, steps),
   )
   for section in sections:
     start = time.perf_counter()
     section()
     print(f'  ({time.perf_counter() - start:.0f} s)', file=sys.stderr, flush=True)
-  if args.out:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table.markdown())
+  if FLAGS.out:
+    out = Path(FLAGS.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table.markdown())
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

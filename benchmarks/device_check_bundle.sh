@@ -8,8 +8,8 @@
 # Defaults: ../shared/data/davis2016-sample and blackswan. There, from the repository root:
 #
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-#   PYTHONPATH=/tmp/site:$PWD python3 benchmarks/device_check.py --davis-root .devdata/davis \
-#       --out device_check.md
+#   PYTHONPATH=/tmp/site:$PWD python3 benchmarks/device_check.py --davis_root=.devdata/davis \
+#       --out=device_check.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 davis=${1:-../shared/data/davis2016-sample}

@@ -1,10 +1,9 @@
 """Time per frame of the embedding (backbone + superfeatures) and of the superpixel pooling
 alone, jitted, after warm-up, with random weights; against a per-superpixel masked-mean loop.
 
-    python benchmarks/embed.py [--repeats 3]
+    python benchmarks/embed.py [--repeats=3]
 """
 
-import argparse
 import functools
 import resource
 import time
@@ -12,9 +11,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from shls_jax.model.shls import SHLS, init_variables
 from shls_jax.model.superfeatures import info_map, segment_means
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('repeats', 3, 'timed calls per measurement, after one warm-up call')
 
 SIZES = (((240, 427), 500), ((480, 854), 1000))
 
@@ -47,10 +50,9 @@ def seconds(fn, repeats: int) -> float:
   return (time.perf_counter() - start) / repeats
 
 
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--repeats', type=int, default=3)
-  args = parser.parse_args()
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   variables = init_variables(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   print(
@@ -66,8 +68,8 @@ def main():
     f_l1 = out['feat_l1'][..., :64]
     f_l4 = out['feat_l4'][..., :256]
     pool = jax.jit(functools.partial(pooling, num_segments=cap))
-    t_pool = seconds(lambda: pool(f_l1, f_l4, jnp.asarray(spx), out['spx_l4']), args.repeats)
-    t_embed = seconds(lambda: embed(image, jnp.asarray(spx)), args.repeats)
+    t_pool = seconds(lambda: pool(f_l1, f_l4, jnp.asarray(spx), out['spx_l4']), FLAGS.repeats)
+    t_embed = seconds(lambda: embed(image, jnp.asarray(spx)), FLAGS.repeats)
     l1_np, spx_np = np.asarray(out['feat_l1'][0]), spx[0]
     start = time.perf_counter()
     masked_mean_loop(l1_np, spx_np)
@@ -81,4 +83,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

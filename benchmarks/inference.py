@@ -1,8 +1,8 @@
 """Seconds per frame of the whole propagation loop, exact and fast modes, on a real 480p sequence.
 
-    python benchmarks/inference.py [--davis-root ../shared/data/davis2016-sample]
-        [--sequence blackswan] [--frames 4] [--segments 1000] [--checkpoint ckpt.pth]
-        [--max-canvas 384]
+    python benchmarks/inference.py [--davis_root=../shared/data/davis2016-sample]
+        [--sequence=blackswan] [--frames=4] [--segments=1000] [--checkpoint=ckpt.pth]
+        [--max_canvas=384]
 
 Each mode first runs the clip once (warm-up: compilation), then again timed; the table gives
 per-frame seconds of each stage (superpixels, embed, memory, decode, aggregation; fast mode's
@@ -13,18 +13,30 @@ decoded on (frames per canvas; one decoder compilation each).
 Without --checkpoint the network has fresh random weights (speed does not depend on them).
 """
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from shls_jax import superpixels
 from shls_jax.data import davis
 from shls_jax.inference import defaults as inference_defaults
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
 from shls_jax.model.shls import init_variables
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+  'davis_root',
+  str(Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'),
+  'DAVIS-layout folder with --sequence',
+)
+flags.DEFINE_string('sequence', 'blackswan', 'DAVIS sequence to propagate')
+flags.DEFINE_integer('frames', 4, 'first frames of the sequence')
+flags.DEFINE_integer('segments', 1000, 'SLIC superpixels per frame')
+flags.DEFINE_string('checkpoint', None, 'reference .pth; default random weights')
+flags.DEFINE_integer('max_canvas', None, "fast mode's config.max_canvas; default the config's")
 
 STAGES = ('superpixels', 'embed', 'memory', 'decode', 'aggregation')
 
@@ -50,40 +62,28 @@ def _timed_run(variables, mode, frames, spx, mask, max_canvas):
   return per_frame, warm_up, engine
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument(
-    '--davis-root',
-    default=str(Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'),
-  )
-  parser.add_argument('--sequence', default='blackswan')
-  parser.add_argument('--frames', type=int, default=4)
-  parser.add_argument('--segments', type=int, default=1000)
-  parser.add_argument('--checkpoint', help='reference .pth; default random weights')
-  parser.add_argument(
-    '--max-canvas', type=int, help="fast mode's config.max_canvas; default the config's"
-  )
-  args = parser.parse_args(argv)
-
-  seq = davis.load_sequence(args.davis_root, args.sequence)
-  frames = davis.load_frames(seq)[: args.frames]
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  seq = davis.load_sequence(FLAGS.davis_root, FLAGS.sequence)
+  frames = davis.load_frames(seq)[: FLAGS.frames]
   mask = davis.load_masks(seq, indices=[0], single_object=True)[0]
   start = time.perf_counter()
-  spx = np.stack([superpixels.compute(f, n_segments=args.segments) for f in frames])
+  spx = np.stack([superpixels.compute(f, n_segments=FLAGS.segments) for f in frames])
   spx_time = (time.perf_counter() - start) / len(frames)
-  if args.checkpoint:
+  if FLAGS.checkpoint:
     from shls_jax.checkpoints.torch_interop import load_torch_checkpoint
 
-    variables = load_torch_checkpoint(args.checkpoint)
+    variables = load_torch_checkpoint(FLAGS.checkpoint)
   else:
     variables = init_variables(jax.random.PRNGKey(0))
   print(
-    f'{args.sequence}: {len(frames)} frames {frames.shape[1]}x{frames.shape[2]}, '
+    f'{FLAGS.sequence}: {len(frames)} frames {frames.shape[1]}x{frames.shape[2]}, '
     f'{spx.max(axis=(1, 2)).mean():.0f} SLIC superpixels per frame, {jax.devices()[0]}'
   )
 
   runs = {
-    mode: _timed_run(variables, mode, frames, spx, mask, args.max_canvas)
+    mode: _timed_run(variables, mode, frames, spx, mask, FLAGS.max_canvas)
     for mode in ('exact', 'fast')
   }
   rows = {mode: row for mode, (row, _, _) in runs.items()}
@@ -116,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

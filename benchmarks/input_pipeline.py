@@ -1,18 +1,22 @@
 """Pseudo-sequence generation speed of the training input pipeline.
 
-  python benchmarks/input_pipeline.py [--sequences 24] [--parallel 1 2]
+  python benchmarks/input_pipeline.py [--sequences=24] [--parallel=1,2]
 
 Uses synthetic still images of MSRA10K size (300x400) and the default data settings (T = 3
 frames of 256x256, 300 SLIC segments). Prints sequences per second for each number of parallel
 generation calls, after one warm-up batch.
 """
 
-import argparse
 import time
 
 import numpy as np
+from absl import app, flags
 
 from shls_jax.data import input_pipeline, synthetic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('sequences', 24, 'timed sequences per number of parallel calls')
+flags.DEFINE_list('parallel', ['1', '2'], 'numbers of parallel generation calls, e.g. 1,2')
 
 
 def sequences_per_second(source, parallel: int, sequences: int) -> float:
@@ -36,20 +40,27 @@ def sequences_per_second(source, parallel: int, sequences: int) -> float:
   return sequences / elapsed
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sequences', type=int, default=24)
-  parser.add_argument('--parallel', type=int, nargs='+', default=[1, 2])
-  args = parser.parse_args()
+def _ints(name: str, values: list[str]) -> list[int]:
+  """The integers of a list flag, or a usage error naming it."""
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f'--{name} takes integers, got {",".join(values)}') from None
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  parallel_calls = _ints('parallel', FLAGS.parallel)
   rng = np.random.default_rng(0)
   source = []
   for i in range(16):
     image, mask = synthetic.make_still(rng, 300, 400, soft=i % 2 == 0)
     source.append((image, mask.astype(np.float32) / 255.0))
   print('parallel calls | sequences/s')
-  for parallel in args.parallel:
-    print(f'{parallel:14d} | {sequences_per_second(source, parallel, args.sequences):11.2f}')
+  for parallel in parallel_calls:
+    print(f'{parallel:14d} | {sequences_per_second(source, parallel, FLAGS.sequences):11.2f}')
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -1,7 +1,7 @@
 """Per-frame time and host memory over a long generated video, streamed (`Propagator.stream`).
 
-  python benchmarks/long_video.py [--frames 3000] [--size 64 96] [--memory faiss] \
-      [--every 100] [--plot long_video.png]
+  python benchmarks/long_video.py [--frames=3000] [--size=64,96] [--memory=faiss] \
+      [--every=100] [--plot=long_video.png]
 
 The video is generated frame by frame (a square drifting over a textured background, block
 superpixels) and never held whole. Fast mode, random weights (speed does not depend on them).
@@ -10,16 +10,23 @@ Prints, per block of `--every` frames, the mean seconds per frame, the process' 
 both curves to `--plot`.
 """
 
-import argparse
 import resource
 import time
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from shls_jax.inference import defaults
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
 from shls_jax.model import shls
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('frames', 3000, 'length of the generated video')
+flags.DEFINE_list('size', ['64', '96'], 'frame height and width, H,W')
+flags.DEFINE_enum('memory', 'faiss', ['faiss', 'device'], "the engine's memory")
+flags.DEFINE_integer('every', 100, 'frames per block of the table and the plot')
+flags.DEFINE_string('plot', 'long_video.png', 'PNG of both curves')
 
 
 def _rss_mb() -> float:
@@ -47,6 +54,17 @@ def generated_video(frames: int, size: tuple[int, int], seed: int = 0):
     yield frame, spx
 
 
+def _size(values: list[str]) -> tuple[int, int]:
+  """(H, W) of --size: two positive integers."""
+  try:
+    size = tuple(int(v) for v in values)
+  except ValueError:
+    size = ()
+  if len(size) != 2 or min(size) <= 0:
+    raise app.UsageError(f'--size takes two positive integers H,W, got {",".join(values)}')
+  return size
+
+
 def plot(path: str, rows: list, title: str) -> None:
   import matplotlib
 
@@ -68,45 +86,41 @@ def plot(path: str, rows: list, title: str) -> None:
   plt.close(fig)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--frames', type=int, default=3000)
-  parser.add_argument('--size', type=int, nargs=2, default=(64, 96))
-  parser.add_argument('--memory', default='faiss', choices=('faiss', 'device'))
-  parser.add_argument('--every', type=int, default=100)
-  parser.add_argument('--plot', default='long_video.png')
-  args = parser.parse_args()
-  size = tuple(args.size)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  size = _size(FLAGS.size)
+  num_frames, memory, every = FLAGS.frames, FLAGS.memory, FLAGS.every
   config = defaults.get_config()
-  config.mode, config.memory, config.superpixel_capacity = 'fast', args.memory, 256
+  config.mode, config.memory, config.superpixel_capacity = 'fast', memory, 256
   engine = Propagator(shls.init_variables(jax.random.PRNGKey(0)), config)
   first = np.zeros(size, np.uint8)
   side = size[0] // 3
   x = int((size[1] - side) * 0.5)
   first[side : 2 * side, x : x + side] = 1
 
-  print(f'{args.frames} frames {size[0]}x{size[1]}, fast mode, {args.memory} memory')
+  print(f'{num_frames} frames {size[0]}x{size[1]}, fast mode, {memory} memory')
   print(f'{"frames":>11} {"s/frame":>8} {"RSS MB":>7}')
   rows, start, block_start = [], time.perf_counter(), time.perf_counter()
-  stream = engine.stream(generated_video(args.frames, size), first)
+  stream = engine.stream(generated_video(num_frames, size), first)
   for t, _ in enumerate(stream, start=1):
-    if t % args.every == 0:
+    if t % every == 0:
       now = time.perf_counter()
-      rows.append({'step': t, 's/frame': (now - block_start) / args.every, 'RSS MB': _rss_mb()})
+      rows.append({'step': t, 's/frame': (now - block_start) / every, 'RSS MB': _rss_mb()})
       block_start = now
-      print(f'{t - args.every + 1:>5}-{t:<5} {rows[-1]["s/frame"]:>8.4f} {_rss_mb():>7.0f}')
+      print(f'{t - every + 1:>5}-{t:<5} {rows[-1]["s/frame"]:>8.4f} {_rss_mb():>7.0f}')
   total = time.perf_counter() - start
   # The first block holds compilation; the second is the first steady one.
   steady, last = rows[1], rows[-1]
   print(
-    f'{args.frames / total:.2f} frames/s overall; frames {steady["step"]}: '
+    f'{num_frames / total:.2f} frames/s overall; frames {steady["step"]}: '
     f'{steady["s/frame"]:.4f} s, {steady["RSS MB"]:.0f} MB; frames {last["step"]}: '
     f'{last["s/frame"]:.4f} s, {last["RSS MB"]:.0f} MB '
     f'(time x{last["s/frame"] / steady["s/frame"]:.2f}, memory +{last["RSS MB"] - steady["RSS MB"]:.0f} MB)'
   )
-  plot(args.plot, rows, f'{size[0]}x{size[1]}, fast mode, {args.memory} memory')
-  print(f'plot: {args.plot}')
+  plot(FLAGS.plot, rows, f'{size[0]}x{size[1]}, fast mode, {memory} memory')
+  print(f'plot: {FLAGS.plot}')
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -1,8 +1,8 @@
 """The on-device memory of inference against the host (faiss) memory: agreement and speed.
 
-  python benchmarks/memory_backends.py --checkpoint workdir/checkpoints \
-      [--davis-root ../shared/data/davis2016-sample] [--sequences a,b] [--frames 20] \
-      [--size 240 432] [--segments 500] [--mode fast]
+  python benchmarks/memory_backends.py --checkpoint=workdir/checkpoints \
+      [--davis_root=../shared/data/davis2016-sample] [--sequences=a,b] [--frames=20] \
+      [--size=240,432] [--segments=500] [--mode=fast]
 
 Each sequence runs twice through the same engine settings, once per memory, on the same frames
 and superpixels (SLIC at the working size). Per sequence: the mean and lowest per-frame mask IoU
@@ -11,22 +11,31 @@ working size beside the copy-first-mask J, and each memory's seconds per frame (
 after a warm-up video). Without --checkpoint the weights are random (agreement then says little).
 """
 
-import argparse
 from pathlib import Path
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from shls_jax import checkpoints, superpixels
 from shls_jax.data import davis
 from shls_jax.evaluation import metrics
 from shls_jax.inference import defaults
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
 from shls_jax.io import masks as mask_io
 from shls_jax.model import shls
 
 _SAMPLE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'
 MEMORIES = ('faiss', 'device')
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('davis_root', str(_SAMPLE), 'DAVIS-layout folder')
+flags.DEFINE_list('sequences', [], 'comma-separated; default the val split')
+flags.DEFINE_string('checkpoint', None, 'orbax folder or reference .pth; default random')
+flags.DEFINE_integer('frames', 20, 'first frames of each sequence')
+flags.DEFINE_list('size', ['240', '432'], 'working height and width, H,W')
+flags.DEFINE_integer('segments', 500, 'SLIC superpixels per frame')
+flags.DEFINE_enum('mode', 'fast', ['fast', 'exact'], "the engine's mode")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -34,36 +43,39 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return metrics.jaccard(a > 0, b > 0)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--davis-root', type=Path, default=_SAMPLE)
-  parser.add_argument('--sequences', default='', help='comma-separated; default the val split')
-  parser.add_argument('--checkpoint', help='orbax folder or reference .pth; default random')
-  parser.add_argument('--frames', type=int, default=20)
-  parser.add_argument('--size', type=int, nargs=2, default=(240, 432))
-  parser.add_argument('--segments', type=int, default=500)
-  parser.add_argument('--mode', default='fast', choices=('fast', 'exact'))
-  args = parser.parse_args()
-  names = davis.select_sequences(
-    args.davis_root, [s for s in args.sequences.split(',') if s] or None
-  )
-  if args.checkpoint:
-    variables = checkpoints.load_variables(args.checkpoint)
+def _size(values: list[str]) -> tuple[int, int]:
+  """(H, W) of --size: two positive integers."""
+  try:
+    size = tuple(int(v) for v in values)
+  except ValueError:
+    size = ()
+  if len(size) != 2 or min(size) <= 0:
+    raise app.UsageError(f'--size takes two positive integers H,W, got {",".join(values)}')
+  return size
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  size = _size(FLAGS.size)
+  davis_root, checkpoint, mode = Path(FLAGS.davis_root), FLAGS.checkpoint, FLAGS.mode
+  names = davis.select_sequences(davis_root, [s for s in FLAGS.sequences if s] or None)
+  if checkpoint:
+    variables = checkpoints.load_variables(checkpoint)
   else:
     variables = shls.init_variables(jax.random.PRNGKey(0))
   engines = {}
   for memory in MEMORIES:
     config = defaults.get_config()
-    config.mode, config.memory = args.mode, memory
+    config.mode, config.memory = mode, memory
     engines[memory] = Propagator(variables, config)
 
-  size = tuple(args.size)
   videos = []
   for name in names:
-    sequence = davis.load_sequence(args.davis_root, name)
-    count = min(args.frames, len(sequence.frames))
+    sequence = davis.load_sequence(davis_root, name)
+    count = min(FLAGS.frames, len(sequence.frames))
     frames = davis.load_frames(sequence, size)[:count]
-    spx = np.stack([superpixels.compute(f, 'slic', n_segments=args.segments) for f in frames])
+    spx = np.stack([superpixels.compute(f, 'slic', n_segments=FLAGS.segments) for f in frames])
     first = davis.first_mask(sequence, single_object=True, size=size)
     truth = davis.load_masks(sequence, range(count), size, single_object=True)
     videos.append((name, frames, spx, first, np.where(truth == mask_io.VOID, 0, truth)))
@@ -73,8 +85,8 @@ def main():
     engine.timings.clear()
 
   print(
-    f'{args.mode} mode at {size[0]}x{size[1]}, {args.segments} SLIC segments, '
-    f'{"checkpoint " + args.checkpoint if args.checkpoint else "random weights"}, '
+    f'{mode} mode at {size[0]}x{size[1]}, {FLAGS.segments} SLIC segments, '
+    f'{"checkpoint " + checkpoint if checkpoint else "random weights"}, '
     f'{jax.devices()[0].platform}'
   )
   header = (
@@ -114,4 +126,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

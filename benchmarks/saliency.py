@@ -1,6 +1,6 @@
 """Pseudo-mask quality and speed against real salient-object masks: prints a table.
 
-  python benchmarks/saliency.py --davis-root ../shared/data/davis2016-sample [--every 5]
+  python benchmarks/saliency.py --davis_root=../shared/data/davis2016-sample [--every=5]
 
 Every `--every`-th annotated frame of each DAVIS-2016 sequence (one salient object per frame:
 exactly a salient-object benchmark) is segmented at 480p by each method of
@@ -10,10 +10,10 @@ F-measure (beta^2 = 0.3; precision and recall averaged over images at each of 25
 MAE, and seconds per image (the ellipse is the baseline every method must beat).
 """
 
-import argparse
 import time
 
 import numpy as np
+from absl import app, flags
 
 from shls_jax.data import davis, saliency
 from shls_jax.io import frames as frame_io
@@ -21,6 +21,12 @@ from shls_jax.io import masks as mask_io
 
 _BETA2 = 0.3
 _THRESHOLDS = np.arange(1, 256) / 255.0
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('davis_root', None, 'DAVIS-2016-layout folder')
+flags.DEFINE_integer('every', 5, 'every n-th annotated frame')
+flags.DEFINE_list('methods', list(saliency.METHODS), 'methods of shls_jax.data.saliency')
+flags.mark_flag_as_required('davis_root')
 
 
 def ellipse(shape) -> np.ndarray:
@@ -71,18 +77,16 @@ class Scores:
     )
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--davis-root', required=True)
-  parser.add_argument('--every', type=int, default=5, help='every n-th annotated frame')
-  parser.add_argument('--methods', nargs='+', default=list(saliency.METHODS))
-  args = parser.parse_args(argv)
-  scores = {name: Scores() for name in ['ellipse', *args.methods]}
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  davis_root, every, methods = FLAGS.davis_root, FLAGS.every, FLAGS.methods
+  scores = {name: Scores() for name in ['ellipse', *methods]}
   per_sequence = {name: {} for name in scores}
   count = 0
-  for name in davis.list_sequences(args.davis_root):
-    sequence = davis.load_sequence(args.davis_root, name)
-    for t in range(0, len(sequence.frames), args.every):
+  for name in davis.list_sequences(davis_root):
+    sequence = davis.load_sequence(davis_root, name)
+    for t in range(0, len(sequence.frames), every):
       if sequence.annotations[t] is None:
         continue
       image = frame_io.read_frame(sequence.frames[t])
@@ -91,13 +95,13 @@ def main(argv=None) -> None:
       prior = ellipse(gt.shape)
       scores['ellipse'].add(prior, prior > 0, gt, 0.0)
       per_sequence['ellipse'].setdefault(name, []).append(iou(prior > 0, gt))
-      for method in args.methods:
+      for method in methods:
         start = time.perf_counter()
         soft = saliency.saliency_map(image, method)
         binary = saliency.binary_mask(soft, method)
         scores[method].add(soft, binary, gt, time.perf_counter() - start)
         per_sequence[method].setdefault(name, []).append(iou(binary, gt))
-  print(f'{count} frames of {args.davis_root} (every {args.every}th), 480p\n')
+  print(f'{count} frames of {davis_root} (every {every}th), 480p\n')
   print('| map | mean IoU @128 | mean IoU binary | max F (b2 0.3) | MAE | s / image |')
   print('|---|---|---|---|---|---|')
   for name, score in scores.items():
@@ -111,4 +115,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

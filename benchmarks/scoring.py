@@ -1,7 +1,7 @@
 """Wall time of scoring a DAVIS results folder: `evaluate.py --score-only` against the official tool.
 
-  python benchmarks/scoring.py [--davis-root DIR] [--results DIR] [--repeats N] \
-      [--official PATH/TO/davis2017-evaluation --official-python PYTHON]
+  python benchmarks/scoring.py [--davis_root=DIR] [--results=DIR] [--repeats=N] \
+      [--official=PATH/TO/davis2017-evaluation --official_python=PYTHON]
 
 Both run as whole commands (interpreter start and imports included), each on its own copy of the
 results folder without CSVs (the official tool reuses CSVs it finds), best of N. The table gives
@@ -10,7 +10,6 @@ official numbers must equal ours to the printed precision. Defaults: the five-se
 sample in ../shared and its OSVOS masks, scored as single objects (the sample's protocol).
 """
 
-import argparse
 import csv
 import shutil
 import subprocess
@@ -19,10 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from absl import app, flags
+
 from shls_jax.data import davis
 
 REPO = Path(__file__).resolve().parents[1]
 _SAMPLE = REPO.parent / 'shared' / 'data' / 'davis2016-sample'
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('davis_root', str(_SAMPLE), 'DAVIS-layout folder')
+flags.DEFINE_string('results', None, 'default: <davis_root>/results/osvos-binarized')
+flags.DEFINE_integer('repeats', 3, 'best of N runs per tool')
+flags.DEFINE_string('official', None, 'davis2017-evaluation checkout')
+flags.DEFINE_string('official_python', sys.executable, 'interpreter with its requirements')
 
 
 def _fresh_copy(results: Path, into: Path) -> Path:
@@ -57,46 +65,39 @@ def _run(name, command_for, results, repeats, cwd) -> tuple[str, float, dict]:
   return name, best, table
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--davis-root', type=Path, default=_SAMPLE)
-  parser.add_argument(
-    '--results', type=Path, default=None, help='default: <davis-root>/results/osvos-binarized'
-  )
-  parser.add_argument('--repeats', type=int, default=3, help='best of N runs per tool')
-  parser.add_argument('--official', type=Path, default=None, help='davis2017-evaluation checkout')
-  parser.add_argument(
-    '--official-python', default=sys.executable, help='interpreter with its requirements'
-  )
-  args = parser.parse_args()
-  if not args.davis_root.is_dir():
-    raise SystemExit(f'DAVIS root {args.davis_root} does not exist: pass --davis-root')
-  results = args.results or args.davis_root / 'results' / 'osvos-binarized'
-  sequences = davis.list_sequences(args.davis_root, 'val')
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  davis_root, repeats = Path(FLAGS.davis_root), FLAGS.repeats
+  if not davis_root.is_dir():
+    raise SystemExit(f'DAVIS root {davis_root} does not exist: pass --davis_root')
+  results = Path(FLAGS.results) if FLAGS.results else davis_root / 'results' / 'osvos-binarized'
+  sequences = davis.list_sequences(davis_root, 'val')
   # Scored frames: every annotated frame but the first and the last.
-  frames = sum(len(davis.frame_paths(args.davis_root, s)) - 2 for s in sequences)
+  frames = sum(len(davis.frame_paths(davis_root, s)) - 2 for s in sequences)
 
   runs = []
-  if args.official is not None:
-    script = args.official.resolve() / 'evaluation_method.py'
+  if FLAGS.official is not None:
+    official = Path(FLAGS.official).resolve()
+    script = official / 'evaluation_method.py'
     if not script.is_file():
       raise SystemExit(f'{script} does not exist: --official is the davis2017-evaluation folder')
     runs.append(
       _run(
         'official davis2017-evaluation',
         lambda copy: [
-          args.official_python,
+          FLAGS.official_python,
           str(script),
           '--task',
           'semi-supervised',
           '--davis_path',
-          str(args.davis_root),
+          str(davis_root),
           '--results_path',
           str(copy),
         ],
         results,
-        args.repeats,
-        args.official.resolve(),
+        repeats,
+        official,
       )
     )
   runs.append(
@@ -108,18 +109,18 @@ def main():
         '--score-only',
         '--single-object',
         '--davis-root',
-        str(args.davis_root),
+        str(davis_root),
         '--results-dir',
         str(copy),
       ],
       results,
-      args.repeats,
+      repeats,
       REPO,
     )
   )
 
   reference = runs[0][1]
-  print(f'{len(sequences)} sequences, {frames} scored frames, best of {args.repeats} runs each')
+  print(f'{len(sequences)} sequences, {frames} scored frames, best of {repeats} runs each')
   print(f'{"tool":<30} {"wall s":>7} {"frames/s":>9} {"J&F-Mean":>9} {"speed-up":>9}')
   for name, seconds, table in runs:
     speed_up = reference / seconds
@@ -132,4 +133,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

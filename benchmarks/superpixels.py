@@ -1,23 +1,27 @@
 """Superpixel speed: ISEC (with per-stage times) and SLIC on 240p and 480p frames.
 
-  python benchmarks/superpixels.py [--image FRAME.jpg] [--repeats 3]
+  python benchmarks/superpixels.py [--image=FRAME.jpg] [--repeats=3]
 
 Without --image the frames of `../shared/parity/v1/isec.npz` are used (240x427 and 480x854); a
 JPEG is used at its own size and at half size. Times are the best of `--repeats` runs, in
 milliseconds.
 """
 
-import argparse
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from absl import app, flags
 
 from shls_jax import superpixels
 from shls_jax.io import frames as frame_io
 
 _ISEC_NPZ = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'v1' / 'isec.npz'
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('image', None, 'a JPEG frame (default: isec.npz)')
+flags.DEFINE_integer('repeats', 3, 'runs per measurement, best of them')
 
 
 def load_frames(image: Path | None) -> dict[str, np.ndarray]:
@@ -47,20 +51,19 @@ def best_of(repeats: int, fn):
   return result, best, best_stages
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--image', type=Path, default=None, help='a JPEG frame (default: isec.npz)')
-  parser.add_argument('--repeats', type=int, default=3)
-  args = parser.parse_args()
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  image, repeats = (Path(FLAGS.image) if FLAGS.image else None), FLAGS.repeats
 
   rows, stage_rows = [], []
-  for size, frame in load_frames(args.image).items():
+  for size, frame in load_frames(image).items():
     labels, seconds, stages = best_of(
-      args.repeats, lambda t, x=frame: superpixels.compute(x, 'isec', timings=t)
+      repeats, lambda t, x=frame: superpixels.compute(x, 'isec', timings=t)
     )
     rows.append(('isec', size, seconds, int(labels.max())))
     stage_rows.append((size, stages))
-    labels, seconds, _ = best_of(args.repeats, lambda t, x=frame: superpixels.compute(x, 'slic'))
+    labels, seconds, _ = best_of(repeats, lambda t, x=frame: superpixels.compute(x, 'slic'))
     rows.append(('slic', size, seconds, int(labels.max())))
 
   print(f'{"method":<8}{"size":>10}{"ms":>10}{"segments":>10}')
@@ -74,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -20,11 +20,10 @@ batch 1, each stage jitted on its own with the step's shapes:
 Each stage's GFLOP/s (XLA's cost analysis over the measured time) stands next to the float32
 matrix-multiply rate of this machine measured in the same run.
 
-  .venv/bin/python benchmarks/train_step.py [--steps 3] [--batch_sizes 1,2] [--profile]
-      [--objects 3] [--config.crop_size=96,96 ...]
+  .venv/bin/python benchmarks/train_step.py [--steps=3] [--batch_sizes=1,2] [--profile]
+      [--objects=3] [--config=crop_size=96,96 ...]
 """
 
-import argparse
 import functools
 import itertools
 import time
@@ -32,6 +31,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from shls_jax.crops import object_crops, static_crops
 from shls_jax.memory import training_memory
@@ -39,6 +39,20 @@ from shls_jax.model import backbone, shls
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses
 from shls_jax.training import train_step as ts
+
+FLAGS = flags.FLAGS
+# device_check.py imports this module for `synthetic_batch` and `measure`: these flags exist only
+# when this file is the program, so that they do not clash with device_check's own (--steps).
+if __name__ == '__main__':
+  flags.DEFINE_integer('steps', 3, 'timed steps per batch size (profile: best of as many runs)')
+  flags.DEFINE_list('batch_sizes', ['1', '2'], 'per-device batch sizes')
+  flags.DEFINE_integer('objects', 3, 'real objects per sequence')
+  flags.DEFINE_bool('profile', False, 'per-stage profile at batch 1')
+  flags.DEFINE_multi_string(
+    'config',
+    [],
+    'FIELD=VALUE: override a step setting, e.g. --config=crop_size=96,96',
+  )
 
 SIZE = 256
 FRAMES = 3
@@ -294,50 +308,46 @@ def print_profile(rows, peak: float, step: tuple[str, float, float]) -> None:
     )
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=3)
-  parser.add_argument('--batch_sizes', default='1,2')
-  parser.add_argument('--objects', type=int, default=3, help='real objects per sequence')
-  parser.add_argument('--profile', action='store_true', help='per-stage profile at batch 1')
-  parser.add_argument(
-    '--config',
-    action='append',
-    default=[],
-    metavar='FIELD=VALUE',
-    help='override a step setting, e.g. --config crop_size=96,96 (repeatable)',
-  )
-  args = parser.parse_args()
+def _step_config(overrides: list[str]):
+  """The step's default settings with FIELD=VALUE overrides (tuples as comma-separated)."""
   config = step_defaults.get_config()
-  for item in args.config:
+  for item in overrides:
     field, value = item.split('=', 1)
     old = config[field]
     if isinstance(old, tuple):
       config[field] = tuple(type(old[0])(v) for v in value.split(','))
     else:
       config[field] = type(old)(value)
-  if args.objects > config.object_capacity:
-    raise SystemExit(f'--objects {args.objects} exceeds object_capacity {config.object_capacity}')
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  config = _step_config(FLAGS.config)
+  steps, objects = FLAGS.steps, FLAGS.objects
+  if objects > config.object_capacity:
+    raise SystemExit(f'--objects {objects} exceeds object_capacity {config.object_capacity}')
   print(
     f'{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, '
-    f'T={FRAMES}, capacity {CAPACITY}, {args.objects} objects in {config.object_capacity} slots, '
+    f'T={FRAMES}, capacity {CAPACITY}, {objects} objects in {config.object_capacity} slots, '
     f'crop {tuple(config.crop_size)}, k-means iterations {config.kmeans_iterations}, '
     f'conv weight gradient {config.conv_weight_gradient!r}'
   )
   print(f'{"batch/device":>12} {"warm-up s":>10} {"steps/s":>9} {"sequences/s":>12}')
   rates = {}
-  for per_device in (int(b) for b in args.batch_sizes.split(',') if b):
-    warmup, rates[per_device], sequences = measure(per_device, args.steps, config, args.objects)
+  for per_device in (int(b) for b in FLAGS.batch_sizes if b):
+    warmup, rates[per_device], sequences = measure(per_device, steps, config, objects)
     print(f'{per_device:>12} {warmup:>10.1f} {rates[per_device]:>9.4f} {sequences:>12.4f}')
-  if args.profile:
-    timer = Timer(args.steps)
+  if FLAGS.profile:
+    timer = Timer(steps)
     peak = matmul_rate(timer)
-    rate = rates[1] if 1 in rates else measure(1, args.steps, config, args.objects)[1]
-    step = ('step (pmap, all stages)', 1.0 / rate, timer_step_flops(config, args.objects))
+    rate = rates[1] if 1 in rates else measure(1, steps, config, objects)[1]
+    step = ('step (pmap, all stages)', 1.0 / rate, timer_step_flops(config, objects))
     # The stages trace outside the step, so they take its kernel-gradient mode here.
     with backbone.conv_weight_gradient(config.conv_weight_gradient):
-      print_profile(profile_rows(config, args.objects, timer), peak, step)
+      print_profile(profile_rows(config, objects, timer), peak, step)
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -12,7 +12,7 @@ from shls_jax.inference import defaults as inference_defaults
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
-  # Propagation engine (`shls_jax.inference.propagation.Propagator` takes this block; its fields and the
+  # Propagation engine (`shls_jax.inference.engine.Propagator` takes this block; its fields and the
   # modes are documented in `shls_jax.inference.defaults`).
   config.inference = inference_defaults.get_config()
   return config

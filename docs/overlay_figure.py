@@ -6,39 +6,45 @@ by side, each labelled with its index.
   python -m shls_jax.segment --video /tmp/clip/JPEGImages/480p/synth000 \
       --mask /tmp/clip/Annotations/480p/synth000/00000.png \
       --checkpoint demo_out/workdir/checkpoints --out /tmp/clip-out
-  python docs/overlay_figure.py /tmp/clip-out/overlay.mp4 docs/segment_overlay.jpg \
-      --frames 0 13 26 39
+  python docs/overlay_figure.py --video=/tmp/clip-out/overlay.mp4 \
+      --out=docs/segment_overlay.jpg --frames=0,13,26,39
 """
-
-import argparse
 
 import cv2
 import numpy as np
+from absl import app, flags
 
 _GAP = 4
 
+FLAGS = flags.FLAGS
+flags.DEFINE_string('video', None, 'overlay video written by shls_jax.segment')
+flags.DEFINE_string('out', None, 'PNG to write')
+flags.DEFINE_list('frames', None, 'frame indices, e.g. 0,13,26,39')
+flags.mark_flags_as_required(['video', 'out', 'frames'])
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('video', help='overlay video written by shls_jax.segment')
-  parser.add_argument('out', help='PNG to write')
-  parser.add_argument('--frames', type=int, nargs='+', required=True, help='frame indices')
-  args = parser.parse_args(argv)
-  capture = cv2.VideoCapture(args.video)
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    indices = [int(i) for i in FLAGS.frames]
+  except ValueError:
+    raise app.UsageError(f'--frames takes integers, got {",".join(FLAGS.frames)}') from None
+  capture = cv2.VideoCapture(FLAGS.video)
   frames, index = {}, 0
-  while len(frames) < len(set(args.frames)):
+  while len(frames) < len(set(indices)):
     ok, frame = capture.read()
     if not ok:
-      raise SystemExit(f'error: {args.video} has {index} frames, fewer than asked for')
-    if index in args.frames:
+      raise SystemExit(f'error: {FLAGS.video} has {index} frames, fewer than asked for')
+    if index in indices:
       label = f'frame {index}' + (' (given)' if index == 0 else '')
       cv2.putText(frame, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
       frames[index] = frame
     index += 1
   gap = np.full((next(iter(frames.values())).shape[0], _GAP, 3), 255, np.uint8)
-  strip = [part for i in args.frames for part in (frames[i], gap)][:-1]
-  cv2.imwrite(args.out, np.concatenate(strip, axis=1))
+  strip = [part for i in indices for part in (frames[i], gap)][:-1]
+  cv2.imwrite(FLAGS.out, np.concatenate(strip, axis=1))
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

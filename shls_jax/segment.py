@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
 from shls_jax.inference import defaults as inference_defaults
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
 

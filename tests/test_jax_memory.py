@@ -136,7 +136,7 @@ def test_engine_runs_with_either_memory(noise_video):
   import jax
 
   from shls_jax.inference import defaults
-  from shls_jax.inference.propagation import Propagator
+  from shls_jax.inference.engine import Propagator
   from shls_jax.model import shls
 
   frames, spx = noise_video(3)

@@ -113,7 +113,7 @@ def _import_without(modules, blocked):
 
 def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
   modules = [
-    'shls_jax.inference.propagation',
+    'shls_jax.inference.engine',
     'shls_jax.evaluation.evaluator',
     'shls_jax.evaluation.scoring',
     'shls_jax.parity.__main__',
@@ -129,7 +129,7 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
   done = _import_without(
     [
       'shls_jax.training.train_step',
-      'shls_jax.inference.propagation',
+      'shls_jax.inference.engine',
       'shls_jax.memory.jax_memory',
     ],
     ['tensorflow', 'faiss'],

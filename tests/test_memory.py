@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from shls_jax.memory import faiss_memory as memory
-from shls_jax.memory import rois
+from shls_jax.memory import frame_rules, rois
 from shls_jax.superpixels.pools import mode_pools
 
 TOLERANCE = 1e-4
@@ -49,7 +49,7 @@ def inference_run(parity_vectors):
     mem, pred = memory.predict(mem, feats, spx, prev_mask)
     logodds = _nhwc(v[f'frame{n}.pred'])
     prev_mask = logodds.argmax(-1) + 1
-    flags = memory.confident_superpixels(spx, prev_mask, logodds)
+    flags = frame_rules.confident_superpixels(spx, prev_mask, logodds)
     steps.append((n, pred, flags))
     if f'frame{n}.confident' in v:
       recorded = v[f'frame{n}.confident'].astype(bool)
@@ -79,7 +79,7 @@ def test_training_parity(parity_vectors):
     _check_prediction(v, f'train.frame{n}.', pred)
     logodds = _nhwc(v[f'train.frame{n}.pred'])
     if f'train.frame{n}.confident' in v:
-      flags = memory.confident_superpixels(spx, pred.preseg, logodds)
+      flags = frame_rules.confident_superpixels(spx, pred.preseg, logodds)
       np.testing.assert_array_equal(flags, v[f'train.frame{n}.confident'].astype(bool))
       mem = memory.memorise_confident(mem, feats, spx, pred.preseg, flags)
     prev_mask = logodds.argmax(-1) + 1
@@ -144,11 +144,11 @@ def test_no_background_or_nothing_confident_means_no_update():
   spx = np.array([[1, 1, 2, 2], [3, 3, 4, 4]])
   feats = np.ones((4, 8), np.float32)
   logodds = np.zeros((2, 4, 2), np.float32)
-  no_background = memory.confident_superpixels(spx, np.full(spx.shape, 2), logodds)
+  no_background = frame_rules.confident_superpixels(spx, np.full(spx.shape, 2), logodds)
   assert not no_background.any()
   logodds[..., 0] = -1.0
   logodds[0, 0, 0] = 0.0  # the background maximum, left out of the background mean
-  nothing = memory.confident_superpixels(spx, np.ones(spx.shape, int), logodds)
+  nothing = frame_rules.confident_superpixels(spx, np.ones(spx.shape, int), logodds)
   assert not nothing.any()
   assert memory.memorise_confident(mem, feats, spx, np.ones(spx.shape, int), nothing) is mem
 

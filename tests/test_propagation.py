@@ -9,8 +9,8 @@ import pytest
 
 from shls_jax.crops import object_crops, resample, static_crops
 from shls_jax.inference import defaults as inference_defaults
-from shls_jax.inference import propagation
-from shls_jax.inference.propagation import Propagator
+from shls_jax.inference.engine import Propagator
+from shls_jax.inference.state import TRACE_COUNTS
 from shls_jax.ops import resize
 from shls_jax.parity import pipeline as pipeline_parity
 from shls_jax.parity import reference as parity
@@ -66,15 +66,13 @@ def _iou(a, b):
 
 
 def _new_traces(before):
-  return {
-    k: v - before.get(k, 0) for k, v in propagation.TRACE_COUNTS.items() if v > before.get(k, 0)
-  }
+  return {k: v - before.get(k, 0) for k, v in TRACE_COUNTS.items() if v > before.get(k, 0)}
 
 
 def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
   frames, spx, mask = blackswan
   exact = Propagator(reference.variables, _config('exact')).run(frames, spx, mask)
-  before = dict(propagation.TRACE_COUNTS)
+  before = dict(TRACE_COUNTS)
   engine = Propagator(reference.variables, _config('fast'))
   fast = engine.run(frames, spx, mask)
   traced = _new_traces(before)
@@ -87,7 +85,7 @@ def test_fast_mode_follows_exact_mode_without_recompiling(reference, blackswan):
   assert np.mean(ious) >= FAST_VS_EXACT_MIN_IOU, ious
 
   # Another video of the same size compiles only for canvases the first one did not use.
-  before = dict(propagation.TRACE_COUNTS)
+  before = dict(TRACE_COUNTS)
   again = Propagator(reference.variables, _config('fast'))
   again.run(frames[::-1], spx[::-1], fast.masks[-1])
   new_canvases = set(again.canvases) - set(engine.canvases)
@@ -321,13 +319,13 @@ def test_fast_mode_decodes_late_objects_in_their_own_batch(noise_video):
   fast = Propagator(variables, _config('fast', superpixel_capacity=64, canvas_sizes=sides))
   exact = Propagator(variables, _config('exact', superpixel_capacity=64))
   later = {2: late}
-  traces = propagation.TRACE_COUNTS['decode']
+  traces = TRACE_COUNTS['decode']
   masks = fast.run(frames, spx, first, later).masks
   # Both batches (2 objects, 1 object) compiled once per canvas, never per frame.
-  assert propagation.TRACE_COUNTS['decode'] - traces <= 2 * len(fast.canvases) + 1
-  again = propagation.TRACE_COUNTS['decode']
+  assert TRACE_COUNTS['decode'] - traces <= 2 * len(fast.canvases) + 1
+  again = TRACE_COUNTS['decode']
   fast.run(frames, spx, first, later)
-  assert propagation.TRACE_COUNTS['decode'] == again
+  assert TRACE_COUNTS['decode'] == again
   agreement = np.mean(masks == exact.run(frames, spx, first, later).masks, axis=(1, 2))
   assert np.min(agreement) > 0.99, agreement
 

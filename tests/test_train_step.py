@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shls_jax.memory import faiss_memory, knn, rois, rules, training_memory
+from shls_jax.memory import frame_rules, knn, rois, rules, training_memory
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses, optimizer
 from shls_jax.training import train_step as ts
@@ -107,7 +107,7 @@ def test_confident_superpixels_match_host():
   got = training_memory.confident_superpixels(
     jnp.asarray(spx), jnp.asarray(seg), jnp.asarray(logodds), num_segments=20
   )
-  want = faiss_memory.confident_superpixels(spx, seg, logodds)
+  want = frame_rules.confident_superpixels(spx, seg, logodds)
   np.testing.assert_array_equal(got[:16], want)
   assert not got[16:].any()
   none = training_memory.confident_superpixels(

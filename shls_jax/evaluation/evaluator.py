@@ -33,7 +33,7 @@ from tqdm import tqdm
 from shls_jax import checkpoints, superpixels
 from shls_jax.data import davis
 from shls_jax.evaluation import scoring
-from shls_jax.inference import propagation
+from shls_jax.inference import engine
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
 from shls_jax.io import results as results_io
@@ -115,7 +115,7 @@ class Evaluator:
 
   Attributes:
     config: the whole config; reads `eval` (dataset, sizes, superpixels) and `inference` (the
-      settings of `propagation.Propagator`).
+      settings of `engine.Propagator`).
     results_dir: output folder of masks, CSVs, `evaluation.json` and optional overlays.
     sequences: the selected sequence names.
     davis_sequences: their `davis.Sequence`s (frames and annotations found on disk).
@@ -166,9 +166,7 @@ class Evaluator:
 
   # ---------------------------------------------------------------------------------- prediction
 
-  def predict_sequence(
-    self, propagator: propagation.Propagator, sequence: davis.Sequence
-  ) -> np.ndarray:
+  def predict_sequence(self, propagator: engine.Propagator, sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W); the frames are
     streamed (read, resized and cut into superpixels one at a time)."""
     single = self.eval_config.single_object
@@ -198,7 +196,7 @@ class Evaluator:
 
   def predict(self, variables) -> list[str]:
     """Writes the masks of this process's share of the sequences; returns the names computed."""
-    propagator = propagation.Propagator(variables, self.config.inference)
+    propagator = engine.Propagator(variables, self.config.inference)
     return self._write(lambda sequence: self.predict_sequence(propagator, sequence))
 
   def _write(self, segment) -> list[str]:

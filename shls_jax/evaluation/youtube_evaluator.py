@@ -29,7 +29,7 @@ from tqdm import tqdm
 from shls_jax import superpixels
 from shls_jax.data import youtube_vos
 from shls_jax.evaluation import evaluator
-from shls_jax.inference import propagation
+from shls_jax.inference import engine
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
 from shls_jax.io import results as results_io
@@ -88,7 +88,7 @@ class YouTubeEvaluator:
   def check_results_dir(self) -> None:
     evaluator.check_results_dir(self.results_dir, self.settings, self.overwrite)
 
-  def predict_video(self, propagator: propagation.Propagator, video: youtube_vos.Video):
+  def predict_video(self, propagator: engine.Propagator, video: youtube_vos.Video):
     """[len(video.output_frames), H, W] uint8 result ids of one video at the annotation size."""
     full = youtube_vos.given_masks(video)
     size = self.size or next(iter(full.values())).shape
@@ -121,7 +121,7 @@ class YouTubeEvaluator:
     self.check_results_dir()
     evaluator.sync('shls_youtube_checked')
     evaluator.record_settings(self.results_dir, self.settings)
-    propagator = propagation.Propagator(variables, self.config.inference)
+    propagator = engine.Propagator(variables, self.config.inference)
     mine = self.videos[jax.process_index() :: jax.process_count()]
     todo = [
       v

@@ -1,1 +1,1 @@
-"""Video inference: the propagation engine (`propagation.Propagator`)."""
+"""Video inference: the propagation engine (`engine.Propagator`)."""

@@ -1,4 +1,4 @@
-"""The superfeature memory: superpixel pools, the rules of a frame (`frame_rules`), the host
-memory (numpy + faiss: kNN vote, per-class k-means), the on-device memory of inference with the
-same interface (`jax_memory`), and the on-device twin of the training step
-(`training_memory`)."""
+"""The superfeature memory: the rules of a frame (`frame_rules`, `rois`, `rules`), the inference
+memory's contract (`interface.InferenceMemory`) and its two implementations (`faiss_memory`: numpy
++ faiss kNN vote and per-class k-means; `jax_memory`: the same in JAX), and the traced memory of
+the training step (`training_memory`)."""

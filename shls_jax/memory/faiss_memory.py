@@ -1,4 +1,5 @@
-"""The superfeature memory: fit on frame 0, predict a frame, select confident superpixels, update.
+"""The faiss memory (`FaissMemory`, the reference's): fit on frame 0, predict a frame, memorise its
+confident superpixels, add late objects.
 
 State is a `Memory` of plain arrays (per-class superfeatures, per-class centroids, size limits,
 the frame-0 object boxes); every function returns new values and changes nothing in place.
@@ -14,9 +15,6 @@ import numpy as np
 
 from shls_jax.memory import frame_rules, kmeans, knn, rules
 from shls_jax.memory.frame_rules import MemoryPrediction, check_features
-
-# The interface of a memory module, shared with `jax_memory`.
-from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,3 +189,12 @@ def memorise_confident(
   """
   entries = frame_rules.confident_entries(features, spx, preseg, confident)
   return memory if entries is None else update(memory, *entries)
+
+
+class FaissMemory:
+  """This module's functions as an `interface.InferenceMemory` (state: `Memory`)."""
+
+  fit = staticmethod(fit)
+  predict = staticmethod(predict)
+  memorise_confident = staticmethod(memorise_confident)
+  add_classes = staticmethod(add_classes)

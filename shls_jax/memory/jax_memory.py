@@ -1,14 +1,12 @@
-"""The memory of inference on device: the host memory's interface and rules, its kNN search and
-k-means in JAX (`training_memory`'s kernels), so that no faiss is needed and the heavy work runs on
-the accelerator.
+"""The inference memory in JAX (`JaxMemory`, an `interface.InferenceMemory`): the faiss memory's
+rules, its kNN search and k-means in JAX (`training_memory`'s kernels), so that no faiss is needed
+and the heavy work runs on the accelerator.
 
-`fit`, `predict`, `confident_superpixels`, `memorise_confident` and `add_classes` take and return
-what the host memory's (`faiss_memory`) do, the state aside (`CappedMemory` here,
-`faiss_memory.Memory` there);
-`propagation.Propagator` uses either (`config.inference.memory`). Shared exactly: the frame rules
-(`frame_rules`: pre-segmentation cleaning, ROIs, attention maps, confident superpixels), the pools
-of the confident update and the per-class cap (10x the frame-0 superfeature count per class; on
-overflow a class keeps its oldest 5x its own frame-0 count and the newest entries: here a ring
+`fit`, `predict`, `memorise_confident` and `add_classes` take and return what `faiss_memory`'s
+do, the state aside (`CappedMemory` here, `faiss_memory.Memory` there). Shared exactly: the frame
+rules (`frame_rules`: pre-segmentation cleaning, ROIs, attention maps, confident superpixels), the
+pools of the confident update and the per-class cap (10x the frame-0 superfeature count per class;
+on overflow a class keeps its oldest 5x its own frame-0 count and the newest entries: here a ring
 over the slots past the kept ones, holding the same entries as the host's list).
 
 Deviations (their cost is measured in the README, "Memory backends"):
@@ -29,9 +27,6 @@ import numpy as np
 
 from shls_jax.memory import frame_rules, rules, training_memory
 from shls_jax.memory.frame_rules import MemoryPrediction
-
-# The interface of a memory module, shared with `faiss_memory`.
-from shls_jax.memory.frame_rules import confident_superpixels as confident_superpixels
 from shls_jax.model.superfeatures import l2_normalise
 
 SLOT_BUCKET = 2048
@@ -267,3 +262,18 @@ def memorise_confident(
   pre-segmentation pools; the memory is unchanged when nothing is confident."""
   entries = frame_rules.confident_entries(features, spx, preseg, confident)
   return memory if entries is None else update(memory, *entries)
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxMemory:
+  """This module's functions as an `interface.InferenceMemory` (state: `CappedMemory`), with
+  `iterations` Lloyd steps per k-means fit."""
+
+  iterations: int
+
+  def fit(self, features: np.ndarray, pools: np.ndarray, num_cls: int) -> CappedMemory:
+    return fit(features, pools, num_cls, self.iterations)
+
+  predict = staticmethod(predict)
+  memorise_confident = staticmethod(memorise_confident)
+  add_classes = staticmethod(add_classes)

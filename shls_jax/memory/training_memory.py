@@ -246,7 +246,7 @@ def confident_superpixels(
   num_segments: int,
   ratio: float = rules.CONFIDENCE_RATIO,
 ) -> jax.Array:
-  """Traced `faiss_memory.confident_superpixels`.
+  """Traced `frame_rules.confident_superpixels`.
 
   Args:
     spx: [H, W] int32 superpixel map, labels 1..num_segments (0 = none).

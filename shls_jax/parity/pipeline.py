@@ -27,17 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from shls_jax.inference import defaults as inference_defaults
-from shls_jax.inference import propagation
-from shls_jax.memory import faiss_memory as memory
+from shls_jax.inference import engine, exact_decoder, state
+from shls_jax.memory import faiss_memory, frame_rules
 from shls_jax.model.shls import SHLS
 from shls_jax.parity import reference as parity
 from shls_jax.superpixels import pools
 
 
-def _propagator(ref: parity.Reference) -> propagation.Propagator:
+def _propagator(ref: parity.Reference) -> engine.Propagator:
   config = inference_defaults.get_config()
   config.mode = 'exact'
-  return propagation.Propagator(ref.variables, config)
+  return engine.Propagator(ref.variables, config)
 
 
 def _images(ref: parity.Reference) -> np.ndarray:
@@ -49,7 +49,7 @@ def _attmaps(vectors, prefix: str, num_objects: int) -> List[np.ndarray]:
   return [vectors[f'{prefix}.attmap{k}'].transpose(1, 2, 0) for k in range(num_objects)]
 
 
-def _prediction_stages(prefix: str, pred: memory.MemoryPrediction) -> Dict[str, np.ndarray]:
+def _prediction_stages(prefix: str, pred: frame_rules.MemoryPrediction) -> Dict[str, np.ndarray]:
   out = {
     f'{prefix}.knn_pred': pred.knn_pred,
     f'{prefix}.knn_dist': pred.knn_scores,
@@ -61,13 +61,13 @@ def _prediction_stages(prefix: str, pred: memory.MemoryPrediction) -> Dict[str, 
   return out
 
 
-def _decoder_input_stages(ref, prop, firsts, carry, emb, pred, n: int) -> Dict[str, np.ndarray]:
+def _decoder_input_stages(ref, firsts, carry, emb, pred, n: int) -> Dict[str, np.ndarray]:
   """Recorded feature-modulator/decoder inputs of frame n, recomputed."""
   out = {}
   for k in range(len(pred.boxes)):
     if f'frame{n}.mem_select{k}.in0' not in ref.vectors:
       continue
-    x, _ = prop.exact_inputs(firsts, carry, emb, pred, k)
+    x, _ = exact_decoder.object_inputs(firsts, carry, emb, pred, k)
     modulated = SHLS().apply(ref.variables, x.attention, x.l1, x.l4, method=SHLS.modulate)
     l4 = jnp.concatenate([x.first_l4[None], modulated], axis=-1)
     for i, value in enumerate((x.attention, x.l1, x.l4)):
@@ -94,7 +94,7 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
     spx = v['spx'][n]
     if n > 1:
       logodds = v[f'frame{n - 1}.pred'][0].transpose(1, 2, 0)
-      carry = propagation.Carry(
+      carry = state.Carry(
         mem,
         carry.l1,
         carry.l4,
@@ -108,15 +108,15 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
     emb.superfeatures = v[f'frame{n}.superfeatures']
     mem, pred = prop.predict(carry, emb, spx)
     out.update(_prediction_stages(f'frame{n}', pred))
-    out.update(_decoder_input_stages(ref, prop, [first], carry, emb, pred, n))
+    out.update(_decoder_input_stages(ref, [first], carry, emb, pred, n))
     logodds, _ = prop.decode([first], carry, emb, spx, pred)
     out[f'frame{n}.pred'] = parity.to_nchw(logodds[None])
     if f'frame{n}.confident' in v:
       mask = np.argmax(logodds, axis=-1) + 1
-      out[f'frame{n}.confident'] = memory.confident_superpixels(spx, mask, logodds).astype(
+      out[f'frame{n}.confident'] = frame_rules.confident_superpixels(spx, mask, logodds).astype(
         v[f'frame{n}.confident'].dtype
       )
-      mem = memory.memorise_confident(
+      mem = faiss_memory.memorise_confident(
         mem, emb.superfeatures, spx, v[f'frame{n}.preseg'], v[f'frame{n}.confident'].astype(bool)
       )
     carry.l1, carry.l4 = emb.l1, emb.l4
@@ -145,12 +145,13 @@ def video_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
   """video.masks / video.presegs (class labels) of the whole loop running free, its memory fed
   with the recorded superfeatures (see the module docstring)."""
   v = ref.vectors
-  masks, presegs, _ = _propagator(ref).propagate(
-    _images(ref), v['spx'], v['label'][0], memory_features=recorded_superfeatures(v)
+  frames = _propagator(ref).frames(
+    zip(_images(ref), v['spx']), v['label'][0], memory_features=recorded_superfeatures(v)
   )
+  masks, presegs, _ = zip(*frames)
   return {
-    'video.masks': masks.astype(v['video.masks'].dtype),
-    'video.presegs': presegs.astype(v['video.presegs'].dtype),
+    'video.masks': np.stack(masks).astype(v['video.masks'].dtype),
+    'video.presegs': np.stack(presegs).astype(v['video.presegs'].dtype),
   }
 
 
