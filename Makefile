@@ -32,9 +32,9 @@ format: $(STAMP)
 DEMO_DIR := demo_out
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	JAX_PLATFORMS=cpu $(PY) -m shls_jax.data.synthetic --stills $(DEMO_DIR)/stills \
-	    --videos $(DEMO_DIR)/videos --num-stills 200 --still-size 96 96 --num-videos 8 \
-	    --frames 8 --objects 1 --video-size 96 96
+	JAX_PLATFORMS=cpu $(PY) -m shls_jax.tools.synthetic --stills $(DEMO_DIR)/stills \
+	    --videos $(DEMO_DIR)/videos --num_stills 200 --still_size 96,96 --num_videos 8 \
+	    --frames 8 --objects 1 --video_size 96,96
 	JAX_PLATFORMS=cpu $(PY) train.py --config configs/demo.py --workdir $(DEMO_DIR)/workdir
 
 clean:

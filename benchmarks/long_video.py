@@ -20,6 +20,7 @@ from absl import app, flags
 from shls_jax.inference import defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.model import shls
+from shls_jax.tools import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('frames', 3000, 'length of the generated video')
@@ -54,17 +55,6 @@ def generated_video(frames: int, size: tuple[int, int], seed: int = 0):
     yield frame, spx
 
 
-def _size(values: list[str]) -> tuple[int, int]:
-  """(H, W) of --size: two positive integers."""
-  try:
-    size = tuple(int(v) for v in values)
-  except ValueError:
-    size = ()
-  if len(size) != 2 or min(size) <= 0:
-    raise app.UsageError(f'--size takes two positive integers H,W, got {",".join(values)}')
-  return size
-
-
 def plot(path: str, rows: list, title: str) -> None:
   import matplotlib
 
@@ -89,7 +79,7 @@ def plot(path: str, rows: list, title: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  size = _size(FLAGS.size)
+  size = cli.size_flag(FLAGS.size, 'size')
   num_frames, memory, every = FLAGS.frames, FLAGS.memory, FLAGS.every
   config = defaults.get_config()
   config.mode, config.memory, config.superpixel_capacity = 'fast', memory, 256

@@ -24,6 +24,7 @@ from shls_jax.inference import defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.io import masks as mask_io
 from shls_jax.model import shls
+from shls_jax.tools import cli
 
 _SAMPLE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'davis2016-sample'
 MEMORIES = ('faiss', 'device')
@@ -43,21 +44,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return metrics.jaccard(a > 0, b > 0)
 
 
-def _size(values: list[str]) -> tuple[int, int]:
-  """(H, W) of --size: two positive integers."""
-  try:
-    size = tuple(int(v) for v in values)
-  except ValueError:
-    size = ()
-  if len(size) != 2 or min(size) <= 0:
-    raise app.UsageError(f'--size takes two positive integers H,W, got {",".join(values)}')
-  return size
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  size = _size(FLAGS.size)
+  size = cli.size_flag(FLAGS.size, 'size')
   davis_root, checkpoint, mode = Path(FLAGS.davis_root), FLAGS.checkpoint, FLAGS.mode
   names = davis.select_sequences(davis_root, [s for s in FLAGS.sequences if s] or None)
   if checkpoint:

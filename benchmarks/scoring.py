@@ -1,4 +1,4 @@
-"""Wall time of scoring a DAVIS results folder: `evaluate.py --score-only` against the official tool.
+"""Wall time of scoring a DAVIS results folder: `evaluate.py --score_only` against the official tool.
 
   python benchmarks/scoring.py [--davis_root=DIR] [--results=DIR] [--repeats=N] \
       [--official=PATH/TO/davis2017-evaluation --official_python=PYTHON]
@@ -102,15 +102,15 @@ def main(argv):
     )
   runs.append(
     _run(
-      'evaluate.py --score-only',
+      'evaluate.py --score_only',
       lambda copy: [
         sys.executable,
         str(REPO / 'evaluate.py'),
-        '--score-only',
-        '--single-object',
-        '--davis-root',
+        '--score_only',
+        '--single_object',
+        '--davis_root',
         str(davis_root),
-        '--results-dir',
+        '--results_dir',
         str(copy),
       ],
       results,

@@ -9,8 +9,8 @@ validation step, both J&F-Mean values and the copy-first-mask baseline, then eac
 wall seconds per step (compilation and validations included); writes `<workdir>/step_modes.png` (both curves,
 losses below) and each run's own workdir (`<workdir>/pmap`, `<workdir>/reference`).
 
-  python -m shls_jax.data.synthetic --stills demo_out/stills --videos demo_out/videos \\
-      --num-stills 200 --still-size 96 96 --num-videos 8 --frames 8 --objects 1 --video-size 96 96
+  python -m shls_jax.tools.synthetic --stills demo_out/stills --videos demo_out/videos \\
+      --num_stills 200 --still_size 96,96 --num_videos 8 --frames 8 --objects 1 --video_size 96,96
   .venv/bin/python benchmarks/step_modes.py --workdir=/tmp/step_modes [--steps=100]
       [--eval_every=50] [--set=step.ema_decay=0]
 """

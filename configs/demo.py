@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.image_size = (64, 64)
   config.data.seq_len = 3
   config.data.slic_segments = 40
-  config.data.spx_capacity = 96
+  config.data.superpixel_capacity = 96
   config.data.num_parallel_calls = 2
 
   config.step.crop_size = (16, 16)
@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.sequences = ''  # the whole synthetic val split
   config.eval.size = ()
   config.eval.workers = 1
-  config.eval.superpixels.n_segments = 100
+  config.eval.superpixels.slic_segments = 100
   config.inference.mode = 'fast'
   config.inference.crop_size = (48, 48)
   config.inference.superpixel_bucket = 64

@@ -45,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
   # (`shls_jax.training.reference_step`; one process, one sequence per step, slow).
   config.step_mode = 'pmap'
   config.step = step_defaults.get_config()
+  # One setting: the pipeline pads its classes to the objects the step decodes (+ background).
+  config.data.object_capacity = config.step.get_ref('object_capacity')
   config.batch_size_per_device = 1  # the reference trains on one sequence at a time
 
   # Schedule: num_epochs epochs of epoch_fraction x len(images) sequences (reference: a third);

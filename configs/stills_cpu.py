@@ -36,7 +36,7 @@ def get_config(root: str = '../shared/data/davis2016-sample') -> ml_collections.
   config.data.image_size = (128, 128)
   config.data.still_short_side = 150
   config.data.slic_segments = 150
-  config.data.spx_capacity = 256
+  config.data.superpixel_capacity = 256
   config.data.num_parallel_calls = 2
   config.step.crop_size = (48, 48)
   config.step.kmeans_iterations = 5
@@ -52,7 +52,7 @@ def get_config(root: str = '../shared/data/davis2016-sample') -> ml_collections.
   config.eval.single_object = True
   config.eval.size = (120, 216)
   config.eval.workers = 1
-  config.eval.superpixels.n_segments = 200
+  config.eval.superpixels.slic_segments = 200
   config.inference.superpixel_bucket = 64
   config.inference.superpixel_capacity = 256
   return config

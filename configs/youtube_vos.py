@@ -14,25 +14,12 @@ frame (see `shls_jax.evaluation.youtube_evaluator`). The 2018 and 2019 releases 
 import ml_collections
 
 from configs import default
+from shls_jax.evaluation import defaults as eval_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   # Static shapes: YouTube-VOS frames are 720p and ROIs vary from frame to frame.
   config.inference.mode = 'fast'
-  config.eval = ml_collections.ConfigDict()
-  config.eval.dataset = 'youtube_vos'
-  config.eval.youtube_root = ''  # set by --youtube-root
-  config.eval.split = 'valid'  # <youtube_root>/<split>/; also names the zip
-  config.eval.videos = ''  # comma-separated names instead of every video of meta.json
-  # Segment every frame of <youtube_root>/<split>_all_frames/JPEGImages and keep the listed ones.
-  config.eval.all_frames = False
-  # (H, W) to segment at, e.g. (480, 864); () = the annotation resolution. Masks are always
-  # written at the annotation resolution.
-  config.eval.size = ()
-
-  config.eval.superpixels = ml_collections.ConfigDict()
-  config.eval.superpixels.method = 'slic'  # 'slic', 'isec' or 'precomputed'
-  config.eval.superpixels.n_segments = 1000  # SLIC only
-  config.eval.superpixels.root = ''  # 'precomputed': maps at <root>/<video>/<frame>.png
+  config.eval = eval_defaults.youtube_config()
   return config

@@ -1,9 +1,9 @@
-"""Draws the README's overlay picture: chosen frames of a `shls_jax.segment` overlay video side
+"""Draws the README's overlay picture: chosen frames of a `shls-segment` overlay video side
 by side, each labelled with its index.
 
-  python -m shls_jax.data.synthetic --videos /tmp/clip --num-videos 1 --frames 40 \
-      --objects 2 --video-size 240 432
-  python -m shls_jax.segment --video /tmp/clip/JPEGImages/480p/synth000 \
+  python -m shls_jax.tools.synthetic --videos /tmp/clip --num_videos 1 --frames 40 \
+      --objects 2 --video_size 240,432
+  python -m shls_jax.tools.segment --video /tmp/clip/JPEGImages/480p/synth000 \
       --mask /tmp/clip/Annotations/480p/synth000/00000.png \
       --checkpoint demo_out/workdir/checkpoints --out /tmp/clip-out
   python docs/overlay_figure.py --video=/tmp/clip-out/overlay.mp4 \

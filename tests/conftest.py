@@ -71,3 +71,26 @@ def noise_video():
     return frames, np.broadcast_to(blocks, (num_frames, 48, 64)).astype(np.int32)
 
   return make
+
+
+@pytest.fixture(scope='session')
+def command():
+  """`run(module, *args, timeout=600)`: `python -m <module> <args>` in the repository on CPU JAX,
+  as a user runs a command (`subprocess.CompletedProcess` with text output). Commands define
+  their absl flags when they run, so tests run them in their own process."""
+  import subprocess
+  import sys
+
+  repo = Path(__file__).resolve().parents[1]
+
+  def run(module: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+      [sys.executable, '-m', module, *map(str, args)],
+      cwd=repo,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+    )
+
+  return run

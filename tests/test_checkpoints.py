@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from shls_jax import checkpoints
-from shls_jax.tools import convert
 
 
 def _assert_same(a, b):
@@ -16,24 +15,28 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(np.asarray(leaf), np.asarray(flat_b[path]))
 
 
-def test_pth_to_orbax_to_pth_is_lossless(parity_dir, tmp_path):
+CONVERT = 'shls_jax.tools.convert'
+
+
+def test_pth_to_orbax_to_pth_is_lossless(parity_dir, tmp_path, command):
   src = parity_dir / 'checkpoint.pth'
-  assert convert.main(['--src', str(src), '--dst', str(tmp_path / 'ckpt')]) == 0
-  assert convert.main(['--src', str(tmp_path / 'ckpt'), '--dst', str(tmp_path / 'out.pth')]) == 0
+  assert command(CONVERT, '--src', src, '--dst', tmp_path / 'ckpt').returncode == 0
+  assert command(CONVERT, '--src', tmp_path / 'ckpt', '--dst', tmp_path / 'out.pth').returncode == 0
   _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / 'out.pth'))
   _assert_same(checkpoints.load_variables(src), checkpoints.load_variables(tmp_path / 'ckpt'))
 
 
-def test_existing_outputs_are_kept_without_overwrite(parity_dir, tmp_path, capsys):
-  src = str(parity_dir / 'checkpoint.pth')
+def test_existing_outputs_are_kept_without_overwrite(parity_dir, tmp_path, command):
+  src = parity_dir / 'checkpoint.pth'
   dst = tmp_path / 'out.pth'
   dst.write_bytes(b'mine')
-  assert convert.main(['--src', src, '--dst', str(dst)]) == 2
-  assert dst.read_bytes() == b'mine'
-  assert '--overwrite' in capsys.readouterr().err
-  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c')]) == 0
-  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c')]) == 2
-  assert convert.main(['--src', src, '--dst', str(tmp_path / 'c'), '--overwrite']) == 0
+  refused = command(CONVERT, '--src', src, '--dst', dst)
+  assert refused.returncode == 1 and dst.read_bytes() == b'mine'
+  assert refused.stderr.strip().startswith('error:') and '--overwrite' in refused.stderr
+  assert 'Traceback' not in refused.stderr
+  assert command(CONVERT, '--src', src, '--dst', tmp_path / 'c').returncode == 0
+  assert command(CONVERT, '--src', src, '--dst', tmp_path / 'c').returncode == 1
+  assert command(CONVERT, '--src', src, '--dst', tmp_path / 'c', '--overwrite').returncode == 0
 
 
 def test_bad_paths_give_clear_errors(tmp_path):

@@ -28,7 +28,7 @@ _SYNTHETIC_SIZE = (96, 128)
 # Small working size and few superpixels keep the run to seconds.
 _FAST_TINY = [
   '--config.eval.size=(120, 216)',
-  '--config.eval.superpixels.n_segments=100',
+  '--config.eval.superpixels.slic_segments=100',
   '--config.inference.mode=fast',
   '--config.inference.superpixel_capacity=256',
   '--config.eval.workers=1',
@@ -92,13 +92,13 @@ def test_score_only_reproduces_official_csvs(davis_sample, osvos_copy):
   args = [
     '--config',
     'configs/davis2016_val.py',
-    '--davis-root',
+    '--davis_root',
     davis_sample,
-    '--results-dir',
+    '--results_dir',
     osvos_copy,
     '--sequences',
     SAMPLE_SEQUENCES,
-    '--score-only',
+    '--score_only',
   ]
   refused = _evaluate_cli(*args)
   assert refused.returncode != 0
@@ -115,8 +115,8 @@ def test_score_only_reproduces_official_csvs(davis_sample, osvos_copy):
 
 def test_score_only_without_config_takes_the_protocol_from_flags(davis_sample, osvos_copy):
   official = _csv_values(osvos_copy / 'global_results-val.csv')
-  common = ['--score-only', '--davis-root', davis_sample, '--results-dir', osvos_copy]
-  done = _evaluate_cli(*common, '--single-object', '--overwrite')
+  common = ['--score_only', '--davis_root', davis_sample, '--results_dir', osvos_copy]
+  done = _evaluate_cli(*common, '--single_object', '--overwrite')
   assert done.returncode == 0, done.stderr
   np.testing.assert_allclose(
     _csv_values(osvos_copy / 'global_results-val.csv')['global'], official['global'], atol=1e-3
@@ -127,8 +127,8 @@ def test_score_only_without_config_takes_the_protocol_from_flags(davis_sample, o
   np.testing.assert_allclose(
     _csv_values(osvos_copy / 'global_results-val.csv')['global'], official['global'], atol=1e-3
   )
-  missing = _evaluate_cli('--davis-root', davis_sample, '--results-dir', osvos_copy)
-  assert missing.returncode != 0 and '--config is required unless --score-only' in missing.stderr
+  missing = _evaluate_cli('--davis_root', davis_sample, '--results_dir', osvos_copy)
+  assert missing.returncode != 0 and '--config is required unless --score_only' in missing.stderr
 
 
 def test_score_only_matches_published_global_numbers(davis_sample, osvos_copy):
@@ -149,13 +149,13 @@ def test_missing_sequence_folder_is_a_clear_error(davis_sample, osvos_copy):
   result = _evaluate_cli(
     '--config',
     'configs/davis2016_val.py',
-    '--davis-root',
+    '--davis_root',
     davis_sample,
-    '--results-dir',
+    '--results_dir',
     osvos_copy,
     '--sequences',
     SAMPLE_SEQUENCES,
-    '--score-only',
+    '--score_only',
     '--overwrite',
   )
   assert result.returncode != 0
@@ -257,9 +257,9 @@ def tiny_run(davis_sample, tmp_path_factory):
   process = _evaluate_cli(
     '--config',
     'configs/davis2017_val.py',
-    '--davis-root',
+    '--davis_root',
     root,
-    '--results-dir',
+    '--results_dir',
     results,
     '--overlays',
     *_FAST_TINY,
@@ -303,7 +303,7 @@ def test_rerun_without_overwrite_skips_complete_sequences(tiny_run, tmp_path):
     config.update_from_flattened_dict(
       {
         'eval.size': (120, 216),
-        'eval.superpixels.n_segments': 100,
+        'eval.superpixels.slic_segments': 100,
         'inference.mode': 'fast',
         'inference.superpixel_capacity': 256,
       }
@@ -354,7 +354,7 @@ def _evaluate_squares(root, split: str, results, *flags):
   (root / 'ImageSets' / '2017' / f'{split}.txt').write_text('squares\n')
   config = 'configs/davis2017_testdev.py' if split == 'test-dev' else 'configs/davis2017_val.py'
   return _evaluate_cli(
-    '--config', config, '--davis-root', root, '--results-dir', results, *flags, *_FAST_TINY
+    '--config', config, '--davis_root', root, '--results_dir', results, *flags, *_FAST_TINY
   )
 
 

@@ -14,7 +14,7 @@ def _config(**overrides):
   config.seq_len = T
   config.image_size = (H, W)
   config.slic_segments = 30
-  config.spx_capacity = CAP
+  config.superpixel_capacity = CAP
   config.update(overrides)
   return config
 
@@ -102,9 +102,9 @@ def test_pad_sample_refuses_samples_over_capacity():
     'num_spx': np.array([3] * T, np.int32),
     'num_cls': 5,
   }
-  with pytest.raises(ValueError, match='cls_capacity=4'):
+  with pytest.raises(ValueError, match='object_capacity=3'):
     input_pipeline.pad_sample(sample, _config())
-  padded = input_pipeline.pad_sample({**sample, 'num_cls': 1}, _config(spx_capacity=3))
+  padded = input_pipeline.pad_sample({**sample, 'num_cls': 1}, _config(superpixel_capacity=3))
   assert padded['spx_valid'].all() and padded['cls_valid'].tolist() == [True, False, False, False]
 
 

@@ -1,5 +1,5 @@
-"""The package's shape: imports point one way between role folders, and config files load
-without the heavy frameworks."""
+"""The package's shape: which room (role folder) may import which, one-way imports, commands as
+leaves, and config files that load without the heavy frameworks."""
 
 import ast
 import json
@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'shls_jax'
@@ -50,6 +52,103 @@ def _closure(graph: dict, start: str) -> set:
         seen.add(dep)
         todo.append(dep)
   return seen
+
+
+# The rooms and what each may import (README "Layout"): the arrows of the architecture. A new
+# arrow is a decision to make here, not an accident of a helper's location.
+ALLOWED = {
+  'ops': set(),
+  'io': set(),
+  'renamed_settings': set(),
+  'superpixels': {'io'},
+  'model': {'ops'},
+  'crops': {'ops'},
+  'checkpoints': {'model'},
+  'memory': {'model', 'superpixels'},
+  'data': {'io', 'superpixels'},
+  'inference': {'crops', 'io', 'memory', 'model', 'superpixels'},
+  'evaluation': {'checkpoints', 'data', 'inference', 'io', 'model', 'superpixels'},
+  # The loop validates with the evaluator; the steps themselves never reach it (below).
+  'training': {
+    'checkpoints',
+    'crops',
+    'data',
+    'evaluation',
+    'memory',
+    'model',
+    'renamed_settings',
+    'superpixels',
+  },
+  'parity': {'checkpoints', 'inference', 'memory', 'model', 'superpixels', 'training'},
+  'tools': {
+    'checkpoints',
+    'data',
+    'evaluation',
+    'inference',
+    'io',
+    'memory',
+    'parity',
+    'renamed_settings',
+    'superpixels',
+    'training',
+  },
+}
+
+
+def test_rooms_import_only_what_the_room_rules_allow():
+  graph = _imports()
+  rooms = {_role(m) for m in graph} - {'shls_jax'}
+  assert rooms == set(ALLOWED), (
+    f'rooms without a rule or rules without a room: {rooms ^ set(ALLOWED)}'
+  )
+  for module, deps in graph.items():
+    room = _role(module)
+    for dep in deps:
+      if _role(dep) != room:
+        assert _role(dep) in ALLOWED[room], (
+          f'{module} imports {dep}: {room} may not import {_role(dep)}'
+        )
+
+
+def test_commands_are_leaves_with_an_installed_script():
+  graph = _imports()
+  for module, deps in graph.items():
+    if _role(module) != 'tools':
+      assert not [d for d in deps if _role(d) == 'tools'], f'{module} imports a command'
+  tomllib = pytest.importorskip('tomllib', reason='tomllib is in the standard library from 3.11')
+  scripts = tomllib.loads((REPO / 'pyproject.toml').read_text())['project']['scripts']
+  targets = {target.split(':')[0] for target in scripts.values()}
+  commands = {
+    f'shls_jax.tools.{p.stem}'
+    for p in (PACKAGE / 'tools').glob('*.py')
+    if p.stem not in ('__init__', 'cli')
+  }
+  assert targets == commands
+  for top in ('train.py', 'evaluate.py'):
+    assert len((REPO / top).read_text().splitlines()) < 15, f'{top} is a thin wrapper'
+
+
+def test_a_command_prints_its_flags_and_exits_zero_on_help():
+  done = subprocess.run(
+    [sys.executable, '-m', 'shls_jax.tools.segment', '--help'],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert '--video' in done.stdout and '--slic_segments' in done.stdout
+
+
+def test_old_setting_names_are_refused_with_the_new_one():
+  from shls_jax import renamed_settings
+
+  message = renamed_settings.renamed_in_flags(['--config.data.spx_capacity=8'])
+  assert 'data.superpixel_capacity' in message
+  import ml_collections
+
+  config = ml_collections.ConfigDict({'eval': {'superpixels': {'n_segments': 5}}})
+  with pytest.raises(ValueError, match='eval.superpixels.slic_segments'):
+    renamed_settings.check_config(config)
 
 
 def test_role_folders_import_each_other_without_cycles():
@@ -116,11 +215,12 @@ def test_inference_evaluation_parity_and_steps_need_no_tensorflow():
     'shls_jax.inference.engine',
     'shls_jax.evaluation.evaluator',
     'shls_jax.evaluation.scoring',
-    'shls_jax.parity.__main__',
+    'shls_jax.parity.stages',
     'shls_jax.training.train_step',
     'shls_jax.training.reference_step',
     'shls_jax.memory.training_memory',
     'shls_jax.tools.convert',
+    'shls_jax.tools.evaluate',
   ]
   done = _import_without(modules, ['tensorflow', 'tensorflow_datasets'])
   assert done.returncode == 0, done.stderr[-2000:]
@@ -147,11 +247,11 @@ def test_score_only_imports_neither_jax_nor_tensorflow(davis_sample, tmp_path):
   )
   argv = [
     'evaluate.py',
-    '--score-only',
-    '--single-object',
-    '--davis-root',
+    '--score_only',
+    '--single_object',
+    '--davis_root',
     str(davis_sample),
-    '--results-dir',
+    '--results_dir',
     str(results),
     '--sequences',
     'car-shadow',

@@ -6,9 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from shls_jax.parity import __main__ as parity_main
 from shls_jax.parity import reference as parity
-from shls_jax.parity import training
+from shls_jax.parity import stages, training
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import optimizer, reference_step
 
@@ -65,7 +64,7 @@ def test_float32_gradients_within_measured_noise(reference):
 
 def test_tool_gives_the_same_verdict_and_writes_every_stage(reference, tmp_path, capsys):
   out = tmp_path / 'training.npz'
-  assert parity_main.run_groups(reference, training.STAGE_GROUPS, str(out))
+  assert stages.run_groups(reference, training.STAGE_GROUPS, str(out))
   printed = capsys.readouterr().out
   assert 'FAIL' not in printed and 'bound' in printed
   with np.load(out) as f:

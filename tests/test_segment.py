@@ -50,7 +50,7 @@ def clip(tmp_path_factory):
 
 def _segment(*args) -> subprocess.CompletedProcess:
   return subprocess.run(
-    [sys.executable, '-m', 'shls_jax.segment', *map(str, args)],
+    [sys.executable, '-m', 'shls_jax.tools.segment', *map(str, args)],
     cwd=ROOT,
     env=dict(os.environ, JAX_PLATFORMS='cpu'),
     capture_output=True,
@@ -70,7 +70,7 @@ def _video_frames(path: Path) -> int:
 
 def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   video, folder, mask, binary, ckpt = clip
-  common = ['--checkpoint', ckpt, '--segments', '30']
+  common = ['--checkpoint', ckpt, '--slic_segments', '30']
   done = _segment('--video', video, '--mask', mask, '--out', tmp_path / 'a', *common)
   assert done.returncode == 0, done.stderr[-3000:]
   masks = sorted((tmp_path / 'a' / 'masks').glob('*.png'))
@@ -82,7 +82,7 @@ def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   assert 'frames/s' in done.stdout
   # A folder of frames, a 0/255 mask, a processing size below the input's.
   done = _segment(
-    '--video', folder, '--mask', binary, '--out', tmp_path / 'b', '--size', 24, 32, *common
+    '--video', folder, '--mask', binary, '--out', tmp_path / 'b', '--size=24,32', *common
   )
   assert done.returncode == 0, done.stderr[-3000:]
   masks = sorted((tmp_path / 'b' / 'masks').glob('*.png'))
@@ -104,7 +104,7 @@ def test_segment_errors_are_one_line(clip, tmp_path):
   cases = [
     (['--video', tmp_path / 'bad.mp4', '--mask', mask, '--checkpoint', ckpt], 'cannot read video'),
     (['--video', tmp_path / 'none.mp4', '--mask', mask, '--checkpoint', ckpt], 'does not exist'),
-    (['--video', video, '--mask', small, '--checkpoint', ckpt], '--resize-mask'),
+    (['--video', video, '--mask', small, '--checkpoint', ckpt], '--resize_mask'),
     (['--video', video, '--mask', empty, '--checkpoint', ckpt], 'holds no object'),
     (['--video', video, '--mask', mask, '--checkpoint', tmp_path / 'broken'], 'does not load'),
   ]

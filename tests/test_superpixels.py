@@ -127,8 +127,8 @@ def _maps(out):
 
 def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_path, capsys):
   out = tmp_path / 'isec'
-  args = ['--method', 'isec', '--davis-root', str(small_davis), '--out', str(out)]
-  tool.main(args + ['--split', 'val', '--max-frames', '2', '--workers', '2'])
+  args = ['--method', 'isec', '--davis_root', str(small_davis), '--out', str(out)]
+  tool.main(args + ['--split', 'val', '--max_frames', '2', '--workers', '2'])
   assert _maps(out) == [
     'blackswan/00000.png',
     'blackswan/00001.png',
@@ -160,7 +160,7 @@ def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_pa
 
   # Another method's maps are never mixed into the folder.
   with pytest.raises(SystemExit, match='made with'):
-    tool.main(['--method', 'slic', '--davis-root', str(small_davis), '--out', str(out)])
+    tool.main(['--method', 'slic', '--davis_root', str(small_davis), '--out', str(out)])
 
 
 def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
@@ -171,15 +171,15 @@ def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
     [
       '--method',
       'slic',
-      '--davis-root',
+      '--davis_root',
       str(small_davis),
       '--out',
       str(out),
       '--split',
       str(split),
-      '--max-frames',
+      '--max_frames',
       '1',
-      '--n-segments',
+      '--slic_segments',
       '50',
     ]
   )
@@ -191,14 +191,14 @@ def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
 def test_precompute_tool_clear_errors(small_davis, tmp_path):
   with pytest.raises(SystemExit, match='not a directory'):
     tool.main(
-      ['--method', 'isec', '--davis-root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'o')]
+      ['--method', 'isec', '--davis_root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'o')]
     )
   with pytest.raises(SystemExit, match='frame folder'):
     tool.main(
       [
         '--method',
         'isec',
-        '--davis-root',
+        '--davis_root',
         str(small_davis),
         '--out',
         str(tmp_path / 'o'),
@@ -211,11 +211,11 @@ def test_precompute_tool_clear_errors(small_davis, tmp_path):
       [
         '--method',
         'isec',
-        '--davis-root',
+        '--davis_root',
         str(small_davis),
         '--out',
         str(tmp_path / 'o'),
-        '--n-segments',
+        '--slic_segments',
         '10',
       ]
     )

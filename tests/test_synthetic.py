@@ -37,22 +37,17 @@ def test_writers_are_deterministic(tmp_path):
     assert path.read_bytes() == (tmp_path / 'b' / path.relative_to(tmp_path / 'a')).read_bytes()
 
 
-def test_videos_follow_the_davis_layout(tmp_path):
-  synthetic.main(
-    [
-      '--videos',
-      str(tmp_path),
-      '--num-videos',
-      '2',
-      '--frames',
-      '5',
-      '--objects',
-      '3',
-      '--video-size',
-      '60',
-      '108',
-    ]
+def test_videos_follow_the_davis_layout(tmp_path, command):
+  done = command(
+    'shls_jax.tools.synthetic',
+    '--videos',
+    tmp_path,
+    '--num_videos=2',
+    '--frames=5',
+    '--objects=3',
+    '--video_size=60,108',
   )
+  assert done.returncode == 0, done.stderr
   names = davis.list_sequences(tmp_path, 'val')
   assert names == ['synth000', 'synth001']
   for name in names:

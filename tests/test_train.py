@@ -24,8 +24,7 @@ TINY = {
   'data.image_size': (32, 32),
   'data.seq_len': 2,
   'data.slic_segments': 12,
-  'data.spx_capacity': 32,
-  'data.cls_capacity': 3,
+  'data.superpixel_capacity': 32,
   'data.num_parallel_calls': 1,
   'step.crop_size': (16, 16),
   'step.object_capacity': 2,
@@ -141,7 +140,7 @@ def test_validation_reports_the_baseline_and_the_curve(stills_root, tmp_path, ca
     stills_root,
     num_train_steps=2,
     eval_at_start=True,
-    **{'eval.davis_root': str(videos), 'eval.superpixels.n_segments': 20},
+    **{'eval.davis_root': str(videos), 'eval.superpixels.slic_segments': 20},
   )
   workdir = tmp_path / 'run'
   loop.train_and_evaluate(config, workdir)
@@ -192,9 +191,9 @@ def distributed_run(stills_root, tmp_path_factory):
         '--workdir',
         str(workdir),
         '--distributed',
-        f'--coordinator-address=127.0.0.1:{port}',
-        '--num-processes=2',
-        f'--process-id={i}',
+        f'--coordinator_address=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
         *flags,
       ],
       cwd=REPO,

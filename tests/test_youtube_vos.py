@@ -85,7 +85,7 @@ def write_split(root: Path, all_frames: bool = False) -> dict:
 def _config(root: Path, **eval_overrides):
   config = youtube_config.get_config()
   config.eval.youtube_root = str(root)
-  config.eval.superpixels.n_segments = 40
+  config.eval.superpixels.slic_segments = 40
   config.inference.superpixel_capacity = 64
   config.eval.update(eval_overrides)
   return config
@@ -228,20 +228,20 @@ def test_cli_needs_no_davis_root_and_refuses_score_only(tmp_path):
     [*base, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
   )
   done = run(
-    '--youtube-root',
+    '--youtube_root',
     tmp_path,
-    '--results-dir',
+    '--results_dir',
     tmp_path / 'results',
     '--sequences',
     'gaps',
     '--zip',
-    '--config.eval.superpixels.n_segments=40',
+    '--config.eval.superpixels.slic_segments=40',
     '--config.inference.superpixel_capacity=64',
   )
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'segmented 1 videos' in done.stdout
   assert (tmp_path / 'results' / 'submission-valid.zip').is_file()
-  missing = run('--results-dir', tmp_path / 'r2')
-  assert missing.returncode != 0 and '--youtube-root is required' in missing.stderr
-  scored = run('--youtube-root', tmp_path, '--results-dir', tmp_path / 'r3', '--score-only')
+  missing = run('--results_dir', tmp_path / 'r2')
+  assert missing.returncode != 0 and '--youtube_root is required' in missing.stderr
+  scored = run('--youtube_root', tmp_path, '--results_dir', tmp_path / 'r3', '--score_only')
   assert scored.returncode != 0 and 'server' in scored.stderr

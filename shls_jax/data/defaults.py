@@ -23,8 +23,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.slic_segments = 300
   config.slic_compactness = 20.0
   config.slic_sigma = 1.0
-  config.spx_capacity = 512  # superpixels per frame after padding
-  config.cls_capacity = 4  # classes per sequence after padding (background included)
+  config.superpixel_capacity = 512  # superpixels per frame after padding
+  # Objects per sequence after padding (background excluded); in a training config, a reference
+  # to `step.object_capacity` (configs/msra10k.py).
+  config.object_capacity = 3
   config.max_redraws = 10  # replacements of an over-capacity sample before giving up
   config.mean = MSRA_MEAN
   config.std = MSRA_STD

@@ -4,13 +4,13 @@ Each process reads its own shard of the still images, turns each drawn image int
 pseudo-sequence in parallel host threads, pads the variable-size parts to fixed capacities and
 yields numpy batches shaped [local_devices, batch_size_per_device, ...] for `jax.pmap`.
 
-Batch keys (D local devices, B per device, T frames, `cap` = config.spx_capacity):
+Batch keys (D local devices, B per device, T frames, `cap` = config.superpixel_capacity):
   image [D, B, T, H, W, 3] float32, normalised with the MSRA mean/std;
   spx [D, B, T, H, W] int32, dense 1..N_t (frame 0 merged with its labels);
   label [D, B, T, H, W] int32, 1 = background, 2..num_cls = objects;
   pools [D, B, T, cap] int32, class of superpixel n at n - 1, 0 past N_t;
   spx_valid [D, B, T, cap] bool, True for the N_t real superpixels;
-  num_cls [D, B] int32; cls_valid [D, B, cls_capacity] bool, True for labels 1..num_cls;
+  num_cls [D, B] int32; cls_valid [D, B, object_capacity + 1] bool, True for labels 1..num_cls;
   index [D, B] int32, the source image each sequence was made from.
 
 A drawn image whose pseudo-sequence exceeds a capacity (too many regions or superpixels) is
@@ -47,15 +47,15 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
   """Fixed-shape arrays of one pseudo-sequence (see the module docstring, without D and B).
 
   Raises:
-    ValueError: the sample exceeds `spx_capacity` or `cls_capacity`.
+    ValueError: the sample exceeds `superpixel_capacity` or `object_capacity`.
   """
-  cap, cls_cap = config.spx_capacity, config.cls_capacity
+  cap, cls_cap = config.superpixel_capacity, config.object_capacity + 1
   num_spx = sample['num_spx']
   if sample['num_cls'] > cls_cap or num_spx.max() > cap:
     raise ValueError(
       f'pseudo-sequence with {sample["num_cls"]} classes and up to '
-      f'{num_spx.max()} superpixels exceeds cls_capacity={cls_cap} or '
-      f'spx_capacity={cap}'
+      f'{num_spx.max()} superpixels exceeds object_capacity={cls_cap - 1} or '
+      f'superpixel_capacity={cap}'
     )
   slots = np.arange(cap)
   spx_valid = slots[None, :] < num_spx[:, None]
@@ -75,7 +75,10 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
 
 
 def _fits(sample: dict, config: ml_collections.ConfigDict) -> bool:
-  return sample['num_cls'] <= config.cls_capacity and sample['num_spx'].max() <= config.spx_capacity
+  return (
+    sample['num_cls'] <= config.object_capacity + 1
+    and sample['num_spx'].max() <= config.superpixel_capacity
+  )
 
 
 def generate(
@@ -117,13 +120,13 @@ def generate(
     index = int(rng.choice(indices))
   raise ValueError(
     f'{config.max_redraws + 1} pseudo-sequences in a row exceeded '
-    f'cls_capacity={config.cls_capacity} or spx_capacity={config.spx_capacity} '
+    f'object_capacity={config.object_capacity} or superpixel_capacity={config.superpixel_capacity} '
     f'(last: {sample["num_cls"]} classes, {sample["num_spx"].max()} superpixels)'
   )
 
 
 def _output_spec(config: ml_collections.ConfigDict) -> dict:
-  t, (h, w), cap = config.seq_len, tuple(config.image_size), config.spx_capacity
+  t, (h, w), cap = config.seq_len, tuple(config.image_size), config.superpixel_capacity
   return {
     'image': tf.TensorSpec((t, h, w, 3), tf.float32),
     'spx': tf.TensorSpec((t, h, w), tf.int32),
@@ -131,7 +134,7 @@ def _output_spec(config: ml_collections.ConfigDict) -> dict:
     'pools': tf.TensorSpec((t, cap), tf.int32),
     'spx_valid': tf.TensorSpec((t, cap), tf.bool),
     'num_cls': tf.TensorSpec((), tf.int32),
-    'cls_valid': tf.TensorSpec((config.cls_capacity,), tf.bool),
+    'cls_valid': tf.TensorSpec((config.object_capacity + 1,), tf.bool),
     'index': tf.TensorSpec((), tf.int32),
   }
 

@@ -10,10 +10,9 @@ learns transfers to the videos. Everything is deterministic for a seed.
   `Annotations/480p/<seq>/%05d.png` (indexed PNG with the DAVIS palette, 0 = background,
   1..K = objects, drawn in id order so higher ids occlude lower ones), `ImageSets/2017/val.txt`.
 
-  python -m shls_jax.data.synthetic --stills OUT1 --videos OUT2 [--seed 0]
+  shls-synthetic --stills OUT1 --videos OUT2 [--seed 0]   (`shls_jax.tools.synthetic`)
 """
 
-import argparse
 from pathlib import Path
 
 import cv2
@@ -234,31 +233,3 @@ def write_videos(
   split.parent.mkdir(parents=True, exist_ok=True)
   split.write_text(''.join(f'{n}\n' for n in names))
   return names
-
-
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--stills', type=Path, help='output folder of the still images')
-  parser.add_argument('--videos', type=Path, help='output folder of the videos')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--num-stills', type=int, default=300)
-  parser.add_argument('--still-size', type=int, nargs=2, default=(160, 200), metavar=('H', 'W'))
-  parser.add_argument('--num-videos', type=int, default=4)
-  parser.add_argument('--frames', type=int, default=20)
-  parser.add_argument('--objects', type=int, default=2)
-  parser.add_argument('--video-size', type=int, nargs=2, default=(120, 216), metavar=('H', 'W'))
-  args = parser.parse_args(argv)
-  if args.stills is None and args.videos is None:
-    parser.error('give --stills and/or --videos')
-  if args.stills is not None:
-    names = write_stills(args.stills, args.num_stills, tuple(args.still_size), args.seed)
-    print(f'{len(names)} still images in {args.stills}')
-  if args.videos is not None:
-    names = write_videos(
-      args.videos, args.num_videos, args.frames, args.objects, tuple(args.video_size), args.seed + 1
-    )
-    print(f'{len(names)} videos in {args.videos}')
-
-
-if __name__ == '__main__':
-  main()

@@ -19,7 +19,7 @@ def frame_superpixels(
   Args:
     frame: [H, W, 3] uint8 RGB frame (at the working size).
     sequence, frame_name: where it comes from (the precomputed map's path).
-    spx_config: `method` ('slic', 'isec' or 'precomputed'), `n_segments` (SLIC), `root`
+    spx_config: `method` ('slic', 'isec' or 'precomputed'), `slic_segments` (SLIC), `root`
       (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
 
   Returns:
@@ -29,7 +29,7 @@ def frame_superpixels(
   if method not in SOURCES:
     raise ValueError(f'unknown superpixel source {method!r}: expected one of {SOURCES}')
   if method == 'slic':
-    return compute(frame, method, n_segments=spx_config.n_segments).astype(np.int32)
+    return compute(frame, method, n_segments=spx_config.slic_segments).astype(np.int32)
   if method == 'isec':
     return compute(frame, method).astype(np.int32)
   if not spx_config.root:

@@ -1,1 +1,2 @@
-"""Command-line tools: `python -m shls_jax.tools.<name>`."""
+"""The commands (`[project.scripts]`): each module one command, its flags defined when it runs
+(`cli`). Nothing in the package imports them."""

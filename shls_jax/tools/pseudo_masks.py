@@ -1,7 +1,7 @@
-"""Writes unsupervised pseudo-masks of a folder of images: one PNG per image, same stem and size.
+r"""Writes unsupervised pseudo-masks of a folder of images: one PNG per image, same stem and size.
 
-  python -m shls_jax.tools.pseudo_masks --images DIR --out DIR [--method saliency_cut] \
-      [--param iterations=5 ...] [--binary] [--workers N] [--overwrite]
+  shls-pseudo-masks --images DIR --out DIR [--method saliency_cut] \
+      [--param iterations=5,...] [--binary] [--workers N] [--overwrite]
 
 A soft saliency map in 0..255 by default (training binarises pseudo-masks at random thresholds,
 so it wants soft maps), a 0/255 mask with `--binary` (`shls_jax.data.saliency.binary_mask`).
@@ -10,44 +10,56 @@ A run resumes a folder it made with the same settings; nothing else is overwritt
 `--overwrite`. Errors (an unreadable image, a foreign folder) stop it with one line.
 """
 
-import argparse
+import sys
 from pathlib import Path
 
+from absl import app, flags
+
 from shls_jax.data import pseudo_masks, saliency
+from shls_jax.tools import cli
+
+FLAGS = flags.FLAGS
 
 
-def _param(text: str) -> tuple[str, str]:
-  name, sep, value = text.partition('=')
-  if not sep or not name:
-    raise argparse.ArgumentTypeError(f'--param wants NAME=VALUE, got {text!r}')
-  return name, value
+def _params(texts) -> dict[str, str]:
+  params = {}
+  for text in texts or ():
+    name, sep, value = text.partition('=')
+    if not sep or not name:
+      raise app.UsageError(f'--param wants NAME=VALUE, got {text!r}')
+    params[name] = value
+  return params
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--images', required=True, type=Path, help='folder of images')
-  parser.add_argument('--out', required=True, type=Path, help='folder of the PNG masks')
-  parser.add_argument('--method', default=saliency.DEFAULT_METHOD, choices=saliency.METHODS)
-  parser.add_argument('--param', type=_param, action='append', default=[], metavar='NAME=VALUE')
-  parser.add_argument('--binary', action='store_true', help='0/255 masks instead of soft maps')
-  parser.add_argument('--workers', type=int, default=1, help='parallel processes')
-  parser.add_argument('--overwrite', action='store_true', help='replace what OUT holds')
-  args = parser.parse_args(argv)
-  try:
-    images = pseudo_masks.list_images(args.images)
-    count = pseudo_masks.write_masks(
-      images,
-      args.out,
-      args.method,
-      dict(args.param),
-      binary=args.binary,
-      workers=args.workers,
-      overwrite=args.overwrite,
-    )
-  except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as error:
-    raise SystemExit(f'error: {error}') from None
-  print(f'{count} masks computed, {len(images) - count} kept: {args.out}')
+def define_flags() -> None:
+  flags.DEFINE_string('images', None, 'Folder of images.')
+  flags.DEFINE_string('out', None, 'Folder of the PNG masks.')
+  flags.DEFINE_enum('method', saliency.DEFAULT_METHOD, saliency.METHODS, 'Pseudo-mask method.')
+  flags.DEFINE_multi_string('param', [], 'NAME=VALUE override of a method parameter (repeatable).')
+  flags.DEFINE_bool('binary', False, '0/255 masks instead of soft maps.')
+  flags.DEFINE_integer('workers', 1, 'Parallel processes.')
+  flags.DEFINE_bool('overwrite', False, 'Replace what --out holds.')
+  flags.mark_flags_as_required(['images', 'out'])
+
+
+def main(argv) -> None:
+  cli.check_no_arguments(argv)
+  images = pseudo_masks.list_images(Path(FLAGS.images))
+  count = pseudo_masks.write_masks(
+    images,
+    Path(FLAGS.out),
+    FLAGS.method,
+    _params(FLAGS.param),
+    binary=FLAGS.binary,
+    workers=FLAGS.workers,
+    overwrite=FLAGS.overwrite,
+  )
+  print(f'{count} masks computed, {len(images) - count} kept: {FLAGS.out}')
+
+
+def run() -> None:
+  cli.run(main, define_flags, __name__)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(run())

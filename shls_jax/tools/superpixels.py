@@ -1,6 +1,6 @@
-"""Precomputes superpixel label maps for a DAVIS dataset into `<out>/<sequence>/<frame>.png`.
+r"""Precomputes superpixel label maps for a DAVIS dataset into `<out>/<sequence>/<frame>.png`.
 
-  python -m shls_jax.tools.superpixels --method isec --davis-root DAVIS --out DAVIS/superpixels/isec \
+  shls-superpixels --method isec --davis_root DAVIS --out DAVIS/superpixels/isec \
       [--split val | --sequences blackswan,dog] [--workers 4] [--overwrite]
 
 Frames are processed in parallel (one process per worker). Runs are resumable: a valid map that is
@@ -8,20 +8,23 @@ already there is kept, and nothing is ever replaced without --overwrite. `<out>/
 records the method and its parameters, so maps of another method are never mixed into a folder.
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import json
 import multiprocessing
+import sys
 from pathlib import Path
 
 import cv2
+from absl import app, flags
 from tqdm import tqdm
 
 from shls_jax import superpixels
 from shls_jax.data import davis
 from shls_jax.io import frames as frame_io
+from shls_jax.tools import cli
 
+FLAGS = flags.FLAGS
 _SETTINGS = 'settings.json'
 
 
@@ -135,54 +138,47 @@ def precompute(jobs: list[Job], workers: int = 1) -> tuple[int, int]:
   return written, len(jobs) - written
 
 
-def _parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--method', choices=superpixels.METHODS, required=True)
-  parser.add_argument('--davis-root', type=Path, required=True, help='DAVIS root folder')
-  parser.add_argument('--out', type=Path, required=True, help='output root folder')
-  group = parser.add_mutually_exclusive_group()
-  group.add_argument('--split', help="split name (e.g. 'val') or split file path")
-  group.add_argument('--sequences', help='comma-separated sequence names')
-  parser.add_argument('--workers', type=int, default=1, help='parallel processes')
-  parser.add_argument(
-    '--max-frames', type=int, default=None, help='only the first N frames of each sequence'
-  )
-  parser.add_argument(
-    '--n-segments',
-    type=int,
-    default=None,
-    help='SLIC only: approximate number of superpixels (default 300)',
-  )
-  parser.add_argument('--overwrite', action='store_true', help='recompute existing maps')
-  args = parser.parse_args(argv)
-  if args.n_segments is not None and args.method != 'slic':
-    parser.error('--n-segments only applies to --method slic')
-  if args.max_frames is not None and args.max_frames < 1:
-    parser.error('--max-frames must be >= 1')
-  return args
+def define_flags() -> None:
+  flags.DEFINE_enum('method', None, superpixels.METHODS, 'Superpixel method.')
+  flags.DEFINE_string('davis_root', None, 'DAVIS root folder.')
+  flags.DEFINE_string('out', None, 'Output root folder.')
+  flags.DEFINE_string('split', None, "Split name (e.g. 'val') or split file path.")
+  flags.DEFINE_list('sequences', None, 'Sequence names (instead of --split).')
+  flags.DEFINE_integer('workers', 1, 'Parallel processes.')
+  flags.DEFINE_integer('max_frames', None, 'Only the first N frames of each sequence.')
+  flags.DEFINE_integer('slic_segments', None, 'SLIC only: about this many superpixels (300).')
+  flags.DEFINE_bool('overwrite', False, 'Recompute existing maps.')
+  flags.mark_flags_as_required(['method', 'davis_root', 'out'])
 
 
-def main(argv=None) -> None:
-  args = _parse_args(argv)
-  params = {} if args.n_segments is None else {'n_segments': args.n_segments}
-  sequences = args.sequences.split(',') if args.sequences else None
-  try:
-    jobs = list_jobs(
-      args.davis_root,
-      args.out,
-      args.method,
-      params,
-      split=args.split,
-      sequences=sequences,
-      max_frames=args.max_frames,
-      overwrite=args.overwrite,
-    )
-    _check_settings(args.out, {'method': args.method, 'params': params}, args.overwrite)
-    written, kept = precompute(jobs, args.workers)
-  except (FileNotFoundError, ValueError) as err:
-    raise SystemExit(f'error: {err}') from None
-  print(f'{written} label maps written, {kept} already present, under {args.out}')
+def main(argv) -> None:
+  cli.check_no_arguments(argv)
+  if FLAGS.split and FLAGS.sequences:
+    raise app.UsageError('give --split or --sequences, not both')
+  if FLAGS.slic_segments is not None and FLAGS.method != 'slic':
+    raise app.UsageError('--slic_segments only applies to --method slic')
+  if FLAGS.max_frames is not None and FLAGS.max_frames < 1:
+    raise app.UsageError('--max_frames must be >= 1')
+  params = {} if FLAGS.slic_segments is None else {'n_segments': FLAGS.slic_segments}
+  out = Path(FLAGS.out)
+  jobs = list_jobs(
+    Path(FLAGS.davis_root),
+    out,
+    FLAGS.method,
+    params,
+    split=FLAGS.split,
+    sequences=FLAGS.sequences,
+    max_frames=FLAGS.max_frames,
+    overwrite=FLAGS.overwrite,
+  )
+  _check_settings(out, {'method': FLAGS.method, 'params': params}, FLAGS.overwrite)
+  written, kept = precompute(jobs, FLAGS.workers)
+  print(f'{written} label maps written, {kept} already present, under {out}')
+
+
+def run() -> None:
+  cli.run(main, define_flags, __name__)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(run())

@@ -44,14 +44,13 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from absl import logging
+from clu import metric_writers
 from flax import jax_utils
 from jax.experimental import multihost_utils
-from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
-from shls_jax import checkpoints
+from shls_jax import checkpoints, renamed_settings
 from shls_jax.checkpoints import torch_interop
 from shls_jax.data import input_pipeline, pseudo_masks, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
@@ -65,11 +64,6 @@ BEST_DIR = 'best'
 VALIDATION_DIR = 'validation'
 TENSORBOARD_DIR = 'tensorboard'
 PSEUDO_MASK_DIR = 'pseudo_masks'
-# TensorBoard shows a tensor summary with this plugin as a scalar curve (the `tensorboard`
-# package that provides `tf.summary.scalar` is not a dependency).
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-  plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars')
-)
 
 
 def make_source(data_config: ml_collections.ConfigDict, workdir: Path) -> stills.StillImageSet:
@@ -200,29 +194,6 @@ def _reference_train_step(state, batch, *, config):
 _apply_gradients = jax.jit(train_step_lib.apply_gradients)
 
 
-class MetricWriter:
-  """Console lines and TensorBoard scalars, written by process 0 only."""
-
-  def __init__(self, logdir: Path):
-    self._enabled = jax.process_index() == 0
-    self._writer = tf.summary.create_file_writer(str(logdir)) if self._enabled else None
-
-  def write(self, step: int, scalars: Dict[str, float], prefix: str = '') -> None:
-    if not self._enabled:
-      return
-    logging.info('[%d] %s', step, ', '.join(f'{prefix}{k}={v:.5g}' for k, v in scalars.items()))
-    with self._writer.as_default():
-      for name, value in scalars.items():
-        tf.summary.write(
-          prefix + name, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA
-        )
-    self._writer.flush()
-
-  def close(self) -> None:
-    if self._enabled:
-      self._writer.close()
-
-
 def host_state(state, replicated: bool):
   """Numpy copy of the train state (of the first local replica when `replicated`)."""
   if replicated:
@@ -246,6 +217,7 @@ def _checkpoint_managers(workdir: Path, config: ml_collections.ConfigDict):
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
+  renamed_settings.check_config(config)
   if config.step_mode not in STEP_MODES:
     raise ValueError(f'config.step_mode must be one of {STEP_MODES}, got {config.step_mode!r}')
   if config.step_mode == 'reference' and (
@@ -305,6 +277,97 @@ def export_torch(config: ml_collections.ConfigDict, state, best_manager) -> None
     logging.info('Wrote the variables of step %d to %s', step, config.export_torch)
 
 
+def create_writer(workdir: Path) -> metric_writers.MetricWriter:
+  """TensorBoard scalars in `<workdir>/tensorboard` and console lines `[step] name=value, ...`,
+  both from process 0 only (the others log nothing)."""
+  if jax.process_index() != 0:
+    return metric_writers.MultiWriter([])
+  return metric_writers.create_default_writer(workdir / TENSORBOARD_DIR, asynchronous=False)
+
+
+def restore_or_init(config: ml_collections.ConfigDict, manager: ocp.CheckpointManager):
+  """The latest checkpoint's train state, else the initial one (`initial_state`)."""
+  state = initial_state(config)
+  if manager.latest_step() is None:
+    return state
+  state = manager.restore(
+    manager.latest_step(), args=ocp.args.StandardRestore(jax.device_get(state))
+  )
+  logging.info('Resumed from %s at step %d', manager.directory, int(state.step))
+  return state
+
+
+def step_function(config: ml_collections.ConfigDict, state):
+  """(step function, state on the devices, local devices fed per step) of `config.step_mode`."""
+  if config.step_mode == 'pmap':
+    # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
+    # the step's own outputs) share one compilation.
+    state = jax_utils.replicate(state, axis_name='batch')
+    return pmapped_train_step(config.step.to_json()), state, jax.local_device_count()
+  return functools.partial(_reference_train_step, config=config), state, 1
+
+
+class Validation:
+  """Validations of a run beside their baseline: TensorBoard, the best checkpoint, the learning
+  curve (`<workdir>/learning_curve.csv` and `.png`) and the J&F history of this run."""
+
+  def __init__(self, config, workdir: Path, writer, best_manager: ocp.CheckpointManager):
+    self.config, self.workdir, self.writer, self.best_manager = (
+      config,
+      workdir,
+      writer,
+      best_manager,
+    )
+    self.history = {}  # step -> J&F-Mean of this run's validations
+    self.baseline = validate_baseline(config, workdir).get(BEST_METRIC)
+    self.curve_rows = curves.read_curve(workdir / curves.CURVE_CSV)
+    self.losses_since = []  # training scalars logged since the last validation
+
+  def __call__(self, saved) -> None:
+    """Validates the host train state `saved` and keeps it if it is the best so far."""
+    step = int(saved.step)
+    scores = validate(self.config, self.workdir, step, train_step_lib.evaluated_variables(saved))
+    if scores is None:
+      return
+    val = {**scores, f'baseline_{BEST_METRIC}': self.baseline}
+    self.writer.write_scalars(step, {f'val/{k}': v for k, v in val.items()})
+    self.best_manager.save(
+      step, args=ocp.args.StandardSave(saved), metrics={BEST_METRIC: scores[BEST_METRIC]}
+    )
+    self.history[step] = scores[BEST_METRIC]
+    row = {'step': step, **scores, f'baseline {BEST_METRIC}': self.baseline}
+    for name in curves.LOSS_COLUMNS:
+      values = [m[name] for m in self.losses_since if name in m]
+      if values:
+        row[name] = float(np.mean(values))
+    self.losses_since.clear()
+    self.curve_rows.append(row)
+    if jax.process_index() == 0:
+      curves.write_curve(self.workdir / curves.CURVE_CSV, self.curve_rows)
+      curves.plot_curve(self.workdir / curves.CURVE_PNG, self.curve_rows, title=self.workdir.name)
+
+  def report(self) -> None:
+    """Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores, the
+    baseline of the same sequences and the curve's path."""
+    if not self.history or jax.process_index() != 0:
+      return
+    print(
+      f'Validation {BEST_METRIC} by step: '
+      + ', '.join(f'{s}: {v:.4f}' for s, v in sorted(self.history.items()))
+      + f'\nCopy-first-mask baseline {BEST_METRIC} on the same sequences: {self.baseline:.4f}'
+      + f'\nLearning curve: {self.workdir / curves.CURVE_PNG} (data: {curves.CURVE_CSV})',
+      flush=True,
+    )
+
+
+def mean_scalars(pending: list, replicated: bool) -> Dict[str, float]:
+  """Means over the steps of `pending` (per-step metric dicts of device arrays)."""
+  fetched = jax.device_get(pending)
+  if replicated:
+    fetched = [{k: v[0] for k, v in m.items()} for m in fetched]
+  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: os.PathLike
 ) -> train_step_lib.TrainState:
@@ -327,26 +390,11 @@ def train_and_evaluate(
   source = make_source(config.data, workdir)
   num_steps = total_steps(config, len(source))
   latest_manager, best_manager = _checkpoint_managers(workdir, config)
-  state = initial_state(config)
-  if latest_manager.latest_step() is not None:
-    state = latest_manager.restore(
-      latest_manager.latest_step(), args=ocp.args.StandardRestore(jax.device_get(state))
-    )
-    logging.info('Resumed from %s at step %d', latest_manager.directory, int(state.step))
+  state = restore_or_init(config, latest_manager)
   step = int(state.step)
-
   replicated = config.step_mode == 'pmap'
-  if replicated:
-    step_fn = pmapped_train_step(config.step.to_json())
-    # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
-    # the step's own outputs) share one compilation.
-    state = jax_utils.replicate(state, axis_name='batch')
-    local_devices = jax.local_device_count()
-  else:
-    step_fn = functools.partial(_reference_train_step, config=config)
-    local_devices = 1
-
-  writer = MetricWriter(workdir / TENSORBOARD_DIR)
+  step_fn, state, local_devices = step_function(config, state)
+  writer = create_writer(workdir)
   lr = optimizer.learning_rate(config.step)
   sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
   logging.info(
@@ -357,35 +405,10 @@ def train_and_evaluate(
     lr,
     config.step_mode,
   )
-  history = {}  # step -> J&F-Mean of this run's validations
-  baseline = validate_baseline(config, workdir).get(BEST_METRIC)
-  curve_rows = curves.read_curve(workdir / curves.CURVE_CSV)
-  losses_since = []  # training scalars logged since the last validation
-
-  def validate_and_keep_best(saved):
-    scores = validate(config, workdir, int(saved.step), train_step_lib.evaluated_variables(saved))
-    if scores is None:
-      return
-    writer.write(int(saved.step), {**scores, f'baseline_{BEST_METRIC}': baseline}, prefix='val/')
-    best_manager.save(
-      int(saved.step),
-      args=ocp.args.StandardSave(saved),
-      metrics={BEST_METRIC: scores[BEST_METRIC]},
-    )
-    history[int(saved.step)] = scores[BEST_METRIC]
-    row = {'step': int(saved.step), **scores, f'baseline {BEST_METRIC}': baseline}
-    for name in curves.LOSS_COLUMNS:
-      values = [m[name] for m in losses_since if name in m]
-      if values:
-        row[name] = float(np.mean(values))
-    losses_since.clear()
-    curve_rows.append(row)
-    if jax.process_index() == 0:
-      curves.write_curve(workdir / curves.CURVE_CSV, curve_rows)
-      curves.plot_curve(workdir / curves.CURVE_PNG, curve_rows, title=workdir.name)
-
+  validation = Validation(config, workdir, writer, best_manager)
   if config.eval_at_start and step == 0:
-    validate_and_keep_best(host_state(state, replicated))
+    validation(host_state(state, replicated))
+  every = lambda n: n > 0 and step % n == 0
   batches = None
   pending, tick = [], time.time()
   progress = tqdm(
@@ -393,9 +416,7 @@ def train_and_evaluate(
   )
   try:
     while step < num_steps:
-      if batches is None or (
-        config.checkpoint_every_steps > 0 and step % config.checkpoint_every_steps == 0
-      ):
+      if batches is None or every(config.checkpoint_every_steps):
         if batches is not None:
           batches.close()
         batches = open_batches(source, config, step, local_devices)
@@ -403,33 +424,26 @@ def train_and_evaluate(
       pending.append(metrics)
       step += 1
       progress.update()
-      checkpoint_now = step == num_steps or (
-        config.checkpoint_every_steps > 0 and step % config.checkpoint_every_steps == 0
-      )
-      eval_now = step == num_steps or (
-        config.eval_every_steps > 0 and step % config.eval_every_steps == 0
-      )
+      checkpoint_now = step == num_steps or every(config.checkpoint_every_steps)
+      eval_now = step == num_steps or every(config.eval_every_steps)
       if pending and (step % config.log_every_steps == 0 or checkpoint_now or eval_now):
-        fetched = jax.device_get(pending)
-        if replicated:
-          fetched = [{k: v[0] for k, v in m.items()} for m in fetched]
-        scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        scalars = mean_scalars(pending, replicated)
         _check_finite(scalars, step, workdir)
         elapsed = time.time() - tick
         scalars.update(
           learning_rate=lr,
-          steps_per_second=len(fetched) / elapsed,
-          sequences_per_second=len(fetched) * sequences_per_step / elapsed,
+          steps_per_second=len(pending) / elapsed,
+          sequences_per_second=len(pending) * sequences_per_step / elapsed,
         )
-        writer.write(step, scalars, prefix='train/')
-        losses_since.append(scalars)
+        writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
+        validation.losses_since.append(scalars)
         pending, tick = [], time.time()
       if checkpoint_now or eval_now:
         saved = host_state(state, replicated)
       if checkpoint_now:
         latest_manager.save(step, args=ocp.args.StandardSave(saved))
       if eval_now:
-        validate_and_keep_best(saved)
+        validation(saved)
         tick = time.time()  # validation time is not training time
   finally:
     progress.close()
@@ -437,6 +451,7 @@ def train_and_evaluate(
       batches.close()
     latest_manager.wait_until_finished()
     best_manager.wait_until_finished()
+    writer.flush()
     writer.close()
 
   final = host_state(state, replicated)
@@ -444,14 +459,5 @@ def train_and_evaluate(
     export_torch(config, final, best_manager)
   latest_manager.close()
   best_manager.close()
-  if history and jax.process_index() == 0:
-    # Last, on stdout: `make demo` ends with the untrained (step 0) and trained scores, the
-    # baseline of the same sequences and the curve's path.
-    print(
-      f'Validation {BEST_METRIC} by step: '
-      + ', '.join(f'{s}: {v:.4f}' for s, v in sorted(history.items()))
-      + f'\nCopy-first-mask baseline {BEST_METRIC} on the same sequences: {baseline:.4f}'
-      + f'\nLearning curve: {workdir / curves.CURVE_PNG} (data: {curves.CURVE_CSV})',
-      flush=True,
-    )
+  validation.report()
   return final

@@ -8,10 +8,11 @@ classes incl. the background, <= object_capacity + 1):
   1. the backbone and superfeature heads run once on all B x T frames;
   2. NT-Xent per frame on the superfeatures labelled by their pools, with random triplets drawn on
      device (`sample_triplets`) or all pairs (`ntxent_mode='all_pairs'`);
-  3. per sequence, the device memory (`shls_jax.memory.training_memory`) is fitted on frame 0 and predicts
+  3. per sequence, the traced memory (`shls_jax.memory.training_memory`) is fitted on frame 0 and
+     predicts
      every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
      (vmap over `object_capacity` objects, absent ones masked) from crops resampled to the static
-     `crop_size` (`inference.static_crops`), paste them back, soft-aggregate and take the CE
+     `crop_size` (`crops.static_crops`), paste them back, soft-aggregate and take the CE
      against the labels; the confident superpixels of frames 1..T-2 join the memory;
   4. loss = sum(NT-Xent)/T + sum(CE)/(T-1) per sequence, averaged over the batch; grads and
      batch statistics are averaged over the 'batch' axis; Adam.

@@ -1,14 +1,5 @@
-"""Recomputes every stage of a reference parity directory and compares it with the reference.
-
-    python -m shls_jax.parity --vectors DIR [--out OUT.npz] [--stages network,pipeline,training]
-
-DIR holds `checkpoint.pth` and `vectors.npz` (schema in the parity README). One line per stage:
-key, max relative error (float) or count of differing elements (integer), PASS/FAIL. Exit
-status 1 when any stage fails, 2 when DIR or the arguments are unusable.
-"""
-
-import argparse
-import sys
+"""Every stage family of a parity directory: recomputed, compared with the reference, printed
+one line per stage (`shls-parity`, `shls_jax.tools.parity`)."""
 
 import numpy as np
 
@@ -53,28 +44,3 @@ def stage_groups(names) -> list:
   if unknown:
     raise ValueError(f'unknown stage families {sorted(unknown)}; choose from {sorted(families)}')
   return [group for name in names for group in families[name]]
-
-
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument(
-    '--vectors', required=True, help='parity directory (vectors.npz, checkpoint.pth)'
-  )
-  parser.add_argument('--out', help='write the recomputed stages to this .npz')
-  parser.add_argument(
-    '--stages',
-    default='network,pipeline,training',
-    help='comma-separated stage families: network, pipeline, training',
-  )
-  args = parser.parse_args(argv)
-  try:
-    groups = stage_groups(args.stages.split(','))
-    ref = Reference.load(args.vectors)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0 if run_groups(ref, groups, args.out) else 1
-
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -1,7 +1,7 @@
-"""Segments one's own video from a first-frame mask, in one command.
+r"""Segments one's own video from a first-frame mask, in one command.
 
-  python -m shls_jax.segment --video clip.mp4|FRAMES_DIR --mask first.png --checkpoint CKPT \
-      --out OUT [--size H W] [--mode fast] [--fps N] [--resize-mask] [--overwrite]
+  shls-segment --video clip.mp4|FRAMES_DIR --mask first.png --checkpoint CKPT \
+      --out OUT [--size H,W] [--mode fast] [--fps N] [--resize_mask] [--overwrite]
 
 Writes `OUT/masks/00000.png`, ... (indexed PNGs with the DAVIS palette, object ids as in the
 mask, at the input's size) and `OUT/overlay.mp4` (masks blended over the frames, at the video's
@@ -9,10 +9,9 @@ frame rate, or `--fps` for a folder of frames). The video is streamed (`Propagat
 long one needs no more memory than a short one. The mask is an indexed PNG of object ids or a
 0/255 PNG of one object; the checkpoint a reference `.pth` file or an orbax folder of train.py.
 `--size` (default: the input's) is the size frames are segmented at; masks are written at the
-input's size. SLIC superpixels (`--segments`) are computed per frame at that size.
+input's size. SLIC superpixels (`--slic_segments`) are computed per frame at that size.
 """
 
-import argparse
 import collections
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from absl import flags
 from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
@@ -28,6 +28,10 @@ from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
+from shls_jax.memory import interface
+from shls_jax.tools import cli
+
+FLAGS = flags.FLAGS
 
 
 def read_first_mask(path, size: tuple[int, int], resize: bool) -> np.ndarray:
@@ -41,7 +45,7 @@ def read_first_mask(path, size: tuple[int, int], resize: bool) -> np.ndarray:
     if not resize:
       raise ValueError(
         f'mask {path} is {mask.shape} (H, W) but the frames are {tuple(size)}: '
-        'pass --resize-mask to resize it (nearest neighbour)'
+        'pass --resize_mask to resize it (nearest neighbour)'
       )
     mask = mask_io.resize_ids(mask, size)
   mask = np.where(mask == mask_io.VOID, 0, mask).astype(np.uint8)
@@ -64,7 +68,7 @@ def segment(
   engine: Propagator,
   out: Path,
   size: tuple[int, int] | None = None,
-  segments: int = 1000,
+  slic_segments: int = 1000,
   progress: bool = True,
 ) -> tuple[int, float]:
   """Writes the masks and the overlay video of `source`; returns (frames, frames per second).
@@ -75,7 +79,7 @@ def segment(
     engine: the propagation engine.
     out: output folder (created).
     size: (h, w) to segment at; None = the source's size.
-    segments: SLIC superpixels per frame.
+    slic_segments: SLIC superpixels per frame.
     progress: show a progress bar.
   """
   height, width = source.size
@@ -94,7 +98,7 @@ def segment(
     for frame in source:
       pending.append(frame)
       small = frame_io.resize_frame(frame, work)
-      yield small, superpixels.compute(small, 'slic', n_segments=segments)
+      yield small, superpixels.compute(small, 'slic', n_segments=slic_segments)
 
   start, count = time.perf_counter(), 0
   bar = tqdm(total=source.count, unit='frame', disable=not progress)
@@ -112,41 +116,43 @@ def segment(
   return count, count / (time.perf_counter() - start)
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--video', required=True, help='a video file or a folder of frames')
-  parser.add_argument('--mask', required=True, help='first-frame mask PNG')
-  parser.add_argument('--checkpoint', required=True, help='reference .pth or orbax folder')
-  parser.add_argument('--out', required=True, type=Path)
-  parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'), help='processing size')
-  parser.add_argument('--mode', default='fast', choices=('fast', 'exact'))
-  parser.add_argument('--memory', default='faiss', choices=('faiss', 'device'))
-  parser.add_argument('--segments', type=int, default=1000, help='SLIC superpixels per frame')
-  parser.add_argument(
-    '--fps', type=float, default=frame_io.DEFAULT_FPS, help='for a folder of frames'
-  )
-  parser.add_argument('--resize-mask', action='store_true', help='resize a mask of another size')
-  parser.add_argument('--overwrite', action='store_true', help='replace what OUT holds')
-  args = parser.parse_args(argv)
+def define_flags() -> None:
+  flags.DEFINE_string('video', None, 'A video file or a folder of frames.')
+  flags.DEFINE_string('mask', None, 'First-frame mask PNG (indexed object ids, or 0/255).')
+  flags.DEFINE_string('checkpoint', None, 'Reference .pth file or orbax checkpoint folder.')
+  flags.DEFINE_string('out', None, 'Output folder (masks/, overlay.mp4).')
+  flags.DEFINE_list('size', None, 'H,W to segment at (default: the input size).')
+  flags.DEFINE_enum('mode', 'fast', ('fast', 'exact'), 'Inference mode.')
+  flags.DEFINE_enum('memory', 'faiss', interface.KINDS, 'Superfeature memory.')
+  flags.DEFINE_integer('slic_segments', 1000, 'SLIC superpixels per frame.')
+  flags.DEFINE_float('fps', frame_io.DEFAULT_FPS, 'Frame rate of the overlay for a frame folder.')
+  flags.DEFINE_bool('resize_mask', False, 'Resize a mask of another size (nearest neighbour).')
+  flags.DEFINE_bool('overwrite', False, 'Replace what --out holds.')
+  flags.mark_flags_as_required(['video', 'mask', 'checkpoint', 'out'])
+
+
+def main(argv) -> None:
+  cli.check_no_arguments(argv)
+  size = cli.size_flag(FLAGS.size, 'size')
+  out = Path(FLAGS.out)
+  check_output(out, FLAGS.overwrite)
+  source = frame_io.VideoSource(FLAGS.video, FLAGS.fps)
+  first_mask = read_first_mask(FLAGS.mask, source.size, FLAGS.resize_mask)
   try:
-    check_output(args.out, args.overwrite)
-    source = frame_io.VideoSource(args.video, args.fps)
-    first_mask = read_first_mask(args.mask, source.size, args.resize_mask)
-    if args.size and min(args.size) < 1:
-      raise ValueError(f'--size must be positive, got {args.size}')
-    try:
-      variables = checkpoints.load_variables(args.checkpoint)
-    except Exception as error:  # noqa: BLE001 - any failure to load is the same message
-      raise ValueError(f'checkpoint {args.checkpoint} does not load: {error}') from None
-    config = inference_defaults.get_config()
-    config.mode, config.memory = args.mode, args.memory
-    frames, fps = segment(
-      source, first_mask, Propagator(variables, config), args.out, args.size, args.segments
-    )
-  except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as error:
-    raise SystemExit(f'error: {error}') from None
-  print(f'{frames} frames at {fps:.2f} frames/s: {args.out / "masks"}, {args.out / "overlay.mp4"}')
+    variables = checkpoints.load_variables(FLAGS.checkpoint)
+  except Exception as error:  # noqa: BLE001 - any failure to load is the same message
+    raise ValueError(f'checkpoint {FLAGS.checkpoint} does not load: {error}') from None
+  config = inference_defaults.get_config()
+  config.mode, config.memory = FLAGS.mode, FLAGS.memory
+  frames, fps = segment(
+    source, first_mask, Propagator(variables, config), out, size, FLAGS.slic_segments
+  )
+  print(f'{frames} frames at {fps:.2f} frames/s: {out / "masks"}, {out / "overlay.mp4"}')
+
+
+def run() -> None:
+  cli.run(main, define_flags, __name__)
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  sys.exit(run())

@@ -1,0 +1,139 @@
+r"""Evaluates SHLS on DAVIS: segments the val sequences, writes the masks and the official scores.
+
+  shls-evaluate --config configs/davis2017_val.py --davis_root DAVIS --results_dir R \
+      [--checkpoint shls.pth | --checkpoint workdir/checkpoints] [--sequences a,b] \
+      [--overwrite] [--overlays] [--zip] [--baseline] [--config.eval.size='(240, 432)']
+
+  shls-evaluate --config configs/youtube_vos.py --youtube_root YTVOS --results_dir R \
+      [--checkpoint ...] [--sequences video1,video2] [--zip]
+
+  shls-evaluate --score_only --davis_root DAVIS --results_dir R [--single_object] \
+      [--sequences a,b] [--split val] [--overwrite]
+
+`--score_only` scores an existing results folder without running the network, with the DAVIS-2017
+protocol (every object of the first frame) unless `--single_object` (DAVIS-2016: all objects
+merged); with `--config` the config's `eval` block decides instead. It imports neither JAX nor
+TensorFlow. YouTube-VOS configs (`eval.dataset = 'youtube_vos'`) read `--youtube_root` instead of
+`--davis_root` and are not scored here (the server scores the zip). Without `--checkpoint` the
+network has random weights (smoke tests only). See `shls_jax.evaluation.evaluator` for the
+results folder rule.
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from shls_jax import renamed_settings
+from shls_jax.data import davis
+from shls_jax.evaluation import scoring
+from shls_jax.tools import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file('config', None, 'Evaluation config file.', lock_config=True)
+  flags.DEFINE_string('davis_root', None, 'DAVIS root folder (JPEGImages/, Annotations/).')
+  flags.DEFINE_string('youtube_root', None, 'YouTube-VOS root folder (valid/, valid_all_frames/).')
+  flags.DEFINE_string('results_dir', None, 'Output folder of masks and CSVs.')
+  flags.DEFINE_string('checkpoint', None, 'Reference .pth file or orbax checkpoint folder.')
+  flags.DEFINE_list('sequences', None, "Sequences (YouTube-VOS: videos) instead of the config's.")
+  flags.DEFINE_bool('score_only', False, 'Only score an existing results folder.')
+  flags.DEFINE_bool(
+    'single_object', False, 'Score-only without --config: merge all objects (DAVIS-2016).'
+  )
+  flags.DEFINE_string('split', 'val', 'Score-only without --config: ImageSets/2017/<split>.txt.')
+  flags.DEFINE_integer('workers', 2, 'Score-only without --config: scoring threads.')
+  flags.DEFINE_bool('overwrite', False, 'Recompute everything and replace existing results.')
+  flags.DEFINE_bool('overlays', False, 'Also write JPEG overlays to <results_dir>/overlays/.')
+  flags.DEFINE_bool('zip', False, 'Also write <results_dir>/submission-<split>.zip for a server.')
+  flags.DEFINE_bool(
+    'baseline', False, 'Also score copying the first mask forward, into <results_dir>/baseline.'
+  )
+  flags.mark_flags_as_required(['results_dir'])
+
+
+def score_only() -> None:
+  """Scores `--results_dir` with the flags' protocol; the CSVs go next to the masks."""
+  results_dir = FLAGS.results_dir
+  scoring.score_folder(
+    FLAGS.davis_root,
+    results_dir,
+    davis.select_sequences(FLAGS.davis_root, FLAGS.sequences, FLAGS.split),
+    split=FLAGS.split,
+    single_object=FLAGS.single_object,
+    workers=FLAGS.workers,
+    replace_csvs=FLAGS.overwrite,
+  )
+
+
+def segment_youtube(config) -> None:
+  from shls_jax import checkpoints
+  from shls_jax.evaluation import youtube_evaluator
+
+  checkpoints.quiet_orbax_logging()
+  computed = youtube_evaluator.evaluate(
+    config,
+    FLAGS.results_dir,
+    checkpoint=FLAGS.checkpoint,
+    videos=FLAGS.sequences,
+    overwrite=FLAGS.overwrite,
+    overlays=FLAGS.overlays,
+    submission=FLAGS.zip,
+  )
+  print(f'segmented {len(computed)} videos into {FLAGS.results_dir}', flush=True)
+
+
+def segment_and_score(config) -> None:
+  # The network's modules import JAX, which scoring alone does not need.
+  from shls_jax import checkpoints
+  from shls_jax.evaluation import evaluator
+
+  checkpoints.quiet_orbax_logging()
+  evaluator.evaluate(
+    config,
+    FLAGS.results_dir,
+    checkpoint=FLAGS.checkpoint,
+    sequences=FLAGS.sequences,
+    score_only=FLAGS.score_only,
+    overwrite=FLAGS.overwrite,
+    overlays=FLAGS.overlays,
+    submission=FLAGS.zip,
+    baseline=FLAGS.baseline,
+  )
+
+
+def main(argv) -> None:
+  cli.check_no_arguments(argv)
+  config = FLAGS.config
+  if config is not None:
+    renamed_settings.check_config(config)
+  if config is None and not FLAGS.score_only:
+    raise app.UsageError('--config is required unless --score_only')
+  if config is not None and 'eval' not in config:
+    raise app.UsageError(
+      'the config has no `eval` block: use configs/davis2017_val.py or configs/davis2016_val.py'
+    )
+  youtube = config is not None and config.eval.get('dataset', 'davis') == 'youtube_vos'
+  root = 'youtube_root' if youtube else 'davis_root'
+  if FLAGS[root].value is None:
+    raise app.UsageError(f'--{root} is required')
+  if youtube and (FLAGS.score_only or FLAGS.baseline):
+    raise app.UsageError('YouTube-VOS is scored by its server: submit the --zip instead')
+  if config is None:
+    score_only()
+  elif youtube:
+    config.eval.youtube_root = FLAGS.youtube_root
+    segment_youtube(config)
+  else:
+    config.eval.davis_root = FLAGS.davis_root
+    segment_and_score(config)
+
+
+def run() -> None:
+  cli.run(main, define_flags, __name__)
+
+
+if __name__ == '__main__':
+  sys.exit(run())
