@@ -9,7 +9,6 @@ import pytest
 from shls_jax import superpixels
 from shls_jax.data import davis
 from shls_jax.io import frames as frame_io
-from shls_jax.tools import superpixels as tool
 
 
 def _assert_dense(labels, shape):
@@ -125,10 +124,20 @@ def _maps(out):
   return sorted(p.relative_to(out).as_posix() for p in out.glob('*/*.png'))
 
 
-def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_path, capsys):
+TOOL = 'shls_jax.tools.superpixels'
+
+
+def _refused(done, message: str) -> None:
+  """A one-line error naming `message`, status 1, no traceback."""
+  assert done.returncode == 1, done.stdout + done.stderr
+  assert message in done.stderr and 'Traceback' not in done.stderr, done.stderr
+
+
+def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_path, command):
   out = tmp_path / 'isec'
-  args = ['--method', 'isec', '--davis_root', str(small_davis), '--out', str(out)]
-  tool.main(args + ['--split', 'val', '--max_frames', '2', '--workers', '2'])
+  args = ['--method', 'isec', '--davis_root', small_davis, '--out', out]
+  done = command(TOOL, *args, '--split', 'val', '--max_frames', '2', '--workers', '2')
+  assert done.returncode == 0, done.stderr
   assert _maps(out) == [
     'blackswan/00000.png',
     'blackswan/00001.png',
@@ -143,79 +152,55 @@ def test_precompute_tool_writes_resumes_and_never_overwrites(small_davis, tmp_pa
 
   # Resume: existing maps are kept untouched, only the missing frames are computed.
   stamps = {p: (out / p).stat().st_mtime_ns for p in _maps(out)}
-  capsys.readouterr()
-  tool.main(args + ['--sequences', 'blackswan,dog'])
-  assert '2 label maps written, 4 already present' in capsys.readouterr().out
+  done = command(TOOL, *args, '--sequences', 'blackswan,dog')
+  assert '2 label maps written, 4 already present' in done.stdout, done.stderr
   assert len(_maps(out)) == 6
   assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
 
   # A map that does not fit its frame is reported, not silently replaced.
   bad = out / 'dog' / '00000.png'
   superpixels.write_labels(bad, np.ones((5, 5), np.int32))
-  with pytest.raises(SystemExit, match='--overwrite'):
-    tool.main(args + ['--sequences', 'dog'])
+  _refused(command(TOOL, *args, '--sequences', 'dog'), '--overwrite')
   assert superpixels.read_labels(bad).shape == (5, 5)
-  tool.main(args + ['--sequences', 'dog', '--overwrite'])
+  assert command(TOOL, *args, '--sequences', 'dog', '--overwrite').returncode == 0
   assert superpixels.read_labels(bad).shape == (96, 160)
 
   # Another method's maps are never mixed into the folder.
-  with pytest.raises(SystemExit, match='made with'):
-    tool.main(['--method', 'slic', '--davis_root', str(small_davis), '--out', str(out)])
+  _refused(
+    command(TOOL, '--method', 'slic', '--davis_root', small_davis, '--out', out), 'made with'
+  )
 
 
-def test_precompute_tool_split_file_and_slic(small_davis, tmp_path):
+def test_precompute_tool_split_file_and_slic(small_davis, tmp_path, command):
   split = tmp_path / 'mine.txt'
   split.write_text('dog\n')
   out = tmp_path / 'slic'
-  tool.main(
-    [
-      '--method',
-      'slic',
-      '--davis_root',
-      str(small_davis),
-      '--out',
-      str(out),
-      '--split',
-      str(split),
-      '--max_frames',
-      '1',
-      '--slic_segments',
-      '50',
-    ]
+  done = command(
+    TOOL,
+    '--method=slic',
+    '--davis_root',
+    small_davis,
+    '--out',
+    out,
+    '--split',
+    split,
+    '--max_frames=1',
+    '--slic_segments=50',
   )
+  assert done.returncode == 0, done.stderr
   assert _maps(out) == ['dog/00000.png']
   labels = superpixels.read_labels(out / 'dog' / '00000.png', (96, 160))
   assert 20 <= labels.max() <= 80
 
 
-def test_precompute_tool_clear_errors(small_davis, tmp_path):
-  with pytest.raises(SystemExit, match='not a directory'):
-    tool.main(
-      ['--method', 'isec', '--davis_root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'o')]
-    )
-  with pytest.raises(SystemExit, match='frame folder'):
-    tool.main(
-      [
-        '--method',
-        'isec',
-        '--davis_root',
-        str(small_davis),
-        '--out',
-        str(tmp_path / 'o'),
-        '--sequences',
-        'unknown',
-      ]
-    )
-  with pytest.raises(SystemExit):
-    tool.main(
-      [
-        '--method',
-        'isec',
-        '--davis_root',
-        str(small_davis),
-        '--out',
-        str(tmp_path / 'o'),
-        '--slic_segments',
-        '10',
-      ]
-    )
+def test_precompute_tool_clear_errors(small_davis, tmp_path, command):
+  out = tmp_path / 'o'
+  nowhere = ['--method=isec', '--davis_root', tmp_path / 'nowhere', '--out', out]
+  _refused(command(TOOL, *nowhere), 'not a directory')
+  unknown = ['--method=isec', '--davis_root', small_davis, '--out', out, '--sequences=unknown']
+  _refused(command(TOOL, *unknown), 'frame folder')
+  # A SLIC setting with another method is a usage error (absl's usage text, status 1).
+  done = command(
+    TOOL, '--method=isec', '--davis_root', small_davis, '--out', out, '--slic_segments=10'
+  )
+  assert done.returncode == 1 and '--slic_segments only applies' in done.stderr

@@ -11,6 +11,10 @@ present in frame 0 (`num_cls` = L). An object keeps its label in every frame. Wh
 loses an object (occluded by a pasted one, cropped or warped out of view, or its paste failed),
 the label is simply absent from that frame; labels never shift. Pixels of a region that frame 0
 does not show become background.
+
+Longer than most modules (about 450 lines): the synthesis is one pipeline of small steps (warps,
+pastes, crops, labels, superpixels) that only this module uses; splitting it would scatter one
+recipe over files.
 """
 
 import math

@@ -6,7 +6,7 @@ the previous logits are the annotation's one-hot. Frame t >= 1: embedding, memor
 the previous mask, one decoder pass per object on its first/previous/current inputs, paste-back,
 soft aggregation, mask = argmax + 1; then (except after the last frame) the confident
 superpixels, judged against that mask, join the memory under their pre-segmentation pools.
-Each step is its own method (`embed`, `first_frame`, `predict`, `decode`, `remember`) so that a
+Each step is its own method (`embed`, `first_frame`, `predict`, `decoder.decode`, `remember`) so that a
 caller can run one frame from recorded state. Objects given at a later frame (YouTube-VOS) join
 there (`join`, an extension of the reference); each object decodes with the first-frame state of
 the frame where it was given (`FirstFrame`).
@@ -186,19 +186,6 @@ class Propagator:
     self.timings['memory'] += time.perf_counter() - start
     return out
 
-  def decode(
-    self,
-    firsts: Sequence[FirstFrame],
-    carry: Carry,
-    emb: Embedding,
-    spx: np.ndarray,
-    pred: MemoryPrediction,
-  ) -> Tuple[np.ndarray, Optional[jax.Array]]:
-    """Aggregated log-odds [H, W, C] float32 of frame t, and (fast mode) its full-frame
-    attention maps [K, H, W, 4] for the next frame. `firsts` hold every object's first-frame
-    state, in object order."""
-    return self.decoder.decode(firsts, carry, emb, spx, pred)
-
   def remember(
     self,
     mem: Any,
@@ -233,7 +220,7 @@ class Propagator:
     if memory_features is not None:
       emb.superfeatures = np.asarray(memory_features, np.float32)
     mem, pred = self.predict(carry, emb, spx)
-    logodds, attention = self.decode(firsts, carry, emb, spx, pred)
+    logodds, attention = self.decoder.decode(firsts, carry, emb, spx, pred)
     mask = (np.argmax(logodds, axis=-1) + 1).astype(np.int32)
     confident = None
     if not last:
@@ -276,7 +263,7 @@ class Propagator:
     """
     emb = self.embed(image, spx)
     mem, pred = self.predict(carry, emb, spx)
-    logodds, _ = self.decode(firsts, carry, emb, spx, pred)
+    logodds, _ = self.decoder.decode(firsts, carry, emb, spx, pred)
     tracked = logodds.shape[-1]
     logodds = objects.with_given_masks(logodds, given)
     mask = (np.argmax(logodds, axis=-1) + 1).astype(np.int32)

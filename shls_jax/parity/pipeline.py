@@ -109,7 +109,7 @@ def frame_stages(ref: parity.Reference) -> Dict[str, np.ndarray]:
     mem, pred = prop.predict(carry, emb, spx)
     out.update(_prediction_stages(f'frame{n}', pred))
     out.update(_decoder_input_stages(ref, [first], carry, emb, pred, n))
-    logodds, _ = prop.decode([first], carry, emb, spx, pred)
+    logodds, _ = prop.decoder.decode([first], carry, emb, spx, pred)
     out[f'frame{n}.pred'] = parity.to_nchw(logodds[None])
     if f'frame{n}.confident' in v:
       mask = np.argmax(logodds, axis=-1) + 1

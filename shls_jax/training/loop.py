@@ -31,6 +31,10 @@ the batches of an uninterrupted run.
 Under `jax.distributed` every process reads its own shard of the images; process 0 alone writes
 logs, TensorBoard scalars, the exported PyTorch file and the pseudo-masks of a raw image folder
 (`make_source`; `<workdir>/pseudo_masks/`, kept for later runs).
+
+Longer than most modules (about 460 lines): the loop and the pieces only it uses (source,
+schedule, checkpoint managers, validation, export) read top to bottom; `train_and_evaluate`
+itself is a short sequence of the named steps above it.
 """
 
 import functools

@@ -23,6 +23,10 @@ Loss = sum(NT-Xent) / T + sum(CE) / (T - 1).
 The step runs in JAX's default float dtype: under `jax_enable_x64` with float64 variables it is
 the reference's iteration in float64, with the reference's own float32 casts kept (the host
 memory and its attention maps, the first mask and the previous logits).
+
+Longer than most modules (about 470 lines): the reference's iteration is one faithful sequence
+of stages (embedding, memory, per-object decoding, losses, BatchNorm statistics) kept together so
+that it can be read against the reference line by line.
 """
 
 import dataclasses
@@ -36,6 +40,7 @@ import numpy as np
 
 from shls_jax.crops import object_crops
 from shls_jax.memory import faiss_memory as memory_lib
+from shls_jax.memory import frame_rules
 from shls_jax.model import shls
 from shls_jax.model.decoder import aggregate_objects
 from shls_jax.superpixels.pools import merge_with_annotation, mode_pools
@@ -371,7 +376,7 @@ def forward(
     log_odds = np.asarray(log_odds)
     state['prev_mask'] = np.argmax(log_odds, axis=-1).astype(np.int32) + 1
     if t < num_frames - 1:
-      flags = memory_lib.confident_superpixels(frame_spx[t], presegs[-1], log_odds)
+      flags = frame_rules.confident_superpixels(frame_spx[t], presegs[-1], log_odds)
       confident.append(flags)
       state['memory'] = memory_lib.memorise_confident(
         state['memory'], np.asarray(sf), frame_spx[t], presegs[-1], flags

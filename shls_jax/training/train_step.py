@@ -9,8 +9,7 @@ classes incl. the background, <= object_capacity + 1):
   2. NT-Xent per frame on the superfeatures labelled by their pools, with random triplets drawn on
      device (`sample_triplets`) or all pairs (`ntxent_mode='all_pairs'`);
   3. per sequence, the traced memory (`shls_jax.memory.training_memory`) is fitted on frame 0 and
-     predicts
-     every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
+     predicts every frame with ground-truth ROIs; frames 1..T-1 in order decode all objects at once
      (vmap over `object_capacity` objects, absent ones masked) from crops resampled to the static
      `crop_size` (`crops.static_crops`), paste them back, soft-aggregate and take the CE
      against the labels; the confident superpixels of frames 1..T-2 join the memory;
@@ -26,6 +25,8 @@ deviations are listed in `shls_jax.memory.training_memory`.
 
 Gradient flow as the reference: frame-0 features reach the decoder detached as "first" inputs,
 the previous frame's features are not detached, memory inputs and previous logits are.
+
+About 400 lines: the pure step and the traced pieces it alone uses.
 """
 
 import functools
