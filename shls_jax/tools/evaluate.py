@@ -68,39 +68,32 @@ def score_only() -> None:
   )
 
 
-def segment_youtube(config) -> None:
+def segment(config, youtube: bool) -> None:
+  """Segments (and for DAVIS scores) with the network; its modules import JAX, which scoring
+  alone does not need."""
   from shls_jax import checkpoints
-  from shls_jax.evaluation import youtube_evaluator
+  from shls_jax.evaluation import evaluator, youtube_evaluator
 
   checkpoints.quiet_orbax_logging()
-  computed = youtube_evaluator.evaluate(
-    config,
-    FLAGS.results_dir,
+  common = dict(
     checkpoint=FLAGS.checkpoint,
-    videos=FLAGS.sequences,
     overwrite=FLAGS.overwrite,
     overlays=FLAGS.overlays,
     submission=FLAGS.zip,
   )
-  print(f'segmented {len(computed)} videos into {FLAGS.results_dir}', flush=True)
-
-
-def segment_and_score(config) -> None:
-  # The network's modules import JAX, which scoring alone does not need.
-  from shls_jax import checkpoints
-  from shls_jax.evaluation import evaluator
-
-  checkpoints.quiet_orbax_logging()
+  if youtube:
+    computed = youtube_evaluator.evaluate(
+      config, FLAGS.results_dir, videos=FLAGS.sequences, **common
+    )
+    print(f'segmented {len(computed)} videos into {FLAGS.results_dir}', flush=True)
+    return
   evaluator.evaluate(
     config,
     FLAGS.results_dir,
-    checkpoint=FLAGS.checkpoint,
     sequences=FLAGS.sequences,
     score_only=FLAGS.score_only,
-    overwrite=FLAGS.overwrite,
-    overlays=FLAGS.overlays,
-    submission=FLAGS.zip,
     baseline=FLAGS.baseline,
+    **common,
   )
 
 
@@ -123,12 +116,9 @@ def main(argv) -> None:
     raise app.UsageError('YouTube-VOS is scored by its server: submit the --zip instead')
   if config is None:
     score_only()
-  elif youtube:
-    config.eval.youtube_root = FLAGS.youtube_root
-    segment_youtube(config)
-  else:
-    config.eval.davis_root = FLAGS.davis_root
-    segment_and_score(config)
+    return
+  config.eval[root] = FLAGS[root].value
+  segment(config, youtube)
 
 
 def run() -> None:
