@@ -1,7 +1,7 @@
 """Evaluation on DAVIS-2016 val: the 20 sequences, each scored as one object.
 
-  python evaluate.py --config configs/davis2016_val.py --davis-root DAVIS \
-      --results-dir results/davis2016-val --checkpoint shls.pth \
+  shls-evaluate --config configs/davis2016_val.py --davis_root DAVIS \
+      --results_dir results/davis2016-val --checkpoint shls.pth \
       --config.eval.superpixels.method=precomputed \
       --config.eval.superpixels.root=DAVIS/superpixels/isec
 

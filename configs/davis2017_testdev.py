@@ -1,7 +1,7 @@
 """DAVIS-2017 test-dev (or test-challenge): segment the split and write the server's zip.
 
-  python evaluate.py --config configs/davis2017_testdev.py --davis-root DAVIS2017-test-dev \
-      --results-dir results/test-dev --checkpoint shls.pth --zip
+  shls-evaluate --config configs/davis2017_testdev.py --davis_root DAVIS2017-test-dev \
+      --results_dir results/test-dev --checkpoint shls.pth --zip
 
 Only first frames are annotated, so nothing is scored: the masks go to
 `<results-dir>/<sequence>/<frame>.png` and `--zip` writes `<results-dir>/submission-test-dev.zip`

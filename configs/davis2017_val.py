@@ -1,7 +1,7 @@
 """Evaluation on DAVIS-2017 val (30 sequences, multi-object, semi-supervised protocol).
 
-  python evaluate.py --config configs/davis2017_val.py --davis-root DAVIS2017 \
-      --results-dir results/davis2017-val --checkpoint shls.pth \
+  shls-evaluate --config configs/davis2017_val.py --davis_root DAVIS2017 \
+      --results_dir results/davis2017-val --checkpoint shls.pth \
       --config.eval.superpixels.method=precomputed \
       --config.eval.superpixels.root=DAVIS2017/superpixels/isec
 

@@ -1,9 +1,9 @@
 """Tiny end-to-end demo on synthetic data (`make demo`): a few minutes of training on a 2-core CPU.
 
-  python -m shls_jax.data.synthetic --stills demo_out/stills --videos demo_out/videos \
-      --num-stills 200 --still-size 96 96 --num-videos 8 --frames 8 --objects 1 \
-      --video-size 96 96
-  python train.py --config configs/demo.py --workdir demo_out/workdir
+  shls-synthetic --stills demo_out/stills --videos demo_out/videos \
+      --num_stills 200 --still_size 96,96 --num_videos 8 --frames 8 --objects 1 \
+      --video_size 96,96
+  shls-train --config configs/demo.py --workdir demo_out/workdir
 
 Trains 100 steps (about 1 s each after a ~30 s compilation) on pseudo-sequences of the synthetic
 stills at 64x64 with 16x16 decoder crops, and validates on the eight one-object synthetic videos

@@ -1,8 +1,8 @@
 """The paper's end-to-end SHLS training on MSRA10K pseudo-sequences, validated on DAVIS-2017.
 
-  python train.py --config configs/msra10k.py --workdir workdir/msra10k \
+  shls-train --config configs/msra10k.py --workdir workdir/msra10k \
       --config.data.root=MSRA10K [--config.data.mask_dir=saliency] \
-      --config.eval.davis_root=DAVIS2017 [--export-torch shls.pth]
+      --config.eval.davis_root=DAVIS2017 [--export_torch shls.pth]
 
 Self-supervised: still images with unsupervised saliency pseudo-masks become T = 3 frame
 pseudo-sequences at 256x256; Adam at 1e-4 x the number of devices (constant, as the reference),
@@ -11,7 +11,7 @@ DAVIS-2017 val sequences every `eval_every_steps` (skipped while `eval.davis_roo
 `<workdir>/checkpoints` keeps the latest states, `<workdir>/best` the one with the best
 validation J&F-Mean. The paper reports a DAVIS-2017 val J&F-Mean of 68.5 after the full schedule
 (not yet reproduced with this code); score a run with
-`python evaluate.py --config configs/davis2017_val.py --checkpoint <workdir>/best`.
+`shls-evaluate --config configs/davis2017_val.py --checkpoint <workdir>/best`.
 """
 
 import ml_collections
@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.inference.mode = 'fast'
 
   # Final export of a reference-format PyTorch checkpoint ('' = none); `train.py
-  # --export-torch` sets it. export_best exports the best validated state instead of the last.
+  # --export_torch` sets it. export_best exports the best validated state instead of the last.
   config.export_torch = ''
   config.export_best = False
   config.export_overwrite = False

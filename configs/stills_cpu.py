@@ -1,7 +1,7 @@
 """Real photos on a 2-core CPU: train on the frames of three DAVIS-2016 sequences used as stills,
 with built-in pseudo-masks, and validate on two other sequences.
 
-  python train.py --config configs/stills_cpu.py:../shared/data/davis2016-sample \
+  shls-train --config configs/stills_cpu.py:../shared/data/davis2016-sample \
       --workdir workdir/stills_cpu
 
 The argument after the colon is a DAVIS-2016 root (default `../shared/data/davis2016-sample`).

@@ -1,10 +1,10 @@
 """YouTube-VOS 2018 / 2019 valid: segment the split and write the server's zip.
 
-  python evaluate.py --config configs/youtube_vos.py --youtube-root YouTubeVOS2019 \
-      --results-dir results/ytvos19-valid --checkpoint shls.pth --zip
+  shls-evaluate --config configs/youtube_vos.py --youtube_root YouTubeVOS2019 \
+      --results_dir results/ytvos19-valid --checkpoint shls.pth --zip
 
-`--youtube-root` holds `valid/{JPEGImages,Annotations,meta.json}` (and, for
-`--config.eval.all_frames=True`, `valid_all_frames/JPEGImages`); `--davis-root` is not needed.
+`--youtube_root` holds `valid/{JPEGImages,Annotations,meta.json}` (and, for
+`--config.eval.all_frames=True`, `valid_all_frames/JPEGImages`); `--davis_root` is not needed.
 Masks go to `<results-dir>/Annotations/<video>/<frame>.png` for the frames meta.json lists, and
 `--zip` writes `<results-dir>/submission-valid.zip` (`Annotations/...` at its root), which the
 server scores. Objects that appear after a video's first frame join at their first annotated

@@ -1,4 +1,4 @@
-"""Tests of `python -m shls_jax.segment` on a generated clip: masks, overlay video, errors."""
+"""Tests of `shls-segment` on a generated clip: masks, overlay video, errors."""
 
 import os
 import subprocess

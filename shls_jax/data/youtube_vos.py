@@ -58,7 +58,7 @@ def split_folder(root, split: str = 'valid') -> Path:
   for needed in (_IMAGE_DIR, _MASK_DIR, META_FILE):
     if not (folder / needed).exists():
       raise FileNotFoundError(
-        f'{folder / needed} is missing: --youtube-root must hold {split}/JPEGImages, '
+        f'{folder / needed} is missing: --youtube_root must hold {split}/JPEGImages, '
         f'{split}/Annotations and {split}/meta.json'
       )
   return folder

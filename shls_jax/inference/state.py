@@ -66,7 +66,7 @@ class Carry:
   """State handed from frame t to frame t + 1.
 
   Attributes:
-    memory: the memory after frame t's update (the state of `config.memory`'s module).
+    memory: the memory after frame t's update (the state of the engine's `InferenceMemory`).
     l1, l4: frame t's features.
     logodds: [H, W, C] float32 frame t's log-odds (frame 0: the one-hot annotation).
     mask: [H, W] int32 class map of frame t (frame 0: the annotation).

@@ -1,6 +1,6 @@
 """Parity of the propagation loop: per-frame stages from recorded state, and the free-running video.
 
-    python -m shls_jax.parity --vectors DIR --stages pipeline
+    shls-parity --vectors DIR --stages pipeline
 
 Each stage group is a plain function `group(ref) -> {key: array}` on a `parity.Reference`, with
 the key names and layouts (NCHW) of `vectors.npz`; the output lines are those of

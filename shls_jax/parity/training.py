@@ -1,7 +1,7 @@
 """Recomputes the reference training iteration (`train.*` of a parity directory) with
 `shls_jax.training.reference_step` and compares every stage with the reference.
 
-    python -m shls_jax.parity --vectors DIR --stages training
+    shls-parity --vectors DIR --stages training
 
 The iteration runs on the first T frames of DIR, T being the number of recorded
 `train.triplets<t>` arrays, with those triplets. Stage groups are plain functions

@@ -233,7 +233,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     )
   if config.export_torch and Path(config.export_torch).exists() and not config.export_overwrite:
     raise FileExistsError(
-      f'{config.export_torch} exists: choose another --export-torch path or pass --overwrite-export'
+      f'{config.export_torch} exists: choose another --export_torch path or pass --overwrite_export'
     )
 
 
