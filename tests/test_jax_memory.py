@@ -19,13 +19,18 @@ def _stored_rows(memory) -> list[set]:
   return [{tuple(np.round(r, 5)) for r in features[c][filled[c]]} for c in range(memory.num_cls)]
 
 
+def _ring_slots(added, count, keep, max_size):
+  """Slots of `count` new entries of a class that has had `added` entries."""
+  return jax_memory.ring_slot(np.arange(added, added + count), added + count, keep, max_size)
+
+
 def test_ring_slots_keep_the_oldest_and_the_newest():
   # keep 3, cap 8: a ring of 5 slots (3..7) after the kept ones.
-  np.testing.assert_array_equal(jax_memory.ring_slots(0, 4, 3, 8), [0, 1, 2, 3])
+  np.testing.assert_array_equal(_ring_slots(0, 4, 3, 8), [0, 1, 2, 3])
   # Entry 4 is overwritten by entry 9 of the same update.
-  np.testing.assert_array_equal(jax_memory.ring_slots(4, 6, 3, 8), [-1, 5, 6, 7, 3, 4])
+  np.testing.assert_array_equal(_ring_slots(4, 6, 3, 8), [-1, 5, 6, 7, 3, 4])
   # Eleven entries at once into a ring of five: only the last five survive.
-  np.testing.assert_array_equal(jax_memory.ring_slots(3, 11, 3, 8), [-1] * 6 + [4, 5, 6, 7, 3])
+  np.testing.assert_array_equal(_ring_slots(3, 11, 3, 8), [-1] * 6 + [4, 5, 6, 7, 3])
 
 
 def test_cap_holds_the_host_memory_entries():

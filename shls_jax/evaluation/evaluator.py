@@ -36,12 +36,45 @@ from shls_jax.evaluation import scoring
 from shls_jax.inference import engine
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
+from shls_jax.io import overlap
 from shls_jax.io import results as results_io
 from shls_jax.model import shls
 
 SETTINGS_FILE = 'evaluation.json'
 BASELINE_DIR = 'baseline'
 OVERLAY_DIR = 'overlays'
+
+
+def streamed_frames(
+  video: str,
+  paths,
+  names,
+  size,
+  spx_config: ml_collections.ConfigDict,
+  mode: str,
+  workers: int = 2,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+  """(frame [H, W, 3] uint8 at `size`, superpixels or None) of a video's frames, in order, for
+  `Propagator.stream`: frames are read and resized by a thread ahead of the engine, and host
+  superpixels (`spx_config.method`) computed ahead by `workers` threads; with 'slic-jax' they
+  are None (the engine computes them on the device)."""
+  frames = overlap.prefetch(frame_io.read_frame(path, size) for path in paths)
+  if superpixels.resolve(spx_config.method, mode) == 'slic-jax':
+    return ((frame, None) for frame in frames)
+  return overlap.ordered_map(
+    lambda pair: (pair[0], superpixels.frame_superpixels(pair[0], video, pair[1], spx_config)),
+    zip(frames, names),
+    workers=workers,
+  )
+
+
+def propagator_for(variables, config: ml_collections.ConfigDict) -> engine.Propagator:
+  """The propagation engine of `config.inference`, with the JAX SLIC's segment count when
+  `config.eval.superpixels` names it."""
+  spx_config = config.eval.superpixels
+  method = superpixels.resolve(spx_config.method, config.inference.mode)
+  slic_segments = spx_config.slic_segments if method == 'slic-jax' else 0
+  return engine.Propagator(variables, config.inference, slic_segments=slic_segments)
 
 
 def selected_sequences(
@@ -171,17 +204,17 @@ class Evaluator:
     streamed (read, resized and cut into superpixels one at a time)."""
     single = self.eval_config.single_object
 
-    def inputs():
-      for path, name in zip(sequence.frames, sequence.frame_names):
-        frame = frame_io.read_frame(path, self.size)
-        yield (
-          frame,
-          superpixels.frame_superpixels(frame, sequence.name, name, self.eval_config.superpixels),
-        )
-
+    inputs = streamed_frames(
+      sequence.name,
+      sequence.frames,
+      sequence.frame_names,
+      self.size,
+      self.eval_config.superpixels,
+      self.config.inference.mode,
+    )
     full = davis.first_mask(sequence, single)
     results = propagator.stream(
-      inputs(), davis.first_mask(sequence, single, self.size), progress=self.progress
+      inputs, davis.first_mask(sequence, single, self.size), progress=self.progress
     )
     # The given mask is the result of frame 0, at full detail rather than resized twice.
     masks = [full] + [
@@ -196,7 +229,7 @@ class Evaluator:
 
   def predict(self, variables) -> list[str]:
     """Writes the masks of this process's share of the sequences; returns the names computed."""
-    propagator = engine.Propagator(variables, self.config.inference)
+    propagator = propagator_for(variables, self.config)
     return self._write(lambda sequence: self.predict_sequence(propagator, sequence))
 
   def _write(self, segment) -> list[str]:
@@ -211,15 +244,24 @@ class Evaluator:
       for s in mine
       if self.overwrite or not results_io.is_complete(self.results_dir / s.name, s.frame_names)
     ]
-    for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
-      masks = segment(sequence)
-      results_io.write_masks_atomically(
-        self.results_dir, sequence.name, masks, sequence.frame_names
-      )
-      if self.overlays:
-        mask_io.write_overlays(
-          self.results_dir / OVERLAY_DIR / sequence.name, sequence.frames, masks
+    # A sequence's masks are written while the next one is segmented.
+    with overlap.Writer(depth=1) as writer:
+      for sequence in tqdm(todo, desc='sequences', unit='seq', disable=not self.progress):
+        masks = segment(sequence)
+        writer.submit(
+          results_io.write_masks_atomically,
+          self.results_dir,
+          sequence.name,
+          masks,
+          sequence.frame_names,
         )
+        if self.overlays:
+          writer.submit(
+            mask_io.write_overlays,
+            self.results_dir / OVERLAY_DIR / sequence.name,
+            sequence.frames,
+            masks,
+          )
     return [s.name for s in todo]
 
   # ------------------------------------------------------------------------------------- scoring

@@ -26,11 +26,9 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from shls_jax import superpixels
 from shls_jax.data import youtube_vos
 from shls_jax.evaluation import evaluator
 from shls_jax.inference import engine
-from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
 from shls_jax.io import results as results_io
 
@@ -98,14 +96,16 @@ class YouTubeEvaluator:
     wanted = set(video.output_frames)
     names = video.frame_names
 
-    def inputs():
-      for path, name in zip(video.frames, names):
-        frame = frame_io.read_frame(path, self.size)
-        spx = superpixels.frame_superpixels(frame, video.name, name, self.eval_config.superpixels)
-        yield frame, spx
-
+    inputs = evaluator.streamed_frames(
+      video.name,
+      video.frames,
+      names,
+      self.size,
+      self.eval_config.superpixels,
+      self.config.inference.mode,
+    )
     masks = []
-    results = propagator.stream(inputs(), first, later_masks=given, progress=self.progress)
+    results = propagator.stream(inputs, first, later_masks=given, progress=self.progress)
     for t, (name, result) in enumerate(zip(names, results)):
       if name not in wanted:
         continue
@@ -121,7 +121,7 @@ class YouTubeEvaluator:
     self.check_results_dir()
     evaluator.sync('shls_youtube_checked')
     evaluator.record_settings(self.results_dir, self.settings)
-    propagator = engine.Propagator(variables, self.config.inference)
+    propagator = evaluator.propagator_for(variables, self.config)
     mine = self.videos[jax.process_index() :: jax.process_count()]
     todo = [
       v

@@ -62,3 +62,18 @@ def check_video(frames, spx, first_mask):
       f'distinct labels, max {top[bad[0]]}); relabel them first'
     )
   return frames, spx.astype(np.int32), first_mask.astype(np.int64)
+
+
+def check_frame(frame, first_mask, slic_segments: int):
+  """Validates a frame streamed without superpixels (the JAX SLIC computes them); returns
+  (frame [H, W, 3] uint8, first mask as `check_video` does)."""
+  if slic_segments < 1:
+    raise ValueError(
+      'a frame came without superpixels: give the engine slic_segments >= 1 for the JAX SLIC'
+    )
+  frame = np.asarray(frame)
+  if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+    raise ValueError(f'frames must be [H, W, 3] uint8 RGB, got {frame.shape} {frame.dtype}')
+  spx = np.ones(frame.shape[:2], np.int32)
+  frames, _, mask = check_video(frame[None], spx[None], first_mask)
+  return frames[0], mask

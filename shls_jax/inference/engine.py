@@ -38,14 +38,14 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from shls_jax.inference import checks, objects
+from shls_jax.inference import checks, frame_step, objects
 from shls_jax.inference.exact_decoder import ExactDecoder
 from shls_jax.inference.fast_decoder import FastDecoder
 from shls_jax.inference.state import TRACE_COUNTS, Carry, Embedding, FirstFrame, FrameOutput
 from shls_jax.memory import frame_rules, interface
 from shls_jax.memory.frame_rules import MemoryPrediction
 from shls_jax.model import shls
-from shls_jax.superpixels import pools
+from shls_jax.superpixels import pools, slic_jax
 
 MODES = ('exact', 'fast')
 
@@ -70,10 +70,11 @@ class VideoResult:
 
 class FrameResult(NamedTuple):
   """One frame of `Propagator.stream`: mask [H, W] uint8 object ids, preseg [H, W] int32 class
-  labels, logodds [H, W, C] float32 (only with `config.keep_logodds`, else None)."""
+  labels (None where frames run as one device step, see `stream`), logodds [H, W, C] float32
+  (only with `config.keep_logodds`, else None)."""
 
   mask: np.ndarray
-  preseg: np.ndarray
+  preseg: Optional[np.ndarray]
   logodds: Optional[np.ndarray]
 
 
@@ -91,6 +92,11 @@ def _round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _slic(frame, n_segments, capacity):
+  return slic_jax.segment(frame, n_segments=n_segments, capacity=capacity)
+
+
 @functools.partial(jax.jit, static_argnums=3)
 def _embed(variables, image, spx, num_segments):
   TRACE_COUNTS['embed'] += 1
@@ -105,15 +111,25 @@ class Propagator:
       construction (device work is waited for at each stage's end).
     canvases: fast mode: frames decoded per canvas (ch, cw) since construction; the decoder
       compiles at most once per canvas and object capacity.
+    device_step_state: where frames run as one device step, the last video's (`FirstState`,
+      frame-0 `FrameCarry`, `Settings`), for benchmarks that time the step alone.
   """
 
-  def __init__(self, variables, config, memory: Optional[interface.InferenceMemory] = None):
+  def __init__(
+    self,
+    variables,
+    config,
+    memory: Optional[interface.InferenceMemory] = None,
+    slic_segments: int = 0,
+  ):
     """variables: SHLS {'params', 'batch_stats'}; config: see `defaults.get_config`; memory: the
-    superfeature memory, by default `interface.build(config)`."""
+    superfeature memory, by default `interface.build(config)`; slic_segments: the JAX SLIC's
+    n_segments for frames streamed without superpixels (0: every frame brings its own)."""
     if config.mode not in MODES:
       raise ValueError(f'inference mode must be one of {MODES}, got {config.mode!r}')
     self.variables = variables
     self.config = config
+    self.slic_segments = slic_segments
     self.timings = collections.defaultdict(float)
     self.decoder = (
       FastDecoder(variables, config, self.timings)
@@ -371,13 +387,16 @@ class Propagator:
     the previous frame's state: a video of any length runs in constant memory.
 
     Args:
-      frames: iterable of (frame [H, W, 3] uint8 RGB, superpixels [H, W] int dense 1..N).
+      frames: iterable of (frame [H, W, 3] uint8 RGB, superpixels [H, W] int dense 1..N, or
+        None for the JAX SLIC of the frame with `slic_segments` segments).
       first_mask: [H, W] int object ids of frame 0 (see `run`).
       later_masks: see `run`.
       progress: show a progress bar.
 
     Yields:
-      `FrameResult` per frame; frame 0's mask is the first mask.
+      `FrameResult` per frame; frame 0's mask is the first mask. Where frames run as one device
+      step (`uses_frame_step`), `preseg` is None and `logodds` too unless
+      `config.keep_logodds`: each frame's mask is then its only copy to the host.
     """
     pairs = iter(frames)
     head = next(pairs, None)
@@ -385,6 +404,9 @@ class Propagator:
       raise ValueError('the video has no frame')
 
     def checked(frame, frame_spx):
+      if frame_spx is None:
+        frame, mask = checks.check_frame(frame, first_mask, self.slic_segments)
+        return frame, None, mask
       frame, frame_spx, mask = checks.check_video(
         np.asarray(frame)[None], np.asarray(frame_spx)[None], first_mask
       )
@@ -395,8 +417,27 @@ class Propagator:
     rest = (checked(*pair)[:2] for pair in pairs)
     return self._stream(itertools.chain([(frame, frame_spx)], rest), mask, later, progress)
 
-  def _stream(self, video, first_mask, later, progress: bool) -> Iterator[FrameResult]:
-    """`stream` over checked (frame, superpixels) pairs, first mask and later masks."""
+  def uses_frame_step(self, later: Mapping[int, np.ndarray]) -> bool:
+    """Whether frames t >= 1 run as one device step (`frame_step`): fast mode with the device
+    memory and `config.frame_step`, for a video whose objects are all given at its first frame
+    (objects joining later run on the host rules)."""
+    config = self.config
+    return config.mode == 'fast' and config.memory == 'device' and config.frame_step and not later
+
+  def slic_capacity(self) -> int:
+    """Superpixel slots of the JAX SLIC's maps: room for twice the segments asked for."""
+    return self.capacity(2 * self.slic_segments)
+
+  def host_superpixels(self, frame: np.ndarray) -> np.ndarray:
+    """[H, W] int32 JAX SLIC superpixels of a uint8 frame, on the host."""
+    labels, _ = _slic(frame, self.slic_segments, self.slic_capacity())
+    return np.asarray(labels)
+
+  def _stream(
+    self, video, first_mask, later, progress: bool, details: bool = False
+  ) -> Iterator[FrameResult]:
+    """`stream` over checked (frame, superpixels or None) pairs, first mask and later masks;
+    `details`: the frame step's pre-segmentations come to the host too (`run`)."""
     ids = objects.tracked_ids(first_mask, later)
     id_of_class = np.concatenate([[0], ids]).astype(np.uint8)
     # Class of an id = its position in tracking order + 2; searchsorted needs the ids sorted.
@@ -422,6 +463,13 @@ class Propagator:
       first_mask = later[start]
     annotation = np.where(first_mask > 0, classes(first_mask), 1)
     class_maps = {t - start: classes(mask) for t, mask in later.items() if t > start}
+    if self.uses_frame_step(class_maps):
+      yield from self._device_frames(video, annotation, id_of_class, progress, details)
+      return
+    video = (
+      (frame, self.host_superpixels(frame) if frame_spx is None else frame_spx)
+      for frame, frame_spx in video
+    )
     normalised = (
       (normalise(frame, self.config.mean, self.config.std), frame_spx) for frame, frame_spx in video
     )
@@ -429,6 +477,86 @@ class Propagator:
       normalised, annotation, progress=progress, later=class_maps
     ):
       yield FrameResult(id_of_class[class_map - 1], np.asarray(preseg, np.int32), logodds)
+
+  def _device_frames(self, video, annotation, id_of_class, progress, details):
+    """`_stream`'s loop where frames t >= 1 are `frame_step`s: frame 0 on the host path, then
+    per frame one copy of the frame (and of host superpixels) in and one of the mask out. The
+    mask's copy is asynchronous: frame t + 1 is queued on the device before frame t's mask is
+    waited for."""
+    config = self.config
+    video = iter(video)
+    frame, frame_spx = next(video)
+    if frame_spx is None:
+      frame_spx = self.host_superpixels(frame)
+    merged = pools.merge_with_annotation(frame_spx, annotation)
+    first, carry = self.first_frame(
+      self.embed(normalise(frame, config.mean, config.std), merged), merged, annotation
+    )
+    settings = frame_step.Settings(
+      num_cls=int(annotation.max()),
+      canvas=(0, 0),
+      max_canvas=config.max_canvas,
+      superpixel_capacity=max(self.slic_capacity(), config.superpixel_capacity),
+      slic_segments=self.slic_segments,
+      kmeans_iterations=config.device_kmeans_iterations,
+      mean=tuple(config.mean),
+      std=tuple(config.std),
+    )
+    variables = jax.device_put(self.variables)
+    first_state, state = frame_step.initial_state(first, carry, id_of_class)
+    self.device_step_state = (first_state, state, settings)
+    # Everything above is frame 0's, done before its result is handed out: from here on a frame
+    # copies nothing but itself in and its mask out.
+    yield FrameResult(
+      id_of_class[annotation - 1],
+      np.asarray(annotation, np.int32),
+      carry.logodds if config.keep_logodds else None,
+    )
+    min_boxes = np.asarray(carry.memory.initial_boxes)
+    newest = id_of_class[annotation - 1]
+    keys = ['mask'] + ['preseg'] * details + ['logodds'] * bool(config.keep_logodds)
+    bar = tqdm.tqdm(disable=not progress, leave=False)
+    pending = collections.deque()
+    for frame, frame_spx in itertools.chain(video, [(None, None)]):
+      if frame is not None:
+        start = time.perf_counter()
+        canvas = frame_step.canvas(
+          newest, id_of_class, min_boxes, config.max_canvas, config.canvas_sizes
+        )
+        self.canvases[canvas] += 1
+        state, mask, extra = frame_step.step(
+          variables,
+          first_state,
+          state,
+          jax.device_put(frame),
+          None if frame_spx is None else self._device_superpixels(frame_spx, settings),
+          settings._replace(canvas=canvas),
+        )
+        outputs = dict(mask=mask, preseg=extra.preseg, logodds=extra.logodds)
+        wanted = [outputs[key] for key in keys]
+        for array in wanted:
+          array.copy_to_host_async()
+        pending.append(wanted)
+        self.timings['frame_step'] += time.perf_counter() - start
+      # One frame in flight: frame t's mask is read once frame t + 1 is queued.
+      if pending and (frame is None or len(pending) > 1):
+        got = dict(zip(keys, jax.device_get(pending.popleft())))
+        newest = got['mask']
+        bar.update()
+        yield FrameResult(got['mask'], got.get('preseg'), got.get('logodds'))
+      if frame is None and not pending:
+        break
+    bar.close()
+
+  @staticmethod
+  def _device_superpixels(frame_spx: np.ndarray, settings: frame_step.Settings) -> jax.Array:
+    """A host superpixel map copied to the device, checked against the step's capacity."""
+    if frame_spx.max() > settings.superpixel_capacity:
+      raise ValueError(
+        f'{frame_spx.max()} superpixels exceed the capacity {settings.superpixel_capacity} '
+        '(config.inference.superpixel_capacity)'
+      )
+    return jax.device_put(np.asarray(frame_spx, np.int32))
 
   def run(
     self,
@@ -464,7 +592,7 @@ class Propagator:
     frames, spx, first_mask = checks.check_video(frames, spx, first_mask)
     later = checks.check_later_masks(later_masks, first_mask.shape, len(frames))
     # Checked above as a whole: not again frame by frame.
-    results = list(self._stream(zip(frames, spx), first_mask, later, progress))
+    results = list(self._stream(zip(frames, spx), first_mask, later, progress, details=True))
     logodds = None
     if results[0].logodds is not None:
       channels = max(r.logodds.shape[-1] for r in results)

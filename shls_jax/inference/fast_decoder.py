@@ -18,7 +18,6 @@ time grows with the canvas area (at 480p, 320x512 for a 312x464 padded ROI) and 
 """
 
 import collections
-import functools
 import time
 from typing import Sequence
 
@@ -71,12 +70,14 @@ def _decode_probs_traced(canvas, variables, first, prev, cur, extents, valid):
 _decode_probs = jax.jit(_decode_probs_traced, static_argnums=0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _decode_all(canvas, variables, first, prev, cur, extents, valid):
-  """`_decode_probs_traced` aggregated: log-odds [H, W, capacity + 1]."""
+def decode_batch(canvas, variables, first, prev, cur, extents, valid):
+  """`_decode_probs_traced` aggregated: log-odds [H, W, capacity + 1] (traceable)."""
   return decoder.soft_aggregate(
     _decode_probs_traced(canvas, variables, first, prev, cur, extents, valid)
   )
+
+
+_decode_all = jax.jit(decode_batch, static_argnums=0)
 
 
 _soft_aggregate = jax.jit(decoder.soft_aggregate)
@@ -84,7 +85,7 @@ _soft_aggregate = jax.jit(decoder.soft_aggregate)
 
 def object_batch(first: FirstFrame, carry: Carry, emb: Embedding, pred, attention, extents):
   """`_decode_probs_traced` inputs (first, prev, cur, extents, valid) of `first`'s objects,
-  padded to their power-of-two object capacity."""
+  padded to their power-of-two object capacity (host or traced arrays)."""
   objects = first.objects
   num_objects = len(first.boxes)
   capacity = object_capacity(num_objects)
@@ -92,7 +93,7 @@ def object_batch(first: FirstFrame, carry: Carry, emb: Embedding, pred, attentio
     [jnp.asarray(x), jnp.full((capacity - num_objects,) + x.shape[1:], value, x.dtype)]
   )
   # Padding objects get a 1-pixel box, which fits any canvas; their output is masked out.
-  boxes = lambda b: pad(np.asarray(b, np.int32), np.array([0, 1, 0, 1], np.int32))
+  boxes = lambda b: pad(jnp.asarray(b, jnp.int32), np.array([0, 1, 0, 1], np.int32))
   planes = lambda x: pad(jnp.moveaxis(jnp.asarray(x), -1, 0), 0.0)
   channels = slice(objects.start + 1, objects.stop + 1)
   return (

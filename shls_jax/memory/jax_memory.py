@@ -20,6 +20,7 @@ queries are padded to a multiple of `QUERY_BUCKET`, new entries to `QUERY_BUCKET
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,23 +84,99 @@ def _normalise_and_fit(features, filled, iterations):
   return features, training_memory.fit_kmeans(flat, labels, init, iterations)
 
 
-@functools.partial(jax.jit, static_argnames='iterations', donate_argnums=(0, 1))
-def _write_and_refit(features, filled, centroids, rows, slots, iterations):
-  """Writes rows [K, D], made unit, at flat slots [K] (out of range: dropped), then refits."""
-  num_cls, num_slots, dim = features.shape
-  flat = features.reshape(-1, dim).at[slots].set(l2_normalise(rows), mode='drop')
-  occupied = filled.reshape(-1).at[slots].set(True, mode='drop')
-  features, filled = flat.reshape(num_cls, num_slots, dim), occupied.reshape(num_cls, num_slots)
-  flat_features, labels = _flat(features, filled)
-  return features, filled, training_memory.fit_kmeans(flat_features, labels, centroids, iterations)
-
-
-@jax.jit
-def _scores(features, filled, centroids, queries):
-  flat, labels = _flat(features, filled)
-  memory = training_memory.TrainingMemory(flat, labels, centroids)
+def scores(state: 'DeviceState', queries: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Traced memory scores of queries [N, D]: (kNN class [N] int32, kNN scores [N, C], centroid
+  scores [N, C])."""
+  flat, labels = _flat(state.features, state.filled)
+  memory = training_memory.TrainingMemory(flat, labels, state.centroids)
   knn_pred, knn_scores = training_memory.knn_predict(memory, queries)
   return knn_pred, knn_scores, training_memory.centroid_scores(memory, queries)
+
+
+_scores = jax.jit(scores)
+
+
+class DeviceState(NamedTuple):
+  """A `CappedMemory` as device arrays only, for traced frame steps (C classes, S slots).
+
+  Attributes:
+    features, filled, centroids: as `CappedMemory`.
+    added: [C] int32 entries ever added per class.
+    initial_sizes: [C] int32 entries kept from the oldest ones on overflow.
+    max_size: int32 scalar cap per class.
+    initial_boxes: [C - 1, 4] int32 minimum ROI sizes of the objects.
+  """
+
+  features: jax.Array
+  filled: jax.Array
+  centroids: jax.Array
+  added: jax.Array
+  initial_sizes: jax.Array
+  max_size: jax.Array
+  initial_boxes: jax.Array
+
+
+def device_state(memory: CappedMemory) -> DeviceState:
+  """The memory's state on the device (its initial boxes must be set: after a first predict)."""
+  if memory.initial_boxes is None:
+    raise ValueError('the memory has no initial boxes yet: predict frame 0 first')
+  return DeviceState(
+    memory.features,
+    memory.filled,
+    memory.centroids,
+    jnp.asarray(memory.added, jnp.int32),
+    jnp.asarray(memory.initial_sizes, jnp.int32),
+    jnp.asarray(memory.max_size, jnp.int32),
+    jnp.asarray(memory.initial_boxes, jnp.int32),
+  )
+
+
+def ring_slot(entry, total, keep, max_size):
+  """Slot (within its class) of entry `entry` (0-based over the class' whole history) once the
+  class has had `total` entries; -1 when a later entry has overwritten it. numpy or traced.
+
+  Entry g sits in slot g while g < keep, then in keep + (g - keep) mod (max_size - keep): the
+  slots always hold the oldest `keep` entries and the newest `max_size - keep`, those of
+  `faiss_memory.update`.
+  """
+  ring = max_size - keep
+  slot = jnp.where(entry < keep, entry, keep + (entry - keep) % ring)
+  return jnp.where((entry < keep) | (entry >= total - ring), slot, -1)
+
+
+def add_entries(state: DeviceState, rows: jax.Array, pools: jax.Array, iterations: int):
+  """Traced `update`: rows [M, D] join classes pools [M] (0 or beyond C: nothing) under the cap,
+  in row order within each class; then every class' k-means is refitted from its centroids,
+  unless nothing joined (the state is then returned as it was)."""
+  num_cls, num_slots, dim = state.features.shape
+  member = pools[:, None] == jnp.arange(1, num_cls + 1)
+  counts = jnp.sum(member, axis=0).astype(jnp.int32)
+  rank = jnp.sum(jnp.where(member, jnp.cumsum(member, axis=0) - 1, 0), axis=1)
+  cls = jnp.clip(pools - 1, 0, num_cls - 1)
+  slot = ring_slot(
+    state.added[cls] + rank,
+    state.added[cls] + counts[cls],
+    state.initial_sizes[cls],
+    state.max_size,
+  )
+  joins = jnp.any(member, axis=1) & (slot >= 0)
+  # Rows that do not join go to a slot past the end: dropped.
+  target = jnp.where(joins, cls * num_slots + slot, num_cls * num_slots)
+  flat = state.features.reshape(-1, dim).at[target].set(l2_normalise(rows), mode='drop')
+  occupied = state.filled.reshape(-1).at[target].set(True, mode='drop')
+  features, filled = flat.reshape(num_cls, num_slots, dim), occupied.reshape(num_cls, num_slots)
+  flat_features, labels = _flat(features, filled)
+  centroids = training_memory.fit_kmeans(flat_features, labels, state.centroids, iterations)
+  changed = jnp.any(counts > 0)
+  return state._replace(
+    features=features,
+    filled=filled,
+    centroids=jnp.where(changed, centroids, state.centroids),
+    added=state.added + counts,
+  )
+
+
+_add_entries = jax.jit(add_entries, static_argnames='iterations')
 
 
 def _padded(rows: np.ndarray, multiple: int) -> np.ndarray:
@@ -183,12 +260,7 @@ def predict(
   memory = frame_rules.with_initial_boxes(memory, prev_mask)
   num = features.shape[0]
   knn_pred, knn_scores, cent_scores = jax.device_get(
-    _scores(
-      memory.features,
-      memory.filled,
-      memory.centroids,
-      jnp.asarray(_padded(features, QUERY_BUCKET)),
-    )
+    _scores(device_state(memory), jnp.asarray(_padded(features, QUERY_BUCKET)))
   )
   return memory, frame_rules.prediction_from_scores(
     np.asarray(knn_pred[:num]),
@@ -201,21 +273,6 @@ def predict(
   )
 
 
-def ring_slots(added: int, count: int, keep: int, max_size: int) -> np.ndarray:
-  """Slots (within a class) of `count` new entries of a class that has had `added` entries.
-
-  Entry g (0-based over the class' whole history) sits in slot g while g < keep, then in
-  keep + (g - keep) mod (max_size - keep): the slots always hold the oldest `keep` entries and
-  the newest `max_size - keep`, those of `faiss_memory.update`. A new entry already overwritten
-  within this same update gets slot -1.
-  """
-  ring = max_size - keep
-  entries = added + np.arange(count)
-  slots = np.where(entries < keep, entries, keep + (entries - keep) % ring)
-  survives = (entries < keep) | (entries >= added + count - ring)
-  return np.where(survives, slots, -1)
-
-
 def update(memory: CappedMemory, features: np.ndarray, pools: np.ndarray) -> CappedMemory:
   """As `faiss_memory.update`: adds superfeatures [M, D] to their classes pools [M] (0 or any value
   outside 1..C adds nothing) under the cap, then refits every class' k-means from its centroids.
@@ -224,30 +281,23 @@ def update(memory: CappedMemory, features: np.ndarray, pools: np.ndarray) -> Cap
   if pools.ndim != 1:
     raise ValueError(f'pools must be [M]; got shape {pools.shape}')
   features = frame_rules.check_features(features, pools.shape[0])
-  num_cls, num_slots, dim = memory.features.shape
+  dim = memory.features.shape[2]
   if features.shape[1] != dim:
     raise ValueError(f'superfeatures have {features.shape[1]} channels, the memory {dim}')
-  rows, slots, added = [], [], list(memory.added)
-  for cls in range(1, num_cls + 1):
-    new = features[pools == cls]
-    within = ring_slots(added[cls - 1], len(new), memory.initial_sizes[cls - 1], memory.max_size)
-    rows.append(new)
-    slots.append(np.where(within >= 0, (cls - 1) * num_slots + within, num_cls * num_slots))
-    added[cls - 1] += len(new)
-  rows = _padded(np.concatenate(rows), QUERY_BUCKET)
-  slots = np.concatenate(slots)
-  # Padding rows go to a slot past the end: dropped.
-  slots = np.pad(slots, (0, len(rows) - len(slots)), constant_values=num_cls * num_slots)
-  stored, filled, centroids = _write_and_refit(
-    memory.features,
-    memory.filled,
-    memory.centroids,
+  rows = _padded(features, QUERY_BUCKET)
+  pools = np.pad(pools.astype(np.int32), (0, len(rows) - len(pools)))
+  state = _add_entries(
+    device_state(dataclasses.replace(memory, initial_boxes=np.zeros((0, 4), np.int32))),
     jnp.asarray(rows),
-    jnp.asarray(slots, jnp.int32),
-    memory.iterations,
+    jnp.asarray(pools),
+    iterations=memory.iterations,
   )
   return dataclasses.replace(
-    memory, features=stored, filled=filled, centroids=centroids, added=tuple(added)
+    memory,
+    features=state.features,
+    filled=state.filled,
+    centroids=state.centroids,
+    added=tuple(int(n) for n in jax.device_get(state.added)),
   )
 
 

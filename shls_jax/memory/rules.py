@@ -26,3 +26,7 @@ ANNOTATION_WIDENING = 0.25
 def vote_weights(num_neighbours: int = NUM_NEIGHBOURS, ratio: float = VOTE_RATIO) -> np.ndarray:
   """[k] float32 weights ratio**i of the neighbours in similarity order."""
   return (ratio ** np.arange(num_neighbours)).astype(np.float32)
+
+
+# Convex hulls on the device: support half-planes per hull (`device_rules.clean_preseg`).
+HULL_DIRECTIONS = 64

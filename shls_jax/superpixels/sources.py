@@ -1,5 +1,7 @@
-"""Where a frame's superpixels come from at evaluation: computed (SLIC, ISEC) or read from
-precomputed maps (`<root>/<sequence>/<frame>.png`, see `label_io`)."""
+"""Where a frame's superpixels come from at evaluation: computed on the host (SLIC, ISEC), read from
+precomputed maps (`<root>/<sequence>/<frame>.png`, see `label_io`), or computed on the device by
+the propagation engine itself ('slic-jax', `slic_jax`), in which case a frame comes without them.
+"""
 
 import ml_collections
 import numpy as np
@@ -8,26 +10,42 @@ from shls_jax.io import masks as mask_io
 from shls_jax.superpixels import label_io
 from shls_jax.superpixels.methods import compute
 
-SOURCES = ('slic', 'isec', 'precomputed')
+SOURCES = ('slic', 'isec', 'precomputed', 'slic-jax')
+# 'auto': the JAX SLIC in fast mode, scikit-image's in exact mode (the reference's superpixels).
+AUTO = 'auto'
+
+
+def resolve(method: str, mode: str) -> str:
+  """The source that `method` names for inference mode `mode` ('auto' resolved)."""
+  if method == AUTO:
+    return 'slic-jax' if mode == 'fast' else 'slic'
+  if method not in SOURCES:
+    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SOURCES + (AUTO,)}')
+  return method
 
 
 def frame_superpixels(
-  frame: np.ndarray, sequence: str, frame_name: str, spx_config: ml_collections.ConfigDict
-) -> np.ndarray:
+  frame: np.ndarray,
+  sequence: str,
+  frame_name: str,
+  spx_config: ml_collections.ConfigDict,
+  mode: str = 'exact',
+) -> np.ndarray | None:
   """Superpixels of one frame.
 
   Args:
     frame: [H, W, 3] uint8 RGB frame (at the working size).
     sequence, frame_name: where it comes from (the precomputed map's path).
-    spx_config: `method` ('slic', 'isec' or 'precomputed'), `slic_segments` (SLIC), `root`
-      (precomputed maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
+    spx_config: `method` (`SOURCES` or 'auto'), `slic_segments` (SLIC), `root` (precomputed
+      maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
+    mode: the inference mode, which 'auto' depends on.
 
   Returns:
-    [H, W] int32 labels, dense 1..N.
+    [H, W] int32 labels, dense 1..N; None for 'slic-jax' (the engine computes them).
   """
-  method = spx_config.method
-  if method not in SOURCES:
-    raise ValueError(f'unknown superpixel source {method!r}: expected one of {SOURCES}')
+  method = resolve(spx_config.method, mode)
+  if method == 'slic-jax':
+    return None
   if method == 'slic':
     return compute(frame, method, n_segments=spx_config.slic_segments).astype(np.int32)
   if method == 'isec':

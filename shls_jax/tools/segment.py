@@ -1,7 +1,8 @@
 r"""Segments one's own video from a first-frame mask, in one command.
 
   shls-segment --video clip.mp4|FRAMES_DIR --mask first.png --checkpoint CKPT \
-      --out OUT [--size H,W] [--mode fast] [--fps N] [--resize_mask] [--overwrite]
+      --out OUT [--size H,W] [--mode fast] [--memory device] [--superpixels auto] [--fps N] \
+      [--resize_mask] [--overwrite]
 
 Writes `OUT/masks/00000.png`, ... (indexed PNGs with the DAVIS palette, object ids as in the
 mask, at the input's size) and `OUT/overlay.mp4` (masks blended over the frames, at the video's
@@ -9,7 +10,9 @@ frame rate, or `--fps` for a folder of frames). The video is streamed (`Propagat
 long one needs no more memory than a short one. The mask is an indexed PNG of object ids or a
 0/255 PNG of one object; the checkpoint a reference `.pth` file or an orbax folder of train.py.
 `--size` (default: the input's) is the size frames are segmented at; masks are written at the
-input's size. SLIC superpixels (`--slic_segments`) are computed per frame at that size.
+input's size. Superpixels (`--superpixels`, `--slic_segments`) are computed per frame at that
+size: by the JAX SLIC on the device in fast mode, by scikit-image's SLIC in exact mode. Fast mode
+with `--memory device` runs each frame as one device step (`inference.frame_step`).
 """
 
 import collections
@@ -28,6 +31,7 @@ from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
+from shls_jax.io import overlap
 from shls_jax.memory import interface
 from shls_jax.tools import cli
 
@@ -70,17 +74,22 @@ def segment(
   size: tuple[int, int] | None = None,
   slic_segments: int = 1000,
   progress: bool = True,
+  method: str = 'slic',
 ) -> tuple[int, float]:
   """Writes the masks and the overlay video of `source`; returns (frames, frames per second).
+
+  Frames are decoded and resized by a thread ahead of the engine, host superpixels computed
+  ahead by two threads, and masks and overlay frames written by a thread behind it.
 
   Args:
     source: the frames.
     first_mask: [H, W] uint8 ids at the source's size.
-    engine: the propagation engine.
+    engine: the propagation engine (with `slic_segments` for 'slic-jax').
     out: output folder (created).
     size: (h, w) to segment at; None = the source's size.
-    slic_segments: SLIC superpixels per frame.
+    slic_segments: SLIC superpixels per frame (host 'slic').
     progress: show a progress bar.
+    method: 'slic-jax' (computed by the engine), 'slic' or 'isec' (on the host).
   """
   height, width = source.size
   work = tuple(size) if size else (height, width)
@@ -88,31 +97,41 @@ def segment(
   # A previous, longer run must not leave frames behind.
   shutil.rmtree(masks_dir, ignore_errors=True)
   masks_dir.mkdir(parents=True)
-  writer = cv2.VideoWriter(
+  video = cv2.VideoWriter(
     str(out / 'overlay.mp4'), cv2.VideoWriter_fourcc(*'mp4v'), source.fps, (width, height)
   )
-  # Frames read but not written yet (the engine reads one ahead), for their overlays.
+  # Frames read but not written yet (the engine reads ahead), for their overlays.
   pending = collections.deque()
 
-  def inputs():
+  def read():
     for frame in source:
       pending.append(frame)
-      small = frame_io.resize_frame(frame, work)
-      yield small, superpixels.compute(small, 'slic', n_segments=slic_segments)
+      yield frame_io.resize_frame(frame, work)
 
+  def with_superpixels(small):
+    if method == 'slic-jax':
+      return small, None
+    params = {'n_segments': slic_segments} if method == 'slic' else {}
+    return small, superpixels.compute(small, method, **params)
+
+  def write(index, frame, mask):
+    mask_io.write_mask(masks_dir / f'{index:05d}.png', mask)
+    video.write(cv2.cvtColor(mask_io.overlay(frame, mask), cv2.COLOR_RGB2BGR))
+
+  inputs = overlap.ordered_map(with_superpixels, overlap.prefetch(read()))
   start, count = time.perf_counter(), 0
   bar = tqdm(total=source.count, unit='frame', disable=not progress)
   try:
-    for result in engine.stream(inputs(), mask_io.resize_ids(first_mask, work)):
-      mask = first_mask if count == 0 else mask_io.resize_ids(result.mask, (height, width))
-      mask_io.write_mask(masks_dir / f'{count:05d}.png', mask)
-      writer.write(cv2.cvtColor(mask_io.overlay(pending.popleft(), mask), cv2.COLOR_RGB2BGR))
-      count += 1
-      bar.update()
-      bar.set_postfix(fps=f'{count / (time.perf_counter() - start):.2f}')
+    with overlap.Writer() as writer:
+      for result in engine.stream(inputs, mask_io.resize_ids(first_mask, work)):
+        mask = first_mask if count == 0 else mask_io.resize_ids(result.mask, (height, width))
+        writer.submit(write, count, pending.popleft(), mask)
+        count += 1
+        bar.update()
+        bar.set_postfix(fps=f'{count / (time.perf_counter() - start):.2f}')
   finally:
     bar.close()
-    writer.release()
+    video.release()
   return count, count / (time.perf_counter() - start)
 
 
@@ -124,7 +143,14 @@ def define_flags() -> None:
   flags.DEFINE_list('size', None, 'H,W to segment at (default: the input size).')
   flags.DEFINE_enum('mode', 'fast', ('fast', 'exact'), 'Inference mode.')
   flags.DEFINE_enum('memory', 'faiss', interface.KINDS, 'Superfeature memory.')
-  flags.DEFINE_integer('slic_segments', 1000, 'SLIC superpixels per frame.')
+  flags.DEFINE_enum(
+    'superpixels',
+    'auto',
+    ('auto', 'slic-jax', 'slic', 'isec'),
+    'Superpixel source: slic-jax (on the device, inside the frame step), slic (scikit-image) or '
+    'isec on the host; auto = slic-jax in fast mode, slic in exact mode.',
+  )
+  flags.DEFINE_integer('slic_segments', 1000, 'SLIC superpixels per frame (both SLICs).')
   flags.DEFINE_float('fps', frame_io.DEFAULT_FPS, 'Frame rate of the overlay for a frame folder.')
   flags.DEFINE_bool('resize_mask', False, 'Resize a mask of another size (nearest neighbour).')
   flags.DEFINE_bool('overwrite', False, 'Replace what --out holds.')
@@ -144,9 +170,11 @@ def main(argv) -> None:
     raise ValueError(f'checkpoint {FLAGS.checkpoint} does not load: {error}') from None
   config = inference_defaults.get_config()
   config.mode, config.memory = FLAGS.mode, FLAGS.memory
-  frames, fps = segment(
-    source, first_mask, Propagator(variables, config), out, size, FLAGS.slic_segments
+  method = superpixels.resolve(FLAGS.superpixels, FLAGS.mode)
+  engine = Propagator(
+    variables, config, slic_segments=FLAGS.slic_segments if method == 'slic-jax' else 0
   )
+  frames, fps = segment(source, first_mask, engine, out, size, FLAGS.slic_segments, method=method)
   print(f'{frames} frames at {fps:.2f} frames/s: {out / "masks"}, {out / "overlay.mp4"}')
 
 

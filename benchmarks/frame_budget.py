@@ -1,0 +1,246 @@
+"""Where a fast-mode frame's time goes once it runs as one device step, and what bounds its rate.
+
+  python benchmarks/frame_budget.py [--size=480,854] [--objects=1] [--frames=12] \
+      [--slic_segments=1000] [--checkpoint=CKPT] [--e2e_size=240,432] [--e2e_frames=50] \
+      [--video=FRAMES_DIR --mask=first.png] [--json=frame_budget.json]
+
+On a generated clip (`data.synthetic.make_video`, `--objects` objects) at `--size`, with the JAX
+SLIC and the device memory (random weights unless `--checkpoint`; speed does not depend on
+them), per steady-state frame (frames 2.., after a warm-up video of the same size):
+
+  host ms: what the host does per frame while the device waits for it: copying the frame in,
+    launching the step, starting the mask's copy out (reading, resizing and writing run on
+    threads beside the engine, off this path);
+  device ms: the compiled step alone on ready inputs (best of 3);
+  copies per frame (host to device and back) and compilations after the warm-up;
+  FLOPs and bytes of the step from XLA's cost analysis.
+
+From these, the projected H200 bound in frames/s: min(FLOP-bound at TF32 and at bf16 dense
+peak, byte-bound at HBM bandwidth, 1000 / host ms); the peak figures are printed. Then CPU
+end-to-end frames/s of `shls-segment` on the same frames at `--e2e_size`, the old path (host
+SLIC and host frame rules, faiss memory) against the new (JAX SLIC, device step), both as
+subprocesses timed by the command's own frames/s (reading, compilation and writing included).
+"""
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import jax
+import numpy as np
+from absl import app, flags
+
+from shls_jax import checkpoints
+from shls_jax.data import synthetic
+from shls_jax.inference import defaults, frame_step
+from shls_jax.inference.engine import Propagator
+from shls_jax.inference.state import TRACE_COUNTS
+from shls_jax.io import masks as mask_io
+from shls_jax.model import shls
+from shls_jax.tools import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('size', ['480', '854'], 'frame height and width, H,W')
+flags.DEFINE_integer('objects', 1, 'objects in the clip')
+flags.DEFINE_integer('frames', 12, 'frames of the timed clip')
+flags.DEFINE_integer('slic_segments', 1000, 'JAX SLIC segments per frame')
+flags.DEFINE_string('checkpoint', None, 'weights (default: random, as speed does not need them)')
+flags.DEFINE_list('e2e_size', ['240', '432'], 'size of the end-to-end runs; empty to skip them')
+flags.DEFINE_integer('e2e_frames', 50, 'frames of the end-to-end clip')
+flags.DEFINE_string('video', None, 'frame folder for the end-to-end runs (default: generated)')
+flags.DEFINE_string('mask', None, 'first-frame mask of --video')
+flags.DEFINE_string('json', None, 'write the figures here')
+
+# NVIDIA H200 SXM: dense TF32 and bf16 tensor-core peaks, HBM3e bandwidth (datasheet).
+H200_TF32_FLOPS = 494e12
+H200_BF16_FLOPS = 989e12
+H200_BYTES_PER_S = 4.8e12
+
+
+def _config():
+  config = defaults.get_config()
+  config.mode, config.memory = 'fast', 'device'
+  config.superpixel_capacity = 2 * FLAGS.slic_segments
+  return config
+
+
+def _clip(size, frames: int, objects: int, seed: int = 0):
+  return synthetic.make_video(np.random.default_rng(seed), *size, frames, objects)
+
+
+class _Counted:
+  """jax.device_put / device_get wrapped to count the engine's copies."""
+
+  def __init__(self):
+    self.copies = 0
+    self.put, self.get = jax.device_put, jax.device_get
+
+  def __enter__(self):
+    def put(*args, **kwargs):
+      self.copies += 1
+      return self.put(*args, **kwargs)
+
+    def get(*args, **kwargs):
+      self.copies += 1
+      return self.get(*args, **kwargs)
+
+    jax.device_put, jax.device_get = put, get
+    return self
+
+  def __exit__(self, *exc):
+    jax.device_put, jax.device_get = self.put, self.get
+
+
+def engine_figures(variables, size, frames: int, objects: int) -> dict:
+  """Host ms, device ms, copies, compilations, FLOPs and bytes of the frame step."""
+  video, masks = _clip(size, frames, objects)
+  engine = Propagator(variables, _config(), slic_segments=FLAGS.slic_segments)
+
+  def run(clip, first):
+    stream = engine.stream(((f, None) for f in clip), first)
+    next(stream)
+    engine.timings['frame_step'] = 0.0
+    with _Counted() as counted:
+      count = sum(1 for _ in stream)
+    return engine.timings['frame_step'], counted.copies, count
+
+  run(video[::-1], masks[-1])  # warm-up: compiles the step
+  traces = TRACE_COUNTS['frame_step']
+  start = time.perf_counter()
+  host_s, copies, count = run(video, masks[0])
+  wall = time.perf_counter() - start
+  compiles = TRACE_COUNTS['frame_step'] - traces
+
+  # The step alone on ready inputs, and XLA's account of it.
+  probe = engine.stream(((f, None) for f in video[:2]), masks[0])
+  next(probe)
+  first_state, carry, settings = engine.device_step_state
+  settings = settings._replace(canvas=max(engine.canvases, key=engine.canvases.get))
+  frame = jax.device_put(video[1])
+  lowered = frame_step.step.lower(variables, first_state, carry, frame, None, settings)
+  cost = lowered.compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  device_s = []
+  for _ in range(3):
+    state = jax.tree_util.tree_map(lambda x: x.copy(), carry)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    jax.block_until_ready(frame_step.step(variables, first_state, state, frame, None, settings))
+    device_s.append(time.perf_counter() - start)
+  return {
+    'host_ms_per_frame': 1000 * host_s / count,
+    'device_ms_per_frame': 1000 * min(device_s),
+    'copies_per_frame': copies / count,
+    'compiles_after_warmup': compiles,
+    'flops_per_frame': float(cost.get('flops', 0.0)),
+    'bytes_per_frame': float(cost.get('bytes accessed', 0.0)),
+    'cpu_engine_fps': count / wall,
+  }
+
+
+def _write_clip(folder: Path, size, frames: int) -> tuple[Path, Path]:
+  video, masks = _clip(size, frames, FLAGS.objects, seed=1)
+  frame_dir = folder / 'frames'
+  frame_dir.mkdir(parents=True)
+  for t, frame in enumerate(video):
+    cv2.imwrite(str(frame_dir / f'{t:05d}.jpg'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  mask_io.write_mask(folder / 'first.png', masks[0])
+  return frame_dir, folder / 'first.png'
+
+
+def segment_fps(checkpoint: Path, video: Path, mask: Path, size, out: Path, path: str) -> float:
+  """frames/s printed by `shls-segment` on the old or new path."""
+  args = {
+    'old': ['--memory=faiss', '--superpixels=slic'],
+    'new': ['--memory=device', '--superpixels=slic-jax'],
+  }[path]
+  command = [
+    sys.executable,
+    '-m',
+    'shls_jax.tools.segment',
+    f'--video={video}',
+    f'--mask={mask}',
+    f'--checkpoint={checkpoint}',
+    f'--out={out}',
+    f'--size={size[0]},{size[1]}',
+    '--mode=fast',
+    f'--slic_segments={FLAGS.slic_segments // 2}',
+    '--resize_mask',
+    *args,
+  ]
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  found = re.search(r'([0-9.]+) frames/s', done.stdout)
+  if done.returncode or not found:
+    raise RuntimeError(f'segment ({path}) failed: {done.stderr.strip()[-2000:]}')
+  return float(found.group(1))
+
+
+def main(argv) -> None:
+  cli.check_no_arguments(argv)
+  size = cli.size_flag(FLAGS.size, 'size')
+  variables = (
+    checkpoints.load_variables(FLAGS.checkpoint)
+    if FLAGS.checkpoint
+    else shls.init_variables(jax.random.PRNGKey(0))
+  )
+  figures = engine_figures(variables, size, FLAGS.frames, FLAGS.objects)
+  flops, moved, host = (
+    figures['flops_per_frame'],
+    figures['bytes_per_frame'],
+    figures['host_ms_per_frame'],
+  )
+  bounds = {
+    'TF32 peak (494 TFLOP/s)': H200_TF32_FLOPS / max(flops, 1.0),
+    'bf16 peak (989 TFLOP/s)': H200_BF16_FLOPS / max(flops, 1.0),
+    'HBM (4.8 TB/s)': H200_BYTES_PER_S / max(moved, 1.0),
+    'host (1000 / host ms)': 1000 / max(host, 1e-9),
+  }
+  figures['h200_fps_bound'] = min(
+    bounds['TF32 peak (494 TFLOP/s)'], bounds['HBM (4.8 TB/s)'], bounds['host (1000 / host ms)']
+  )
+
+  if FLAGS.e2e_size:
+    e2e = cli.size_flag(FLAGS.e2e_size, 'e2e_size')
+    with tempfile.TemporaryDirectory() as tmp:
+      tmp = Path(tmp)
+      checkpoint = Path(FLAGS.checkpoint) if FLAGS.checkpoint else tmp / 'ckpt'
+      if not FLAGS.checkpoint:
+        checkpoints.save_variables(checkpoint, variables)
+      if FLAGS.video:
+        video, mask = Path(FLAGS.video), Path(FLAGS.mask)
+      else:
+        video, mask = _write_clip(tmp / 'clip', e2e, FLAGS.e2e_frames)
+      for path in ('old', 'new'):
+        figures[f'cpu_fps_{path}'] = segment_fps(checkpoint, video, mask, e2e, tmp / path, path)
+
+  h, w = size
+  print(f'\nFrame budget, fast mode, {h}x{w}, {FLAGS.objects} object(s), {jax.devices()[0]}')
+  print('| figure | value |\n|---|---|')
+  print(f'| host ms per frame (the device waits for it) | {host:.2f} |')
+  print(f'| device ms per frame (this backend) | {figures["device_ms_per_frame"]:.1f} |')
+  print(f'| copies per frame | {figures["copies_per_frame"]:.1f} |')
+  print(f'| compilations after warm-up | {figures["compiles_after_warmup"]} |')
+  print(f'| GFLOP per frame | {flops / 1e9:.1f} |')
+  print(f'| GB accessed per frame | {moved / 1e9:.2f} |')
+  print(f'| engine frames/s on this backend | {figures["cpu_engine_fps"]:.2f} |')
+  for name, fps in bounds.items():
+    print(f'| H200 bound, {name} | {fps:.0f} frames/s |')
+  print(f'| projected H200 frames/s (min of TF32, HBM, host) | {figures["h200_fps_bound"]:.0f} |')
+  if 'cpu_fps_new' in figures:
+    ratio = figures['cpu_fps_new'] / figures['cpu_fps_old']
+    print(
+      f'| CPU end-to-end segment frames/s at {FLAGS.e2e_size[0]}x{FLAGS.e2e_size[1]}, '
+      f'old / new | {figures["cpu_fps_old"]:.2f} / {figures["cpu_fps_new"]:.2f} '
+      f'({ratio:.1f}x) |'
+    )
+  if FLAGS.json:
+    Path(FLAGS.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == '__main__':
+  app.run(main)
