@@ -21,6 +21,9 @@ Prints one table (and writes it as Markdown to --out):
   exact modes, with the faiss memory (when faiss imports) and the on-device memory: the engine
   alone (superpixels precomputed), end to end (SLIC superpixels included), and the first run's
   extra seconds apart (compilation);
+* fast mode's frame as one device step (`benchmarks/frame_budget.py`'s figures on a generated
+  480x854 clip, JAX SLIC, one object): host ms the device waits for, device ms, copies and
+  compilations per steady frame, GFLOP, and the frames/s each H200 limit allows;
 * training steps/s and sequences/s of the pmapped step at 256x256, T = 3, for per-device batch
   1, 4 and 16 on synthetic batches (no tf.data), with the peak device memory.
 
@@ -51,7 +54,8 @@ from shls_jax.training import defaults as step_defaults
 from shls_jax.training import train_step as ts
 
 # isort: split
-# The training-step benchmark beside this script (a script's folder is on sys.path).
+# The benchmarks beside this script (a script's folder is on sys.path).
+import frame_budget
 import train_step as step_benchmark
 
 from shls_jax.io import masks as mask_io
@@ -266,6 +270,23 @@ def inference(
       )
 
 
+def frame_step(table: Table, smoke: bool, frames: int) -> None:
+  """`frame_budget`'s figures of fast mode's device step (JAX SLIC, device memory, one object)
+  and the frames/s each H200 limit allows them, on a generated clip (480x854 unless smoke)."""
+  size, segments = ((64, 96), 40) if smoke else ((480, 854), 1000)
+  variables = shls.init_variables(jax.random.PRNGKey(0))
+  figures = frame_budget.engine_figures(variables, size, max(frames // 2, 4), 1, segments)
+  label = f'{size[0]}x{size[1]}, 1 object'
+  table.add('frame step', f'host ms per frame, {label}', figures['host_ms_per_frame'], 'ms')
+  table.add('frame step', f'device ms per frame, {label}', figures['device_ms_per_frame'], 'ms')
+  table.add('frame step', 'copies per frame', figures['copies_per_frame'], 'host<->device')
+  table.add('frame step', 'compilations after warm-up', figures['compiles_after_warmup'])
+  table.add('frame step', 'GFLOP per frame', figures['flops_per_frame'] / 1e9, 'XLA cost')
+  table.add('frame step', 'engine frames/s', figures['cpu_engine_fps'], 'steady, this device')
+  for name, fps in frame_budget.h200_bounds(figures).items():
+    table.add('frame step', f'H200 bound, {name}', fps, 'frames/s')
+
+
 def _peak_memory(device) -> str:
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   if not stats or 'peak_bytes_in_use' not in stats:
@@ -315,6 +336,7 @@ def main(argv):
     functools.partial(
       inference, table, FLAGS.smoke, davis_root, FLAGS.sequence, FLAGS.frames, FLAGS.exact_frames
     ),
+    functools.partial(frame_step, table, FLAGS.smoke, FLAGS.frames),
     functools.partial(training, table, accelerator, FLAGS.smoke, steps),
   )
   for section in sections:

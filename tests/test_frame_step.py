@@ -78,8 +78,8 @@ def test_steady_frames_copy_the_frame_in_and_the_mask_out(noise_video, variables
     return [first] + rest, TRACE_COUNTS['frame_step'] - traces
 
   results, compiles = run_video(frames)
-  # At most one compilation per canvas bucket the video used, none per frame.
-  assert len(results) == 7 and compiles <= len(engine.canvases) < 6
+  # The observation once, the decoding once per canvas bucket the video used; none per frame.
+  assert len(results) == 7 and compiles <= 1 + len(engine.canvases) and len(engine.canvases) < 6
   assert copies == {'in': 6, 'out': 6}, copies
   assert all(r.mask.dtype == np.uint8 and r.mask.shape == (48, 64) for r in results)
   assert set(np.unique(np.stack([r.mask for r in results]))) <= {0, 1, 3}
@@ -121,3 +121,14 @@ def test_extents_too_large_for_the_canvas_are_scaled_into_it():
   extents = jax.numpy.array([[50, 80], [200, 100], [64, 64]])
   fitted = np.asarray(frame_step.fit_extents(extents, (64, 96)))
   np.testing.assert_array_equal(fitted, [[50, 80], [64, 32], [64, 64]])
+
+
+def test_auto_superpixels_are_the_jax_slic_in_fast_mode_on_an_accelerator():
+  from shls_jax import superpixels
+
+  assert superpixels.resolve('auto', 'fast', accelerator=True) == 'slic-jax'
+  assert superpixels.resolve('auto', 'fast', accelerator=False) == 'slic'
+  assert superpixels.resolve('auto', 'exact', accelerator=True) == 'slic'
+  assert superpixels.resolve('isec', 'fast', accelerator=True) == 'isec'
+  with pytest.raises(ValueError, match='unknown superpixel source'):
+    superpixels.resolve('slick', 'fast', accelerator=True)

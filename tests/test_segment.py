@@ -88,6 +88,15 @@ def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   masks = sorted((tmp_path / 'b' / 'masks').glob('*.png'))
   assert len(masks) == FRAMES and mask_io.read_indexed_png(masks[-1]).shape == (HEIGHT, WIDTH)
   assert _video_frames(tmp_path / 'b' / 'overlay.mp4') == FRAMES
+  # Fast mode's device step with the JAX SLIC: the same files.
+  done = _segment(
+    '--video', video, '--mask', mask, '--out', tmp_path / 'c', '--memory', 'device',
+    '--superpixels', 'slic-jax', *common
+  )  # fmt: skip
+  assert done.returncode == 0, done.stderr[-3000:]
+  masks = sorted((tmp_path / 'c' / 'masks').glob('*.png'))
+  assert len(masks) == FRAMES and _video_frames(tmp_path / 'c' / 'overlay.mp4') == FRAMES
+  assert set(np.unique(np.stack([mask_io.read_indexed_png(p) for p in masks]))) <= {0, 2}
   # Nothing is replaced without --overwrite.
   again = _segment('--video', folder, '--mask', binary, '--out', tmp_path / 'b', *common)
   assert again.returncode != 0 and '--overwrite' in again.stderr

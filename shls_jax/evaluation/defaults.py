@@ -8,7 +8,7 @@ def superpixels_config() -> ml_collections.ConfigDict:
   """Where each frame's superpixels come from (`superpixels.frame_superpixels`)."""
   config = ml_collections.ConfigDict()
   # 'slic' (scikit-image, host), 'isec', 'precomputed', 'slic-jax' (computed on the device inside
-  # the frame step) or 'auto' (slic-jax in fast mode, slic in exact mode).
+  # the frame step) or 'auto' (slic-jax in fast mode on an accelerator, slic otherwise).
   config.method = 'auto'
   config.slic_segments = 1000  # both SLICs: about the ISEC count at 480p
   config.root = ''  # 'precomputed': maps at <root>/<sequence>/<frame>.png

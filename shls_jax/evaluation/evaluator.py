@@ -59,7 +59,7 @@ def streamed_frames(
   superpixels (`spx_config.method`) computed ahead by `workers` threads; with 'slic-jax' they
   are None (the engine computes them on the device)."""
   frames = overlap.prefetch(frame_io.read_frame(path, size) for path in paths)
-  if superpixels.resolve(spx_config.method, mode) == 'slic-jax':
+  if superpixels.resolve(spx_config.method, mode, on_accelerator()) == 'slic-jax':
     return ((frame, None) for frame in frames)
   return overlap.ordered_map(
     lambda pair: (pair[0], superpixels.frame_superpixels(pair[0], video, pair[1], spx_config)),
@@ -68,11 +68,16 @@ def streamed_frames(
   )
 
 
+def on_accelerator() -> bool:
+  """Whether JAX computes on an accelerator (which 'auto' superpixels depend on)."""
+  return jax.default_backend() != 'cpu'
+
+
 def propagator_for(variables, config: ml_collections.ConfigDict) -> engine.Propagator:
   """The propagation engine of `config.inference`, with the JAX SLIC's segment count when
   `config.eval.superpixels` names it."""
   spx_config = config.eval.superpixels
-  method = superpixels.resolve(spx_config.method, config.inference.mode)
+  method = superpixels.resolve(spx_config.method, config.inference.mode, on_accelerator())
   slic_segments = spx_config.slic_segments if method == 'slic-jax' else 0
   return engine.Propagator(variables, config.inference, slic_segments=slic_segments)
 

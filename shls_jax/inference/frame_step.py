@@ -1,28 +1,30 @@
-"""Fast mode's frame t >= 1 as one jitted step on the device: frame (uint8) in, mask (uint8 object
-ids) out, everything between on the device.
+"""Fast mode's frame t >= 1 as one step on the device: frame (uint8) in, mask (uint8 object ids)
+out, everything between on the device.
 
-The step runs, in one compiled program: normalisation, the JAX SLIC (or takes the host's
-superpixels), the embedding, the memory's kNN and centroid scores (`jax_memory.scores`), the
-frame rules traced (`memory.device_rules`: pre-segmentation cleaning, ROIs, full-frame attention
-maps, pools; the confident superpixels of `training_memory`), the decoder of every object on one
-canvas (`fast_decoder.decode_batch`), the soft aggregation and the memory update
+The step runs normalisation, the JAX SLIC (or takes the host's superpixels), the embedding, the
+memory's kNN and centroid scores (`jax_memory.scores`), the frame rules traced
+(`memory.device_rules`: pre-segmentation cleaning, ROIs, full-frame attention maps, pools; the
+confident superpixels of `training_memory`), the decoder of every object on one canvas
+(`fast_decoder.decode_batch`), the soft aggregation and the memory update
 (`jax_memory.add_entries`). What frame t + 1 needs stays on the device in `FrameCarry`: a steady
 frame costs one host-to-device copy (the frame; with host superpixels, the map too) and one
-device-to-host copy (the mask), and compiles nothing after the first frame for a given size and
-object count.
+device-to-host copy (the mask).
+
+It is two compiled programs queued back to back (`observe`, then `decide`), with nothing on the
+host between them: the decoder's canvas is static, so `decide` compiles once per canvas bucket,
+as the host path's decoder does, while `observe` (superpixels, embedding, rules) compiles once
+per frame size. After the buckets a video uses have been seen, nothing compiles.
 
 Against fast mode on the host rules (`engine` with the device memory), two things differ, both
 measured in the README ("The frame on the accelerator"): the hull of the cleaning step
 (`device_rules`), and the canvas, which the host picks from the newest mask it holds rather than
 from the frame's own ROIs (`canvas`): it is often one bucket larger (the decoder sees more zero
-canvas), and an ROI that outgrew it is decoded scaled down (`fit_extents`). The step compiles
-once per canvas bucket, as the host path's decoder does.
+canvas), and an ROI that outgrew it is decoded scaled down (`fit_extents`).
 
 Frame 0 (memory fit, merge of the superpixels with the annotation) runs once per video on the
 host path (`Propagator.first_frame`); `initial_state` moves its result to the device.
 """
 
-import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -148,10 +150,8 @@ def initial_state(
     ),
     FrameCarry(
       jax_memory.device_state(carry.memory),
-      # Copies: at frame 0 the carry's features are the first state's, and the step donates the
-      # carry's buffers.
-      jnp.copy(carry.l1),
-      jnp.copy(carry.l4),
+      carry.l1,
+      carry.l4,
       jnp.asarray(carry.logodds, jnp.float32),
       jnp.asarray(carry.mask, jnp.int32),
       jnp.asarray(carry.boxes, jnp.int32),
@@ -176,6 +176,74 @@ def decode_extents(boxes: jax.Array, max_canvas: int) -> jax.Array:
   return jnp.where(longest > max_canvas, scaled, extents).astype(jnp.int32)
 
 
+class Observation(NamedTuple):
+  """What frame t shows before decoding (device arrays): spx [H, W] int32 superpixels, l1, l4
+  and features [N, 32] of the embedding, preseg [H, W] int32 cleaned pre-segmentation, boxes
+  [K, 4] ROIs, attention [K, H, W, 4] full-frame attention maps."""
+
+  spx: jax.Array
+  l1: jax.Array
+  l4: jax.Array
+  features: jax.Array
+  preseg: jax.Array
+  boxes: jax.Array
+  attention: jax.Array
+
+
+def observe(
+  variables, carry: FrameCarry, frame: jax.Array, spx: Optional[jax.Array], settings: Settings
+) -> Observation:
+  """Frame t up to the decoder: superpixels, embedding, memory scores and the frame rules
+  (traceable; `settings.canvas` is not read)."""
+  TRACE_COUNTS['frame_step'] += 1
+  capacity = settings.superpixel_capacity
+  if spx is None:
+    spx, _ = slic_jax.segment(frame, n_segments=settings.slic_segments, capacity=capacity)
+  mean, std = jnp.asarray(settings.mean), jnp.asarray(settings.std)
+  image = (frame.astype(jnp.float32) / 255.0 - mean) / std
+  out = shls.embed(variables, image[None], spx[None], num_segments=capacity)[0]
+  features = out['superfeatures'][0]
+  num_cls = settings.num_cls
+  knn_pred, knn_scores, cent_scores = jax_memory.scores(carry.memory, features)
+  preseg = device_rules.clean_preseg(knn_pred[spx - 1], carry.mask, num_cls)
+  return Observation(
+    spx,
+    out['feat_l1'][0],
+    out['feat_l4'][0],
+    features,
+    preseg,
+    device_rules.boxes(preseg, carry.memory.initial_boxes, num_cls),
+    device_rules.attention(spx, knn_scores, cent_scores),
+  )
+
+
+def decide(
+  variables, first: FirstState, carry: FrameCarry, seen: Observation, settings: Settings
+) -> tuple[FrameCarry, jax.Array, Details]:
+  """Frame t from its `Observation`: every object decoded on `settings.canvas`, the soft
+  aggregation, the mask and the memory update (traceable)."""
+  TRACE_COUNTS['frame_step'] += 1
+  num_cls = settings.num_cls
+  batch = fast_decoder.object_batch(
+    FirstFrame(first.l1, first.l4, first.planes, first.boxes),
+    carry,
+    Embedding(seen.l1, seen.l4, seen.features),
+    _Boxes(seen.boxes),
+    seen.attention,
+    fit_extents(decode_extents(seen.boxes, settings.max_canvas), settings.canvas),
+  )
+  logodds = fast_decoder.decode_batch(settings.canvas, variables, *batch)[..., :num_cls]
+  mask = (jnp.argmax(logodds, axis=-1) + 1).astype(jnp.int32)
+  capacity = settings.superpixel_capacity
+  confident = training_memory.confident_superpixels(seen.spx, mask, logodds, num_segments=capacity)
+  pools = device_rules.mode_pools(seen.spx, seen.preseg, capacity, num_cls)
+  memory = jax_memory.add_entries(
+    carry.memory, seen.features, jnp.where(confident, pools, 0), settings.kmeans_iterations
+  )
+  next_carry = FrameCarry(memory, seen.l1, seen.l4, logodds, mask, seen.boxes, seen.attention)
+  return next_carry, first.ids[mask - 1], Details(seen.preseg, logodds)
+
+
 def frame_step(
   variables,
   first: FirstState,
@@ -197,42 +265,16 @@ def frame_step(
   Returns:
     (frame t's carry, mask [H, W] uint8 object ids, `Details`).
   """
-  TRACE_COUNTS['frame_step'] += 1
-  capacity = settings.superpixel_capacity
-  if spx is None:
-    spx, _ = slic_jax.segment(frame, n_segments=settings.slic_segments, capacity=capacity)
-  mean, std = jnp.asarray(settings.mean), jnp.asarray(settings.std)
-  image = (frame.astype(jnp.float32) / 255.0 - mean) / std
-  out = shls.embed(variables, image[None], spx[None], num_segments=capacity)[0]
-  l1, l4, features = out['feat_l1'][0], out['feat_l4'][0], out['superfeatures'][0]
-
-  num_cls = settings.num_cls
-  knn_pred, knn_scores, cent_scores = jax_memory.scores(carry.memory, features)
-  preseg = device_rules.clean_preseg(knn_pred[spx - 1], carry.mask, num_cls)
-  boxes = device_rules.boxes(preseg, carry.memory.initial_boxes, num_cls)
-  attention = device_rules.attention(spx, knn_scores, cent_scores)
-
-  batch = fast_decoder.object_batch(
-    FirstFrame(first.l1, first.l4, first.planes, first.boxes),
-    carry,
-    Embedding(l1, l4, features),
-    _Boxes(boxes),
-    attention,
-    fit_extents(decode_extents(boxes, settings.max_canvas), settings.canvas),
-  )
-  logodds = fast_decoder.decode_batch(settings.canvas, variables, *batch)[..., :num_cls]
-  mask = (jnp.argmax(logodds, axis=-1) + 1).astype(jnp.int32)
-
-  confident = training_memory.confident_superpixels(spx, mask, logodds, num_segments=capacity)
-  pools = device_rules.mode_pools(spx, preseg, capacity, num_cls)
-  memory = jax_memory.add_entries(
-    carry.memory, features, jnp.where(confident, pools, 0), settings.kmeans_iterations
-  )
-  next_carry = FrameCarry(memory, l1, l4, logodds, mask, boxes, attention)
-  return next_carry, first.ids[mask - 1], Details(preseg, logodds)
+  return decide(variables, first, carry, observe(variables, carry, frame, spx, settings), settings)
 
 
-@functools.partial(jax.jit, static_argnames='settings', donate_argnames='carry')
+observe_jit = jax.jit(observe, static_argnames='settings')
+decide_jit = jax.jit(decide, static_argnames='settings')
+
+
 def step(variables, first, carry, frame, spx, settings):
-  """`frame_step` compiled; the previous carry's buffers are reused for the next."""
-  return frame_step(variables, first, carry, frame, spx, settings)
+  """`frame_step` as two compiled programs queued back to back, nothing between them on the
+  host: `observe` compiles once per frame size and settings, `decide` once per canvas too, so
+  that a new canvas recompiles the decoder and not the superpixels and the embedding."""
+  seen = observe_jit(variables, carry, frame, spx, settings._replace(canvas=(0, 0)))
+  return decide_jit(variables, first, carry, seen, settings)

@@ -11,14 +11,17 @@ from shls_jax.superpixels import label_io
 from shls_jax.superpixels.methods import compute
 
 SOURCES = ('slic', 'isec', 'precomputed', 'slic-jax')
-# 'auto': the JAX SLIC in fast mode, scikit-image's in exact mode (the reference's superpixels).
+# 'auto': the JAX SLIC in fast mode on an accelerator, where it runs inside the frame step;
+# scikit-image's elsewhere (exact mode reproduces the reference, and on a CPU scikit-image's is
+# the faster one and runs ahead of the engine on worker threads).
 AUTO = 'auto'
 
 
-def resolve(method: str, mode: str) -> str:
-  """The source that `method` names for inference mode `mode` ('auto' resolved)."""
+def resolve(method: str, mode: str, accelerator: bool) -> str:
+  """The source that `method` names for inference mode `mode` ('auto' resolved) on a JAX
+  backend that is an accelerator or not."""
   if method == AUTO:
-    return 'slic-jax' if mode == 'fast' else 'slic'
+    return 'slic-jax' if mode == 'fast' and accelerator else 'slic'
   if method not in SOURCES:
     raise ValueError(f'unknown superpixel source {method!r}: expected one of {SOURCES + (AUTO,)}')
   return method
@@ -30,6 +33,7 @@ def frame_superpixels(
   frame_name: str,
   spx_config: ml_collections.ConfigDict,
   mode: str = 'exact',
+  accelerator: bool = False,
 ) -> np.ndarray | None:
   """Superpixels of one frame.
 
@@ -38,12 +42,13 @@ def frame_superpixels(
     sequence, frame_name: where it comes from (the precomputed map's path).
     spx_config: `method` (`SOURCES` or 'auto'), `slic_segments` (SLIC), `root` (precomputed
       maps `<root>/<sequence>/<frame>.png`, resized nearest to the frame size).
-    mode: the inference mode, which 'auto' depends on.
+    mode, accelerator: the inference mode and whether JAX runs on an accelerator, which 'auto'
+      depends on.
 
   Returns:
     [H, W] int32 labels, dense 1..N; None for 'slic-jax' (the engine computes them).
   """
-  method = resolve(spx_config.method, mode)
+  method = resolve(spx_config.method, mode, accelerator)
   if method == 'slic-jax':
     return None
   if method == 'slic':

@@ -11,7 +11,8 @@ long one needs no more memory than a short one. The mask is an indexed PNG of ob
 0/255 PNG of one object; the checkpoint a reference `.pth` file or an orbax folder of train.py.
 `--size` (default: the input's) is the size frames are segmented at; masks are written at the
 input's size. Superpixels (`--superpixels`, `--slic_segments`) are computed per frame at that
-size: by the JAX SLIC on the device in fast mode, by scikit-image's SLIC in exact mode. Fast mode
+size: by the JAX SLIC inside the frame step in fast mode on an accelerator, by scikit-image's
+SLIC (on worker threads ahead of the engine) in exact mode and on a CPU. Fast mode
 with `--memory device` runs each frame as one device step (`inference.frame_step`).
 """
 
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import cv2
+import jax
 import numpy as np
 from absl import flags
 from tqdm import tqdm
@@ -148,7 +150,7 @@ def define_flags() -> None:
     'auto',
     ('auto', 'slic-jax', 'slic', 'isec'),
     'Superpixel source: slic-jax (on the device, inside the frame step), slic (scikit-image) or '
-    'isec on the host; auto = slic-jax in fast mode, slic in exact mode.',
+    'isec on the host; auto = slic-jax in fast mode on an accelerator, slic otherwise.',
   )
   flags.DEFINE_integer('slic_segments', 1000, 'SLIC superpixels per frame (both SLICs).')
   flags.DEFINE_float('fps', frame_io.DEFAULT_FPS, 'Frame rate of the overlay for a frame folder.')
@@ -170,7 +172,7 @@ def main(argv) -> None:
     raise ValueError(f'checkpoint {FLAGS.checkpoint} does not load: {error}') from None
   config = inference_defaults.get_config()
   config.mode, config.memory = FLAGS.mode, FLAGS.memory
-  method = superpixels.resolve(FLAGS.superpixels, FLAGS.mode)
+  method = superpixels.resolve(FLAGS.superpixels, FLAGS.mode, jax.default_backend() != 'cpu')
   engine = Propagator(
     variables, config, slic_segments=FLAGS.slic_segments if method == 'slic-jax' else 0
   )
