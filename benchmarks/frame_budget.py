@@ -92,10 +92,8 @@ class _Counted:
 
 def idle_launches(engine, variables, video, first, objects: int) -> np.ndarray:
   """Seconds of host work per frame with the device idle at each launch: the engine's loop body
-  (canvas from the newest mask, copy in, the step's two launches, the mask's copy out started)
-  after waiting for the previous frame, on the engine's last video state (twice, the second
-  timed, so that no launch compiles)."""
-  config = engine.config
+  (`frame_step.launch`, then the mask's copy out started) after waiting for the previous frame,
+  on the engine's last video state (twice, the second timed, so that no launch compiles)."""
   variables = jax.device_put(variables)
   first_state, start_carry, settings = engine.device_step_state
   ids = np.arange(objects + 1)
@@ -105,14 +103,8 @@ def idle_launches(engine, variables, video, first, objects: int) -> np.ndarray:
     for frame in video[1:]:
       jax.block_until_ready(carry)
       start = time.perf_counter()
-      canvas = frame_step.canvas(newest, ids, min_boxes, config.max_canvas, config.canvas_sizes)
-      carry, mask, _ = frame_step.step(
-        variables,
-        first_state,
-        carry,
-        jax.device_put(frame),
-        None,
-        settings._replace(canvas=canvas),
+      _, carry, mask, _ = frame_step.launch(
+        variables, first_state, carry, frame, None, newest, ids, min_boxes, settings
       )
       mask.copy_to_host_async()
       seconds.append(time.perf_counter() - start)

@@ -59,10 +59,14 @@ def streamed_frames(
   superpixels (`spx_config.method`) computed ahead by `workers` threads; with 'slic-jax' they
   are None (the engine computes them on the device)."""
   frames = overlap.prefetch(frame_io.read_frame(path, size) for path in paths)
-  if superpixels.resolve(spx_config.method, mode, on_accelerator()) == 'slic-jax':
+  accelerator = on_accelerator()
+  if superpixels.resolve(spx_config.method, mode, accelerator) == 'slic-jax':
     return ((frame, None) for frame in frames)
   return overlap.ordered_map(
-    lambda pair: (pair[0], superpixels.frame_superpixels(pair[0], video, pair[1], spx_config)),
+    lambda pair: (
+      pair[0],
+      superpixels.frame_superpixels(pair[0], video, pair[1], spx_config, mode, accelerator),
+    ),
     zip(frames, names),
     workers=workers,
   )

@@ -92,11 +92,6 @@ def _round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _slic(frame, n_segments, capacity):
-  return slic_jax.segment(frame, n_segments=n_segments, capacity=capacity)
-
-
 @functools.partial(jax.jit, static_argnums=3)
 def _embed(variables, image, spx, num_segments):
   TRACE_COUNTS['embed'] += 1
@@ -430,7 +425,9 @@ class Propagator:
 
   def host_superpixels(self, frame: np.ndarray) -> np.ndarray:
     """[H, W] int32 JAX SLIC superpixels of a uint8 frame, on the host."""
-    labels, _ = _slic(frame, self.slic_segments, self.slic_capacity())
+    labels, _ = slic_jax.segment_jit(
+      frame, n_segments=self.slic_segments, capacity=self.slic_capacity()
+    )
     return np.asarray(labels)
 
   def _stream(
@@ -496,6 +493,7 @@ class Propagator:
       num_cls=int(annotation.max()),
       canvas=(0, 0),
       max_canvas=config.max_canvas,
+      canvas_sizes=tuple(config.canvas_sizes),
       superpixel_capacity=max(self.slic_capacity(), config.superpixel_capacity),
       slic_segments=self.slic_segments,
       kmeans_iterations=config.device_kmeans_iterations,
@@ -520,18 +518,18 @@ class Propagator:
     for frame, frame_spx in itertools.chain(video, [(None, None)]):
       if frame is not None:
         start = time.perf_counter()
-        canvas = frame_step.canvas(
-          newest, id_of_class, min_boxes, config.max_canvas, config.canvas_sizes
-        )
-        self.canvases[canvas] += 1
-        state, mask, extra = frame_step.step(
+        canvas, state, mask, extra = frame_step.launch(
           variables,
           first_state,
           state,
-          jax.device_put(frame),
-          None if frame_spx is None else self._device_superpixels(frame_spx, settings),
-          settings._replace(canvas=canvas),
+          frame,
+          frame_spx,
+          newest,
+          id_of_class,
+          min_boxes,
+          settings,
         )
+        self.canvases[canvas] += 1
         outputs = dict(mask=mask, preseg=extra.preseg, logodds=extra.logodds)
         wanted = [outputs[key] for key in keys]
         for array in wanted:
@@ -547,16 +545,6 @@ class Propagator:
       if frame is None and not pending:
         break
     bar.close()
-
-  @staticmethod
-  def _device_superpixels(frame_spx: np.ndarray, settings: frame_step.Settings) -> jax.Array:
-    """A host superpixel map copied to the device, checked against the step's capacity."""
-    if frame_spx.max() > settings.superpixel_capacity:
-      raise ValueError(
-        f'{frame_spx.max()} superpixels exceed the capacity {settings.superpixel_capacity} '
-        '(config.inference.superpixel_capacity)'
-      )
-    return jax.device_put(np.asarray(frame_spx, np.int32))
 
   def run(
     self,

@@ -50,6 +50,7 @@ class Settings(NamedTuple):
     num_cls: classes C (background included) of the video.
     canvas: decoder canvas (ch, cw) of this frame (`canvas`).
     max_canvas: longest decoded side (`config.max_canvas`; 0 = no limit).
+    canvas_sizes: the canvas side buckets (`config.canvas_sizes`).
     superpixel_capacity: superpixel slots N of the embedding and the memory's queries.
     slic_segments: JAX SLIC's n_segments; 0 = superpixels come from the host.
     kmeans_iterations: Lloyd iterations of each memory refit.
@@ -59,6 +60,7 @@ class Settings(NamedTuple):
   num_cls: int
   canvas: tuple[int, int]
   max_canvas: int
+  canvas_sizes: tuple[int, ...]
   superpixel_capacity: int
   slic_segments: int
   kmeans_iterations: int
@@ -244,37 +246,56 @@ def decide(
   return next_carry, first.ids[mask - 1], Details(seen.preseg, logodds)
 
 
-def frame_step(
-  variables,
-  first: FirstState,
-  carry: FrameCarry,
-  frame: jax.Array,
-  spx: Optional[jax.Array],
-  settings: Settings,
-) -> tuple[FrameCarry, jax.Array, Details]:
-  """One frame t >= 1 (traceable; `step` is its compiled form).
-
-  Args:
-    variables: SHLS {'params', 'batch_stats'}.
-    first, carry: the video's frame-0 state and frame t - 1's carry.
-    frame: [H, W, 3] uint8 RGB.
-    spx: [H, W] int32 superpixels 1..n <= settings.superpixel_capacity, or None for the JAX
-      SLIC of the frame.
-    settings: static settings.
-
-  Returns:
-    (frame t's carry, mask [H, W] uint8 object ids, `Details`).
-  """
-  return decide(variables, first, carry, observe(variables, carry, frame, spx, settings), settings)
-
-
 observe_jit = jax.jit(observe, static_argnames='settings')
 decide_jit = jax.jit(decide, static_argnames='settings')
 
 
 def step(variables, first, carry, frame, spx, settings):
-  """`frame_step` as two compiled programs queued back to back, nothing between them on the
-  host: `observe` compiles once per frame size and settings, `decide` once per canvas too, so
-  that a new canvas recompiles the decoder and not the superpixels and the embedding."""
+  """One frame t >= 1: `observe` then `decide`, two compiled programs queued back to back with
+  nothing between them on the host. `observe` compiles once per frame size and settings,
+  `decide` once per canvas too, so that a new canvas recompiles the decoder and not the
+  superpixels and the embedding.
+
+  Args:
+    variables: SHLS {'params', 'batch_stats'} (device arrays).
+    first, carry: the video's frame-0 state and frame t - 1's carry.
+    frame: [H, W, 3] uint8 RGB (a device array).
+    spx: [H, W] int32 superpixels 1..n <= settings.superpixel_capacity (a device array), or None
+      for the JAX SLIC of the frame.
+    settings: static settings, with this frame's canvas.
+
+  Returns:
+    (frame t's carry, mask [H, W] uint8 object ids, `Details`).
+  """
   seen = observe_jit(variables, carry, frame, spx, settings._replace(canvas=(0, 0)))
   return decide_jit(variables, first, carry, seen, settings)
+
+
+def launch(variables, first, carry, frame, spx, newest, ids, min_boxes, settings):
+  """A frame's host work in the engine's loop: its canvas from the newest mask the host holds
+  (`canvas`), the frame (and host superpixels, checked against the capacity) copied in, and
+  `step` queued, without waiting for the device.
+
+  Args:
+    variables, first, carry: as `step`.
+    frame: [H, W, 3] uint8 RGB (host).
+    spx: [H, W] int host superpixels, or None for the JAX SLIC.
+    newest: [H, W] uint8 object ids of the newest mask on the host.
+    ids, min_boxes: as `canvas`.
+    settings: static settings (their canvas is replaced by this frame's).
+
+  Returns:
+    (the canvas, frame t's carry, mask, `Details`), the last three on the device.
+  """
+  size = canvas(newest, ids, min_boxes, settings.max_canvas, settings.canvas_sizes)
+  if spx is not None:
+    if spx.max() > settings.superpixel_capacity:
+      raise ValueError(
+        f'{spx.max()} superpixels exceed the capacity {settings.superpixel_capacity} '
+        '(config.inference.superpixel_capacity)'
+      )
+    spx = jax.device_put(np.asarray(spx, np.int32))
+  carry, mask, details = step(
+    variables, first, carry, jax.device_put(frame), spx, settings._replace(canvas=size)
+  )
+  return size, carry, mask, details

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import cv2
-import jax
 import numpy as np
 from absl import flags
 from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
+from shls_jax.evaluation import evaluator
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.io import frames as frame_io
@@ -172,7 +172,7 @@ def main(argv) -> None:
     raise ValueError(f'checkpoint {FLAGS.checkpoint} does not load: {error}') from None
   config = inference_defaults.get_config()
   config.mode, config.memory = FLAGS.mode, FLAGS.memory
-  method = superpixels.resolve(FLAGS.superpixels, FLAGS.mode, jax.default_backend() != 'cpu')
+  method = superpixels.resolve(FLAGS.superpixels, FLAGS.mode, evaluator.on_accelerator())
   engine = Propagator(
     variables, config, slic_segments=FLAGS.slic_segments if method == 'slic-jax' else 0
   )
