@@ -117,3 +117,44 @@ def test_bad_shard_arguments_are_refused(source):
     input_pipeline.create_split(
       source[:2], batch_size_per_device=2, local_devices=2, seed=0, process_index=0, process_count=1
     )
+
+
+# --- superpixels inside the training step ----------------------------------------------------
+
+
+def test_in_step_batches_carry_frames_and_the_step_completes_them(source, batch):
+  import jax
+
+  from shls_jax.data import step_inputs
+  from shls_jax.superpixels import pools as pools_lib
+
+  config = _config(superpixels_in_step=True)
+  batches = input_pipeline.create_split(
+    source, batch_size_per_device=1, local_devices=2, seed=1, config=config
+  )
+  shipped = next(batches)
+  batches.close()
+  assert {k: (v.shape, v.dtype) for k, v in shipped.items()} == {
+    'frames': ((2, 1, T, H, W, 3), np.uint8),
+    'label': ((2, 1, T, H, W), np.int32),
+    'num_cls': ((2, 1), np.int32),
+    'cls_valid': ((2, 1, 4), bool),
+    'index': ((2, 1), np.int32),
+  }
+  # Same seed, same pseudo-sequence: the host path's labels, and its image once normalised.
+  np.testing.assert_array_equal(shipped['label'], batch['label'])
+  settings = step_inputs.settings(config)
+  done, overflow = jax.jit(step_inputs.complete, static_argnums=1)(
+    {k: v[0] for k, v in shipped.items()}, settings
+  )
+  np.testing.assert_allclose(done['image'], batch['image'][0], atol=1e-6)
+  assert float(overflow) == 0.0
+  for t in range(T):
+    spx, label = np.asarray(done['spx'][0, t]), shipped['label'][0, 0, t]
+    count = int(spx.max())
+    assert np.unique(spx).size == count and int(done['spx_valid'][0, t].sum()) == count
+    np.testing.assert_array_equal(done['pools'][0, t, :count], pools_lib.mode_pools(spx, label))
+    assert not np.any(done['pools'][0, t, count:])
+  # Frame 0's superpixels follow its labels.
+  spx0, label0 = np.asarray(done['spx'][0, 0]), shipped['label'][0, 0, 0]
+  assert all(np.unique(label0[spx0 == s]).size == 1 for s in np.unique(spx0))

@@ -64,3 +64,39 @@ def test_bad_maps_are_refused(spx, label, message):
 def test_merge_refuses_unlabelled_pixels():
   with pytest.raises(ValueError, match='start at 1'):
     merge_with_annotation(np.array([[1, 2]]), np.array([[0, 1]]))
+
+
+# --- traced pools (superpixels inside the training step) -----------------------------------------
+
+
+def _same_partition(a, b) -> bool:
+  pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1).shape[1]
+  return pairs == np.unique(a).size == np.unique(b).size
+
+
+def test_traced_merge_gives_the_host_partition(parity_vectors):
+  jax = pytest.importorskip('jax')
+  from shls_jax.superpixels import pools_jax
+
+  v = parity_vectors
+  spx, label = v['spx'][0], v['label'][0]
+  capacity, num_cls = int(spx.max()), int(label.max())
+  merged, count = jax.jit(pools_jax.merge_with_annotation, static_argnums=(2, 3))(
+    spx, label, capacity, num_cls
+  )
+  merged = np.asarray(merged)
+  assert int(count) == merged.max() == np.unique(merged).size
+  assert _same_partition(merged, v['pools.spx_merged0'])
+  pools = pools_jax.mode_pools(merged, label, int(count), num_cls)
+  host = mode_pools(merged, label)
+  np.testing.assert_array_equal(np.asarray(pools), host)
+
+
+def test_traced_merge_of_misplaced_pixels():
+  from shls_jax.superpixels import pools_jax
+
+  spx = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 3, 3]], np.int32)
+  label = np.array([[1, 2, 1, 1], [1, 1, 1, 1], [1, 1, 2, 2]], np.int32)
+  merged, count = pools_jax.merge_with_annotation(spx, label, 4, 2)
+  assert int(count) == 5
+  assert _same_partition(np.asarray(merged), merge_with_annotation(spx, label))

@@ -167,17 +167,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.fixture(scope='module')
-def distributed_run(stills_root, tmp_path_factory):
-  """Two jax.distributed processes (one CPU device each) train two steps with the decoder
-  frozen; returns (workdir, config). One run checks both the distributed loop and freezing."""
-  workdir = tmp_path_factory.mktemp('distributed')
-  overrides = {
-    **TINY,
-    'data.root': str(stills_root),
-    'num_train_steps': 2,
-    'step.frozen': ('modulator', 'decoder'),
-  }
+def _train_two_processes(workdir, overrides):
+  """Runs train.py in two jax.distributed processes (one CPU device each) to completion."""
   port = _free_port()
   flags = [f'--config.{k}={v}' for k, v in overrides.items()]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
@@ -213,6 +204,17 @@ def distributed_run(stills_root, tmp_path_factory):
       proc.kill()
   for proc, output in zip(procs, outputs):
     assert proc.returncode == 0, output[-3000:]
+
+
+_DISTRIBUTED = {'num_train_steps': 2, 'step.frozen': ('modulator', 'decoder')}
+
+
+@pytest.fixture(scope='module')
+def distributed_run(stills_root, tmp_path_factory):
+  """Two jax.distributed processes train two steps with the decoder frozen; returns (workdir,
+  config). One run checks both the distributed loop and freezing."""
+  workdir = tmp_path_factory.mktemp('distributed')
+  _train_two_processes(workdir, {**TINY, 'data.root': str(stills_root), **_DISTRIBUTED})
   return workdir, _config(stills_root, **{'step.frozen': ('modulator', 'decoder')})
 
 
@@ -236,3 +238,30 @@ def test_frozen_modules_do_not_change(distributed_run):
     initial.params['spx_embedding'],
   )
   assert any(jax.tree.leaves(changed))
+
+
+def test_jit_step_on_two_processes_equals_the_pmap_step(distributed_run, stills_root, tmp_path):
+  workdir, _ = distributed_run
+  overrides = {**TINY, 'data.root': str(stills_root), **_DISTRIBUTED, 'step.parallel': 'jit'}
+  _train_two_processes(tmp_path, overrides)
+  by_pmap = checkpoints.load_variables(workdir / loop.CHECKPOINT_DIR)
+  by_jit = checkpoints.load_variables(tmp_path / loop.CHECKPOINT_DIR)
+  _assert_trees_close(by_jit, by_pmap, atol=1e-5)
+
+
+def test_superpixels_in_the_jit_step(stills_root, tmp_path):
+  config = _config(
+    stills_root, num_train_steps=2, **{'data.superpixels_in_step': True, 'step.parallel': 'jit'}
+  )
+  state = loop.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == 2
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+  assert checkpoints.latest_step(tmp_path / loop.CHECKPOINT_DIR) == 2
+
+
+def test_reference_mode_refuses_superpixels_in_step(stills_root, tmp_path):
+  config = _config(
+    stills_root, num_train_steps=1, step_mode='reference', **{'data.superpixels_in_step': True}
+  )
+  with pytest.raises(ValueError, match='superpixels_in_step=False'):
+    loop.train_and_evaluate(config, tmp_path)

@@ -256,15 +256,83 @@ _MULTI_DEVICE = textwrap.dedent("""
 """)
 
 
-def test_pmap_on_four_devices_equals_one_device_reference():
+def _on_four_devices(script: str) -> str:
+  """The RESULT line of `script` run in a process with 4 CPU devices."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
-  script = _MULTI_DEVICE.format(tests=str(REPO / 'tests'))
   out = subprocess.run(
-    [sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    [sys.executable, '-c', script.format(tests=str(REPO / 'tests'))],
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    check=False,
   )
   assert out.returncode == 0, out.stderr[-3000:]
-  line = [s for s in out.stdout.splitlines() if s.startswith('RESULT')][-1]
+  return [s for s in out.stdout.splitlines() if s.startswith('RESULT')][-1]
+
+
+def test_pmap_on_four_devices_equals_one_device_reference():
+  line = _on_four_devices(_MULTI_DEVICE)
   diff, stats_diff, traces, loss = line.split()[1:]
   assert float(diff) < 1e-5 and float(stats_diff) < 1e-5, line  # diff: relative to max |grad|
   assert int(traces) == 1, line  # three steps, one trace
   assert np.isfinite(float(loss))
+
+
+_JIT_AND_PMAP = textwrap.dedent("""
+    import functools, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_train_step import fake_batch, tiny_config
+    from shls_jax.training import train_step as ts
+
+    config = tiny_config()
+    state0 = ts.create_train_state(jax.random.PRNGKey(0), config)
+    pmapped = jax.pmap(functools.partial(ts.train_step, config=config), axis_name='batch')
+    mesh = ts.batch_mesh()
+    jitted = ts.sharded_train_step(config, mesh)
+    by_pmap, by_jit = ts.replicate(state0), ts.place_state(state0, mesh)
+    worst = {{}}
+    for seed in (5, 6, 7):
+      batch = fake_batch(seed, 4, 1)
+      by_pmap, pmap_metrics = pmapped(by_pmap, batch)
+      by_jit, jit_metrics = jitted(by_jit, ts.place_batch(batch, mesh))
+      for name in ('loss', 'ntxent', 'ce', 'grad_norm'):
+        a, b = float(pmap_metrics[name][0]), float(jit_metrics[name])
+        worst[name] = max(worst.get(name, 0.0), abs(a - b) / max(abs(a), 1e-6))
+    for part in ('params', 'batch_stats', 'opt_state'):
+      a = jax.tree.leaves(jax.tree.map(lambda x: np.asarray(x[0]), getattr(by_pmap, part)))
+      b = jax.tree.leaves(jax.device_get(getattr(by_jit, part)))
+      worst[part] = max(float(np.max(np.abs(x.astype(np.float64) - y)) /
+                              max(float(np.max(np.abs(x))), 1e-6)) for x, y in zip(a, b))
+    print('RESULT', ' '.join(f'{{k}}={{v:.3g}}' for k, v in worst.items()))
+""")
+
+
+def test_jit_step_on_four_devices_equals_the_pmap_step():
+  line = _on_four_devices(_JIT_AND_PMAP)
+  worst = {k: float(v) for k, v in (item.split('=') for item in line.split()[1:])}
+  # Relative to each quantity's largest magnitude: float32 rounding of the same sums.
+  assert all(v < 1e-5 for v in worst.values()), line
+
+
+def test_bfloat16_compute_keeps_float32_state_and_follows_float32_gradients():
+  config = tiny_config()
+  state = ts.create_train_state(jax.random.PRNGKey(0), config)
+  batch = {k: v[0] for k, v in fake_batch(3, 1, 1, frames=2).items()}
+  rng = jax.random.PRNGKey(1)
+  outs = {}
+  for dtype in ('float32', 'bfloat16'):
+    grad_fn = jax.jit(functools.partial(ts.compute_gradients, config=tiny_config(dtype=dtype)))
+    outs[dtype] = grad_fn(state.params, state.batch_stats, batch, rng)
+  grads, stats, metrics = outs['bfloat16']
+  for tree in (grads, stats):
+    assert {x.dtype for x in jax.tree.leaves(tree)} <= {jnp.dtype('float32'), jnp.dtype('int32')}
+  assert metrics['loss'].dtype == jnp.float32
+  flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+  a, b = flat(outs['float32'][0]), flat(grads)
+  cosine = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+  assert cosine > 0.95, cosine
+  assert abs(float(metrics['loss']) / float(outs['float32'][2]['loss']) - 1) < 0.05
+  with pytest.raises(ValueError, match='config.dtype'):
+    ts.create_train_state(jax.random.PRNGKey(0), tiny_config(dtype='float16'))

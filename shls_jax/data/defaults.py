@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.slic_compactness = 20.0
   config.slic_sigma = 1.0
   config.superpixel_capacity = 512  # superpixels per frame after padding
+  # True: the pipeline ships frames and labels only and the training step computes the
+  # superpixels with the JAX SLIC on the device (`step_inputs`; its deviations are listed there).
+  config.superpixels_in_step = False
   # Objects per sequence after padding (background excluded); in a training config, a reference
   # to `step.object_capacity` (configs/msra10k.py).
   config.object_capacity = 3

@@ -13,6 +13,10 @@ Batch keys (D local devices, B per device, T frames, `cap` = config.superpixel_c
   num_cls [D, B] int32; cls_valid [D, B, object_capacity + 1] bool, True for labels 1..num_cls;
   index [D, B] int32, the source image each sequence was made from.
 
+With `config.superpixels_in_step` the step computes the superpixels (`step_inputs`): a batch then
+holds frames [D, B, T, H, W, 3] uint8 (RGB, not normalised) in place of image, spx, pools and
+spx_valid.
+
 A drawn image whose pseudo-sequence exceeds a capacity (too many regions or superpixels) is
 replaced by another image of the shard, drawn from the same sample seed; after
 `config.max_redraws` replacements the pipeline stops with an error naming the capacities.
@@ -50,13 +54,19 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
     ValueError: the sample exceeds `superpixel_capacity` or `object_capacity`.
   """
   cap, cls_cap = config.superpixel_capacity, config.object_capacity + 1
-  num_spx = sample['num_spx']
-  if sample['num_cls'] > cls_cap or num_spx.max() > cap:
+  if not _fits(sample, config):
     raise ValueError(
       f'pseudo-sequence with {sample["num_cls"]} classes and up to '
-      f'{num_spx.max()} superpixels exceeds object_capacity={cls_cap - 1} or '
+      f'{_most_superpixels(sample)} superpixels exceeds object_capacity={cls_cap - 1} or '
       f'superpixel_capacity={cap}'
     )
+  classes = {
+    'num_cls': np.int32(sample['num_cls']),
+    'cls_valid': np.arange(1, cls_cap + 1) <= sample['num_cls'],
+  }
+  if 'spx' not in sample:
+    return {'frames': sample['image'], 'label': sample['label'], **classes}
+  num_spx = sample['num_spx']
   slots = np.arange(cap)
   spx_valid = slots[None, :] < num_spx[:, None]
   pools = np.zeros((len(num_spx), cap), np.int32)
@@ -69,15 +79,19 @@ def pad_sample(sample: dict, config: ml_collections.ConfigDict) -> dict:
     'label': sample['label'],
     'pools': pools,
     'spx_valid': spx_valid,
-    'num_cls': np.int32(sample['num_cls']),
-    'cls_valid': np.arange(1, cls_cap + 1) <= sample['num_cls'],
+    **classes,
   }
+
+
+def _most_superpixels(sample: dict) -> int:
+  """Superpixels of the sample's fullest frame (0 when the step computes them)."""
+  return int(sample['num_spx'].max()) if 'num_spx' in sample else 0
 
 
 def _fits(sample: dict, config: ml_collections.ConfigDict) -> bool:
   return (
     sample['num_cls'] <= config.object_capacity + 1
-    and sample['num_spx'].max() <= config.superpixel_capacity
+    and _most_superpixels(sample) <= config.superpixel_capacity
   )
 
 
@@ -114,6 +128,7 @@ def generate(
       n_segments=config.slic_segments,
       compactness=config.slic_compactness,
       sigma=config.slic_sigma,
+      with_superpixels=not config.get('superpixels_in_step', False),
     )
     if _fits(sample, config):
       return {**pad_sample(sample, config), 'index': np.int32(index)}
@@ -121,21 +136,30 @@ def generate(
   raise ValueError(
     f'{config.max_redraws + 1} pseudo-sequences in a row exceeded '
     f'object_capacity={config.object_capacity} or superpixel_capacity={config.superpixel_capacity} '
-    f'(last: {sample["num_cls"]} classes, {sample["num_spx"].max()} superpixels)'
+    f'(last: {sample["num_cls"]} classes, {_most_superpixels(sample)} superpixels)'
   )
 
 
 def _output_spec(config: ml_collections.ConfigDict) -> dict:
   t, (h, w), cap = config.seq_len, tuple(config.image_size), config.superpixel_capacity
+  classes = {
+    'num_cls': tf.TensorSpec((), tf.int32),
+    'cls_valid': tf.TensorSpec((config.object_capacity + 1,), tf.bool),
+    'index': tf.TensorSpec((), tf.int32),
+  }
+  if config.get('superpixels_in_step', False):
+    return {
+      'frames': tf.TensorSpec((t, h, w, 3), tf.uint8),
+      'label': tf.TensorSpec((t, h, w), tf.int32),
+      **classes,
+    }
   return {
     'image': tf.TensorSpec((t, h, w, 3), tf.float32),
     'spx': tf.TensorSpec((t, h, w), tf.int32),
     'label': tf.TensorSpec((t, h, w), tf.int32),
     'pools': tf.TensorSpec((t, cap), tf.int32),
     'spx_valid': tf.TensorSpec((t, cap), tf.bool),
-    'num_cls': tf.TensorSpec((), tf.int32),
-    'cls_valid': tf.TensorSpec((config.object_capacity + 1,), tf.bool),
-    'index': tf.TensorSpec((), tf.int32),
+    **classes,
   }
 
 

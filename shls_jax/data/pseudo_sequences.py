@@ -390,6 +390,7 @@ def make_pseudo_sequence(
   n_segments: int = 300,
   compactness: float = 20.0,
   sigma: float = 1.0,
+  with_superpixels: bool = True,
 ) -> dict:
   """A training pseudo-sequence from one still image and its saliency mask.
 
@@ -408,6 +409,8 @@ def make_pseudo_sequence(
       generator returning one; None pastes nothing.
     max_labels: most labels (background included) that pasting aims for.
     n_segments, compactness, sigma: SLIC settings.
+    with_superpixels: False leaves the superpixels to the training step (`data.step_inputs`): the
+      result then holds image, label and num_cls only.
 
   Returns:
     dict with image [T, H, W, 3] uint8; spx [T, H, W] int32 dense 1..N_t (frame 0 merged with its
@@ -439,6 +442,8 @@ def make_pseudo_sequence(
 
   frames = np.round(np.stack(frames) * 255.0).astype(np.uint8)
   labels = _relabel_by_first_frame(np.stack(labels))
+  if not with_superpixels:
+    return {'image': frames, 'label': labels, 'num_cls': int(labels[0].max())}
   spx = np.stack(
     [
       superpixels.compute(f, 'slic', n_segments=n_segments, compactness=compactness, sigma=sigma)

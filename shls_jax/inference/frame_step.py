@@ -36,7 +36,7 @@ from shls_jax.inference import fast_decoder
 from shls_jax.inference.state import TRACE_COUNTS, Carry, Embedding, FirstFrame
 from shls_jax.memory import device_rules, jax_memory, rois, rules, training_memory
 from shls_jax.model import shls
-from shls_jax.superpixels import slic_jax
+from shls_jax.superpixels import pools_jax, slic_jax
 
 # Widening per side of the boxes that choose a frame's canvas: the ROIs' own plus two frames of
 # motion.
@@ -238,7 +238,7 @@ def decide(
   mask = (jnp.argmax(logodds, axis=-1) + 1).astype(jnp.int32)
   capacity = settings.superpixel_capacity
   confident = training_memory.confident_superpixels(seen.spx, mask, logodds, num_segments=capacity)
-  pools = device_rules.mode_pools(seen.spx, seen.preseg, capacity, num_cls)
+  pools = pools_jax.mode_pools(seen.spx, seen.preseg, capacity, num_cls)
   memory = jax_memory.add_entries(
     carry.memory, seen.features, jnp.where(confident, pools, 0), settings.kmeans_iterations
   )

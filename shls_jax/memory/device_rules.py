@@ -1,6 +1,6 @@
 """The frame rules of `frame_rules` traced in JAX, for fast mode's one-step frames on the device:
-pre-segmentation cleaning, ROIs, full-frame attention maps, superpixel pools and the confident
-superpixels (the last two are `training_memory`'s).
+pre-segmentation cleaning, ROIs and full-frame attention maps (the pools are
+`superpixels.pools_jax`'s and the confident superpixels `training_memory`'s).
 
 Static shapes: C classes (background included) and N superpixel slots per call; superpixel maps
 are [H, W] int32 labelled 1..n <= N.
@@ -108,14 +108,3 @@ def attention(spx: jax.Array, knn_scores: jax.Array, cent_scores: jax.Array) -> 
   valid = jnp.ones((knn_scores.shape[1],), bool)
   table = training_memory.attention_table(knn_scores, cent_scores, valid)
   return jnp.moveaxis(training_memory.pixel_map(table, spx), 2, 0)
-
-
-def mode_pools(spx: jax.Array, classes: jax.Array, num_segments: int, num_cls: int) -> jax.Array:
-  """Traced `pools.mode_pools`: [N] int32 most frequent class (0..C) of each superpixel slot,
-  ties to the smaller class; slots without pixels get 0."""
-  counts = jax.ops.segment_sum(
-    jax.nn.one_hot(classes.reshape(-1), num_cls + 1, dtype=jnp.int32),
-    spx.reshape(-1) - 1,
-    num_segments=num_segments,
-  )
-  return jnp.argmax(counts, axis=1).astype(jnp.int32)

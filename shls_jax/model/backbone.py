@@ -18,6 +18,8 @@ BN_EPS = 1e-5
 WEIGHT_GRADIENTS = ('xla', 'rows', 'auto')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 _weight_gradient = contextvars.ContextVar('conv_weight_gradient', default='xla')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+_compute_dtype = contextvars.ContextVar('compute_dtype', default=None)
 
 
 def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
@@ -52,6 +54,26 @@ def conv_weight_gradient(mode: str) -> Iterator[None]:
     yield
   finally:
     _weight_gradient.reset(token)
+
+
+@contextlib.contextmanager
+def compute_dtype(name: str) -> Iterator[None]:
+  """Within this context, `conv2d` layers and the dense layers of the heads built (traced)
+  compute in `name` ('float32' or 'bfloat16'): their inputs and kernels are cast to it and so are
+  their outputs, while the parameters stay float32. BatchNorm statistics are taken in float32 in
+  either case (`BatchNorm`). 'float32' is the default and the reference."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'compute dtype must be one of {COMPUTE_DTYPES}, got {name!r}')
+  token = _compute_dtype.set(None if name == 'float32' else jnp.dtype(name))
+  try:
+    yield
+  finally:
+    _compute_dtype.reset(token)
+
+
+def layer_dtype() -> Optional[jnp.dtype]:
+  """The compute dtype of layers built now (`compute_dtype`); None: from their inputs."""
+  return _compute_dtype.get()
 
 
 def _kernel_gradient_rows(x, dy, kernel_shape, padding, precision):
@@ -152,6 +174,7 @@ def conv2d(
     kernel_init=torch_uniform(fan_in),
     bias_init=torch_uniform(fan_in),
     conv_general_dilated=_conv_with_row_gradient if rows else None,
+    dtype=layer_dtype(),
     name=name,
   )
 
@@ -166,7 +189,8 @@ class BatchNorm(nn.Module):
 
   Train mode normalises with the biased batch variance and updates `var` with the unbiased one
   (n / (n - 1)), `mean` with momentum 0.1, and counts `num_batches_tracked`; eval mode uses the
-  running statistics. Variables: params `scale`, `bias`; batch_stats `mean`, `var`,
+  running statistics. Statistics are taken in float32 (or wider) whatever the input's dtype, and
+  the output has the input's dtype. Variables: params `scale`, `bias`; batch_stats `mean`, `var`,
   `num_batches_tracked` (int32 scalar).
   """
 
@@ -181,15 +205,16 @@ class BatchNorm(nn.Module):
     if train:
       axes = tuple(range(x.ndim - 1))
       n = x.size // features
-      mean = jnp.mean(x, axis=axes)
-      var = jnp.mean(jnp.square(x - mean), axis=axes)
+      wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+      mean = jnp.mean(wide, axis=axes)
+      var = jnp.mean(jnp.square(wide - mean), axis=axes)
       if not self.is_initializing():
         ra_mean.value = running_update(ra_mean.value, mean)
         ra_var.value = running_update(ra_var.value, var * (n / max(n - 1, 1)))
         count.value = count.value + 1
     else:
       mean, var = ra_mean.value, ra_var.value
-    return (x - mean) * (jax.lax.rsqrt(var + BN_EPS) * scale) + bias
+    return ((x - mean) * (jax.lax.rsqrt(var + BN_EPS) * scale) + bias).astype(x.dtype)
 
 
 class ConvBN(nn.Module):

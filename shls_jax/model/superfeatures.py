@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shls_jax.model.backbone import BN_EPS, BN_MOMENTUM, conv2d, torch_uniform
+from shls_jax.model.backbone import BN_EPS, BN_MOMENTUM, conv2d, layer_dtype, torch_uniform
 
 SF_CHANNELS = 32
 
@@ -53,9 +53,11 @@ def segment_means(
 ) -> Tuple[jax.Array, jax.Array]:
   """Per-superpixel means of `features` [B, H, W, C] over the labels of `spx` [B, H, W].
 
-  Returns (means [B, num_segments, C] float32, counts [B, num_segments] int32); the mean of a
-  label without pixels is 0.
+  Returns (means [B, num_segments, C] float32, or the features' dtype when wider; counts
+  [B, num_segments] int32); the mean of a label without pixels is 0. The sums are taken in that
+  dtype even for bfloat16 features.
   """
+  features = features.astype(jnp.promote_types(features.dtype, jnp.float32))
   sums = _segment_sums(features, spx, num_segments)
   counts = _segment_sums(jnp.ones(spx.shape + (1,), jnp.int32), spx, num_segments)[..., 0]
   means = sums / jnp.maximum(counts, 1).astype(features.dtype)[..., None]
@@ -103,11 +105,13 @@ class SuperpixelBatchNorm(nn.Module):
   Eval: one scalar running mean/var for everything. Train: each superpixel is normalised across
   its F values (biased variance), and the running statistics take one momentum-0.1 step per
   valid superpixel in flat (image, label) order with the unbiased variance of its F values.
-  Variables match `backbone.BatchNorm` with one channel.
+  Variables match `backbone.BatchNorm` with one channel. Computes and returns float32 (or the
+  input's dtype when wider).
   """
 
   @nn.compact
   def __call__(self, x: jax.Array, valid: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     scale = self.param('scale', nn.initializers.ones, (1,))
     bias = self.param('bias', nn.initializers.zeros, (1,))
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (1,), jnp.float32)
@@ -138,7 +142,11 @@ class SuperfeatureHead(nn.Module):
   def __call__(self, means: jax.Array, valid: jax.Array, train: bool) -> jax.Array:
     fan_in = means.shape[-1]
     x = nn.Dense(
-      self.features, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name='0'
+      self.features,
+      kernel_init=torch_uniform(fan_in),
+      bias_init=torch_uniform(fan_in),
+      dtype=layer_dtype(),
+      name='0',
     )(means)
     x = nn.relu(SuperpixelBatchNorm(name='1')(x, valid, train))
     return jnp.where(valid[..., None], x, 0.0)

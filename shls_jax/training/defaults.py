@@ -34,4 +34,11 @@ def get_config() -> ml_collections.ConfigDict:
   # of 25.0 s per 256x256 step, README "Benchmarks") or 'auto' ('rows' on CPU, 'xla'
   # elsewhere, where it is unmeasured). The reference step mode always uses 'xla'.
   config.conv_weight_gradient = 'auto'
+  # How the step spans the devices: 'pmap' (the design's step) or 'jit' (the same step jitted
+  # over a Mesh of every device, the batch split with NamedSharding; `sharded_train_step`).
+  config.parallel = 'pmap'
+  # Compute dtype of the convolutions and dense layers: 'float32' (the reference) or 'bfloat16'
+  # (`backbone.compute_dtype`: parameters, optimiser state, BatchNorm statistics, superpixel
+  # pooling and the losses stay float32).
+  config.dtype = 'float32'
   return config

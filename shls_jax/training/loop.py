@@ -1,7 +1,7 @@
 """SHLS training loop: `train_and_evaluate(config, workdir)`.
 
-Trains on pseudo-sequences of still images (`input_pipeline`), one pmap-ed `train_step` per
-step over the local devices (or, with `config.step_mode = 'reference'`, the exact batch-1
+Trains on pseudo-sequences of still images (`input_pipeline`), one `train_step` per step over
+every device, pmap-ed or, with `config.step.parallel = 'jit'`, jitted over a mesh (or, with `config.step_mode = 'reference'`, the exact batch-1
 reference iteration of `reference_step` on one device), and writes under `workdir`:
 
   checkpoints/  orbax CheckpointManager of the latest `config.keep_checkpoints` train states,
@@ -56,12 +56,13 @@ from tqdm import tqdm
 
 from shls_jax import checkpoints, renamed_settings
 from shls_jax.checkpoints import torch_interop
-from shls_jax.data import input_pipeline, pseudo_masks, stills
+from shls_jax.data import input_pipeline, pseudo_masks, step_inputs, stills
 from shls_jax.evaluation import evaluator as evaluator_lib
 from shls_jax.training import curves, optimizer, reference_step
 from shls_jax.training import train_step as train_step_lib
 
 STEP_MODES = ('pmap', 'reference')
+PARALLEL = ('pmap', 'jit')
 BEST_METRIC = 'J&F-Mean'
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
@@ -167,11 +168,12 @@ def open_batches(
 
 
 @functools.lru_cache(maxsize=4)
-def pmapped_train_step(step_config_json: str):
-  """`train_step` pmap-ed over 'batch' with the state donated, once per step config (JSON)."""
+def pmapped_train_step(step_config_json: str, inputs: Optional[step_inputs.Settings] = None):
+  """`train_step` pmap-ed over 'batch' with the state donated, once per step config (JSON) and
+  in-step superpixel settings."""
   step_config = ml_collections.ConfigDict(json.loads(step_config_json))
   return jax.pmap(
-    functools.partial(train_step_lib.train_step, config=step_config),
+    functools.partial(train_step_lib.train_step, config=step_config, inputs=inputs),
     axis_name='batch',
     donate_argnums=(0,),
   )
@@ -198,12 +200,18 @@ def _reference_train_step(state, batch, *, config):
 _apply_gradients = jax.jit(train_step_lib.apply_gradients)
 
 
+def _local(x):
+  """Numpy value of a (replicated) array as this process holds it."""
+  return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
+
+
 def host_state(state, replicated: bool):
-  """Numpy copy of the train state (of the first local replica when `replicated`)."""
+  """Numpy copy of the train state (of the first local replica when `replicated`, i.e. with
+  pmap's leading device axis)."""
   if replicated:
     # A local shard of a pmap-ed array keeps the device axis, of size 1.
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], state)
-  return jax.device_get(state)
+    return jax.tree.map(lambda x: _local(x)[0], state)
+  return jax.tree.map(_local, state)
 
 
 def _checkpoint_managers(workdir: Path, config: ml_collections.ConfigDict):
@@ -224,6 +232,14 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   renamed_settings.check_config(config)
   if config.step_mode not in STEP_MODES:
     raise ValueError(f'config.step_mode must be one of {STEP_MODES}, got {config.step_mode!r}')
+  if config.step.parallel not in PARALLEL:
+    raise ValueError(
+      f'config.step.parallel must be one of {PARALLEL}, got {config.step.parallel!r}'
+    )
+  if config.step_mode == 'reference' and config.data.superpixels_in_step:
+    raise ValueError(
+      "step_mode 'reference' takes the host's superpixels: set data.superpixels_in_step=False"
+    )
   if config.step_mode == 'reference' and (
     config.batch_size_per_device != 1 or jax.process_count() != 1
   ):
@@ -302,13 +318,20 @@ def restore_or_init(config: ml_collections.ConfigDict, manager: ocp.CheckpointMa
 
 
 def step_function(config: ml_collections.ConfigDict, state):
-  """(step function, state on the devices, local devices fed per step) of `config.step_mode`."""
-  if config.step_mode == 'pmap':
-    # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
-    # the step's own outputs) share one compilation.
-    state = jax_utils.replicate(state, axis_name='batch')
-    return pmapped_train_step(config.step.to_json()), state, jax.local_device_count()
-  return functools.partial(_reference_train_step, config=config), state, 1
+  """(step function, state on the devices, local devices fed per step) of `config.step_mode`
+  and `config.step.parallel`; the step function takes the pipeline's numpy batches."""
+  if config.step_mode == 'reference':
+    return functools.partial(_reference_train_step, config=config), state, 1
+  inputs = step_inputs.settings(config.data)
+  if config.step.parallel == 'jit':
+    mesh = train_step_lib.batch_mesh()
+    jitted = train_step_lib.sharded_train_step(config.step, mesh, inputs)
+    step = lambda state, batch: jitted(state, train_step_lib.place_batch(batch, mesh))
+    return step, train_step_lib.place_state(state, mesh), jax.local_device_count()
+  # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
+  # the step's own outputs) share one compilation.
+  state = jax_utils.replicate(state, axis_name='batch')
+  return pmapped_train_step(config.step.to_json(), inputs), state, jax.local_device_count()
 
 
 class Validation:
@@ -366,7 +389,7 @@ class Validation:
 
 def mean_scalars(pending: list, replicated: bool) -> Dict[str, float]:
   """Means over the steps of `pending` (per-step metric dicts of device arrays)."""
-  fetched = jax.device_get(pending)
+  fetched = jax.tree.map(_local, pending)
   if replicated:
     fetched = [{k: v[0] for k, v in m.items()} for m in fetched]
   return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
@@ -396,11 +419,13 @@ def train_and_evaluate(
   latest_manager, best_manager = _checkpoint_managers(workdir, config)
   state = restore_or_init(config, latest_manager)
   step = int(state.step)
-  replicated = config.step_mode == 'pmap'
+  replicated = config.step_mode == 'pmap' and config.step.parallel == 'pmap'
   step_fn, state, local_devices = step_function(config, state)
   writer = create_writer(workdir)
   lr = optimizer.learning_rate(config.step)
-  sequences_per_step = config.batch_size_per_device * (jax.device_count() if replicated else 1)
+  sequences_per_step = config.batch_size_per_device * (
+    jax.device_count() if config.step_mode == 'pmap' else 1
+  )
   logging.info(
     'Training steps %d..%d, %d sequence(s) per step, lr %g, mode %s',
     step,

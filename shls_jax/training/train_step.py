@@ -1,5 +1,5 @@
 """The static-shape SHLS training step: train state, optimiser with frozen module groups, losses
-and one pure `train_step` for `jax.pmap`.
+and one pure `train_step`, for `jax.pmap` or jitted over a mesh (`sharded_train_step`).
 
 One step on a batch of T-frame pseudo-sequences (per device: image [B, T, H, W, 3] float32
 normalised; spx [B, T, H, W] int32, frame 0 merged with its labels; label [B, T, H, W] int32,
@@ -37,9 +37,12 @@ import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from shls_jax.crops import object_crops, static_crops
+from shls_jax.data import step_inputs
 from shls_jax.memory import training_memory
 from shls_jax.model import backbone, decoder, shls
 from shls_jax.model.backbone import BN_MOMENTUM
@@ -82,6 +85,8 @@ def _check_config(config) -> None:
     raise ValueError(
       f'config.ntxent_mode must be one of {losses.NTXENT_MODES}, got {config.ntxent_mode!r}'
     )
+  if config.get('dtype', 'float32') not in backbone.COMPUTE_DTYPES:
+    raise ValueError(f'config.dtype must be one of {backbone.COMPUTE_DTYPES}, got {config.dtype!r}')
   if config.conv_weight_gradient not in backbone.WEIGHT_GRADIENTS:
     raise ValueError(
       f'config.conv_weight_gradient must be one of {backbone.WEIGHT_GRADIENTS}, '
@@ -161,7 +166,9 @@ def _decode_objects(params, batch_stats, inputs: object_crops.ObjectInputs, trai
   """Decoder on every object's static inputs (leading axis K) -> (logits [K, h, w, 2], the
   batch_stats each object's call would leave, leading axis K)."""
   variables = {'params': params, 'batch_stats': batch_stats}
-  return jax.vmap(lambda x: shls.decode_object(variables, x, train=train))(inputs)
+  logits, stats = jax.vmap(lambda x: shls.decode_object(variables, x, train=train))(inputs)
+  # The CE and the aggregation take float32 logits whatever the layers computed in.
+  return logits.astype(jnp.float32), stats
 
 
 def _sequence_ce(params, batch_stats, sample, *, config):
@@ -358,7 +365,10 @@ def compute_gradients(
     (grads, new batch_stats, metrics dict of scalars: loss, ntxent, ce).
   """
   grad_fn = jax.grad(functools.partial(_loss_fn, config=config), has_aux=True)
-  with backbone.conv_weight_gradient(config.conv_weight_gradient):
+  with (
+    backbone.conv_weight_gradient(config.conv_weight_gradient),
+    backbone.compute_dtype(config.get('dtype', 'float32')),
+  ):
     grads, (new_stats, metrics) = grad_fn(params, batch_stats, batch, rng)
   return grads, new_stats, metrics
 
@@ -386,18 +396,80 @@ def _pmean_float(x: jax.Array) -> jax.Array:
 
 
 def train_step(
-  state: TrainState, batch: Dict[str, jax.Array], *, config: ml_collections.ConfigDict
+  state: TrainState,
+  batch: Dict[str, jax.Array],
+  *,
+  config: ml_collections.ConfigDict,
+  inputs: Optional[step_inputs.Settings] = None,
 ) -> Tuple[TrainState, Dict[str, jax.Array]]:
-  """One optimisation step; pmap it with axis_name='batch' (see the module docstring).
+  """One optimisation step over the 'batch' axis: pmap it with that axis name, or run it under
+  `sharded_train_step` (see the module docstring).
+
+  With `inputs` the batch holds frames and labels only and the step computes the superpixels
+  first (`step_inputs.complete`).
 
   Randomness: fold_in(state.rng, state.step), then fold_in(axis_index('batch')).
   Returns (new state, metrics averaged over devices: loss, ntxent, ce, grad_norm, param_norm,
-  update_norm).
+  update_norm, and with `inputs` spx_overflow).
   """
   _check_config(config)
   rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index('batch'))
+  extra = {}
+  if inputs is not None:
+    batch, extra['spx_overflow'] = step_inputs.complete(batch, inputs)
   grads, batch_stats, metrics = compute_gradients(
     state.params, state.batch_stats, batch, rng, config=config
   )
+  metrics = dict(metrics, **extra)
   grads, batch_stats, metrics = jax.tree.map(_pmean_float, (grads, batch_stats, metrics))
   return apply_gradients(state, grads, batch_stats, metrics)
+
+
+def batch_mesh() -> Mesh:
+  """A one-axis mesh named 'batch' over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ('batch',))
+
+
+def sharded_train_step(
+  config: ml_collections.ConfigDict, mesh: Mesh, inputs: Optional[step_inputs.Settings] = None
+):
+  """`train_step` jitted over `mesh`: the state replicated, the batch split on its leading axis.
+
+  Each device runs the pmap step's body on its slice (`jax.shard_map`), so the loss, gradients
+  and BatchNorm statistics are those of the pmap step with the same devices; the state is
+  donated.
+
+  Returns:
+    step(state placed by `place_state`, batch from `place_batch`) -> (state, metrics).
+  """
+  body = functools.partial(train_step, config=config, inputs=inputs)
+  replicated = PartitionSpec()
+  mapped = jax.shard_map(
+    body,
+    mesh=mesh,
+    in_specs=(replicated, PartitionSpec('batch')),
+    out_specs=(replicated, replicated),
+    check_vma=False,
+  )
+  return jax.jit(mapped, donate_argnums=(0,))
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+  """The (host, unreplicated) state copied onto every device of `mesh`; every process passes
+  the same state."""
+  return jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+
+
+def place_batch(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
+  """A process's pipeline batch ([local devices, B, ...]) as one global batch split over `mesh`.
+
+  The local devices' slices are concatenated along the leading axis ([local devices x B, ...])
+  and `jax.make_array_from_process_local_data` assembles the processes' parts.
+  """
+  sharding = NamedSharding(mesh, PartitionSpec('batch'))
+
+  def place(x):
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(sharding, x.reshape((-1,) + x.shape[2:]))
+
+  return jax.tree.map(place, batch)
