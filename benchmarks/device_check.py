@@ -25,7 +25,9 @@ Prints one table (and writes it as Markdown to --out):
   480x854 clip, JAX SLIC, one object): host ms the device waits for, device ms, copies and
   compilations per steady frame, GFLOP, and the frames/s each H200 limit allows;
 * training steps/s and sequences/s of the pmapped step at 256x256, T = 3, for per-device batch
-  1, 4 and 16 on synthetic batches (no tf.data), with the peak device memory.
+  1, 4 and 16 on synthetic batches (no tf.data), with the peak device memory; at batch 4 the
+  jit step, bf16 compute and superpixels computed in the step beside it; and the real loop
+  against the step alone (`benchmarks/train_loop.py`) where TensorFlow is installed.
 
 `--smoke` runs every row at toy sizes (64x64 frames, a generated 4-frame video, batch 1) so that
 the test suite proves the script runs; its numbers mean nothing.
@@ -46,7 +48,8 @@ from absl import app, flags
 
 from shls_jax import superpixels
 from shls_jax.crops import object_crops
-from shls_jax.data import davis
+from shls_jax.data import davis, step_inputs
+from shls_jax.data import defaults as data_defaults
 from shls_jax.inference import defaults as inference_defaults
 from shls_jax.inference.engine import Propagator
 from shls_jax.model import shls
@@ -56,6 +59,7 @@ from shls_jax.training import train_step as ts
 # isort: split
 # The benchmarks beside this script (a script's folder is on sys.path).
 import frame_budget
+import train_loop
 import train_step as step_benchmark
 
 from shls_jax.io import masks as mask_io
@@ -304,6 +308,26 @@ def training(table: Table, accelerator, smoke: bool, steps: int) -> None:
     )
     note = f'sequences/s {sequences:.3g}, warm-up {warmup:.1f} s, peak {_peak_memory(accelerator)}'
     table.add('training', f'pmap step {label}, T=3, batch/device {per_device}', rate, note)
+  # The step's other kinds at one batch size, beside the pmap row of the same size.
+  per_device = batches[-1] if smoke else 4
+  data = data_defaults.get_config()
+  if smoke:
+    data.slic_segments, data.superpixel_capacity = 40, shape['capacity']
+  data.object_capacity, data.superpixels_in_step = config.object_capacity, True
+  bf16 = config.copy_and_resolve_references()
+  bf16.dtype = 'bfloat16'
+  kinds = (
+    ('jit step (Mesh, NamedSharding)', config, dict(parallel='jit')),
+    ('pmap step, bfloat16 compute', bf16, {}),
+    ('pmap step, superpixels in the step', config, dict(inputs=step_inputs.settings(data))),
+  )
+  for name, kind_config, options in kinds:
+    warmup, rate, sequences = step_benchmark.measure(
+      per_device, steps, kind_config, kind_config.object_capacity, **options, **shape
+    )
+    note = f'sequences/s {sequences:.3g}, warm-up {warmup:.1f} s, peak {_peak_memory(accelerator)}'
+    table.add('training', f'{name} {label}, batch/device {per_device}', rate, note)
+  table.add('training', 'loop against step alone', train_loop.device_row(smoke))
 
 
 def main(argv):

@@ -21,7 +21,7 @@ Each stage's GFLOP/s (XLA's cost analysis over the measured time) stands next to
 matrix-multiply rate of this machine measured in the same run.
 
   .venv/bin/python benchmarks/train_step.py [--steps=3] [--batch_sizes=1,2] [--profile]
-      [--objects=3] [--config=crop_size=96,96 ...]
+      [--objects=3] [--parallel=pmap|jit] [--config=crop_size=96,96 --config=dtype=bfloat16 ...]
 """
 
 import functools
@@ -34,6 +34,7 @@ import numpy as np
 from absl import app, flags
 
 from shls_jax.crops import object_crops, static_crops
+from shls_jax.data import step_inputs
 from shls_jax.memory import training_memory
 from shls_jax.model import backbone, shls
 from shls_jax.training import defaults as step_defaults
@@ -48,6 +49,7 @@ if __name__ == '__main__':
   flags.DEFINE_list('batch_sizes', ['1', '2'], 'per-device batch sizes')
   flags.DEFINE_integer('objects', 3, 'real objects per sequence')
   flags.DEFINE_bool('profile', False, 'per-stage profile at batch 1')
+  flags.DEFINE_enum('parallel', 'pmap', ['pmap', 'jit'], 'the step kind timed (step.parallel)')
   flags.DEFINE_multi_string(
     'config',
     [],
@@ -98,16 +100,46 @@ def synthetic_batch(
   )
 
 
+def frames_batch(batch: dict, seed: int = 0) -> dict:
+  """`synthetic_batch` as the pipeline ships it with superpixels computed in the step: uint8
+  frames (each class a flat colour plus noise) and labels, no superpixels."""
+  rng = np.random.default_rng(seed)
+  colours = rng.integers(0, 256, (int(batch['label'].max()) + 1, 3))
+  noise = rng.integers(-12, 13, batch['label'].shape + (3,))
+  frames = np.clip(colours[batch['label']] + noise, 0, 255).astype(np.uint8)
+  keep = ('label', 'num_cls')
+  return {'frames': frames, **{k: batch[k] for k in keep}}
+
+
 def measure(
-  per_device: int, steps: int, config, objects: int, **batch_shape
+  per_device: int,
+  steps: int,
+  config,
+  objects: int,
+  *,
+  parallel: str = 'pmap',
+  inputs: step_inputs.Settings | None = None,
+  **batch_shape,
 ) -> tuple[float, float, float]:
-  """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size;
-  `batch_shape`: `synthetic_batch`'s size, capacity, grid and box."""
+  """(compile + first step seconds, steps/s, sequences/s) for one per-device batch size, the
+  batch ready on the devices; `parallel`: 'pmap' or 'jit' (`ts.sharded_train_step`); `inputs`:
+  superpixels computed in the step from uint8 frames (`frames_batch`); `batch_shape`:
+  `synthetic_batch`'s size, capacity, grid and box."""
   batch = synthetic_batch(per_device, objects, **batch_shape)
-  state = ts.replicate(ts.create_train_state(jax.random.PRNGKey(0), config))
-  step = jax.pmap(
-    functools.partial(ts.train_step, config=config), axis_name='batch', donate_argnums=(0,)
-  )
+  if inputs is not None:
+    batch = frames_batch(batch)
+  state = ts.create_train_state(jax.random.PRNGKey(0), config)
+  if parallel == 'jit':
+    mesh = ts.batch_mesh()
+    step = ts.sharded_train_step(config, mesh, inputs)
+    state, batch = ts.place_state(state, mesh), ts.place_batch(batch, mesh)
+  else:
+    step = jax.pmap(
+      functools.partial(ts.train_step, config=config, inputs=inputs),
+      axis_name='batch',
+      donate_argnums=(0,),
+    )
+    state, batch = ts.replicate(state), jax.pmap(lambda x: x)(batch)
   start = time.perf_counter()
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
@@ -332,12 +364,15 @@ def main(argv):
     f'{jax.local_device_count()} x {jax.devices()[0].device_kind}, {SIZE}x{SIZE}, '
     f'T={FRAMES}, capacity {CAPACITY}, {objects} objects in {config.object_capacity} slots, '
     f'crop {tuple(config.crop_size)}, k-means iterations {config.kmeans_iterations}, '
-    f'conv weight gradient {config.conv_weight_gradient!r}'
+    f'conv weight gradient {config.conv_weight_gradient!r}, {FLAGS.parallel} step, '
+    f'{config.dtype} compute'
   )
   print(f'{"batch/device":>12} {"warm-up s":>10} {"steps/s":>9} {"sequences/s":>12}')
   rates = {}
   for per_device in (int(b) for b in FLAGS.batch_sizes if b):
-    warmup, rates[per_device], sequences = measure(per_device, steps, config, objects)
+    warmup, rates[per_device], sequences = measure(
+      per_device, steps, config, objects, parallel=FLAGS.parallel
+    )
     print(f'{per_device:>12} {warmup:>10.1f} {rates[per_device]:>9.4f} {sequences:>12.4f}')
   if FLAGS.profile:
     timer = Timer(steps)

@@ -16,7 +16,7 @@ def test_device_check_smoke(tmp_path):
     env=dict(os.environ, JAX_PLATFORMS='cpu'),
     capture_output=True,
     text=True,
-    timeout=600,
+    timeout=1500,
   )
   assert done.returncode == 0, done.stderr[-3000:]
   table = out.read_text()
@@ -27,6 +27,10 @@ def test_device_check_smoke(tmp_path):
     'fast, device memory, engine',
     'exact, device memory, end to end',
     'pmap step 64x64 (smoke), T=3, batch/device 1',
+    'jit step (Mesh, NamedSharding) 64x64 (smoke)',
+    'pmap step, bfloat16 compute 64x64 (smoke)',
+    'pmap step, superpixels in the step 64x64 (smoke)',
+    'loop against step alone',
   ):
     assert item in table, item
   # On the CPU both sides of the comparison are the same backend: zero error.

@@ -174,7 +174,7 @@ def create_split(
   process_count: int | None = None,
   num_epochs: int | None = None,
   num_parallel_calls: int = tf.data.AUTOTUNE,
-  prefetch: int = 2,
+  prefetch: int = tf.data.AUTOTUNE,
 ) -> 'Batches':
   """Iterator over training batches of pseudo-sequences.
 
@@ -189,7 +189,7 @@ def create_split(
       `jax.process_count()`); process p reads images p, p + count, p + 2 count, ...
     num_epochs: passes over the shard; None repeats forever.
     num_parallel_calls: sequences generated concurrently.
-    prefetch: batches prepared ahead.
+    prefetch: batches prepared ahead (default: tf.data's autotuning).
 
   Returns:
     Iterator of numpy batches (see the module docstring); incomplete batches are dropped.

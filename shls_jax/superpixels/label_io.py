@@ -25,9 +25,15 @@ def dense_labels(labels: np.ndarray) -> np.ndarray:
     raise ValueError(f'a label map must be a 2-D integer array, got {labels.dtype} {labels.shape}')
   if labels.size == 0:
     raise ValueError(f'a label map must not be empty, got shape {labels.shape}')
-  values, inverse = np.unique(labels, return_inverse=True)
-  if values[0] == 1 and values[-1] == len(values):
-    return labels.astype(np.int32, copy=False)
+  low, high = int(labels.min()), int(labels.max())
+  if high - low < 4 * labels.size:
+    # Compact ranges (every superpixel map): a table of the present values renumbers them in
+    # order, as np.unique's inverse would, without sorting every pixel.
+    present = np.bincount((labels - low).ravel()) > 0
+    if low == 1 and present.all():
+      return labels.astype(np.int32, copy=False)
+    return np.cumsum(present).astype(np.int32)[labels - low]
+  _, inverse = np.unique(labels, return_inverse=True)
   return (inverse.reshape(labels.shape) + 1).astype(np.int32)
 
 

@@ -37,6 +37,7 @@ schedule, checkpoint managers, validation, export) read top to bottom; `train_an
 itself is a short sequence of the named steps above it.
 """
 
+import collections
 import functools
 import json
 import os
@@ -318,20 +319,56 @@ def restore_or_init(config: ml_collections.ConfigDict, manager: ocp.CheckpointMa
 
 
 def step_function(config: ml_collections.ConfigDict, state):
-  """(step function, state on the devices, local devices fed per step) of `config.step_mode`
-  and `config.step.parallel`; the step function takes the pipeline's numpy batches."""
+  """(step function, state on the devices, local devices fed per step, batch placement) of
+  `config.step_mode` and `config.step.parallel`: the step takes batches as the placement
+  returns them from the pipeline's numpy batches."""
   if config.step_mode == 'reference':
-    return functools.partial(_reference_train_step, config=config), state, 1
+    return functools.partial(_reference_train_step, config=config), state, 1, lambda b: b
   inputs = step_inputs.settings(config.data)
   if config.step.parallel == 'jit':
     mesh = train_step_lib.batch_mesh()
-    jitted = train_step_lib.sharded_train_step(config.step, mesh, inputs)
-    step = lambda state, batch: jitted(state, train_step_lib.place_batch(batch, mesh))
-    return step, train_step_lib.place_state(state, mesh), jax.local_device_count()
+    step = train_step_lib.sharded_train_step(config.step, mesh, inputs)
+    place = functools.partial(train_step_lib.place_batch, mesh=mesh)
+    return step, train_step_lib.place_state(state, mesh), jax.local_device_count(), place
   # Replicated over a mesh axis named as pmap's, so that the first call and later ones (on
   # the step's own outputs) share one compilation.
   state = jax_utils.replicate(state, axis_name='batch')
-  return pmapped_train_step(config.step.to_json(), inputs), state, jax.local_device_count()
+  step = pmapped_train_step(config.step.to_json(), inputs)
+  return step, state, jax.local_device_count(), _place_on_local_devices
+
+
+# A [local devices, ...] batch split over the local devices as pmap splits its inputs (dispatched
+# asynchronously, as `jax.device_put`).
+_place_on_local_devices = jax.pmap(lambda batch: batch)
+
+
+class DevicePrefetch:
+  """The batches of a pipeline placed on the devices `size` steps ahead.
+
+  Placement is dispatched asynchronously, so a batch's copy runs while earlier steps compute
+  and the step never waits for one. `close` stops the pipeline and drops what was placed ahead.
+  """
+
+  def __init__(self, batches: input_pipeline.Batches, place, size: int = 2):
+    self._batches, self._place, self._size = batches, place, size
+    self._ahead = collections.deque()
+
+  def __iter__(self) -> 'DevicePrefetch':
+    return self
+
+  def __next__(self):
+    while len(self._ahead) < self._size:
+      try:
+        self._ahead.append(self._place(next(self._batches)))
+      except StopIteration:
+        break
+    if not self._ahead:
+      raise StopIteration
+    return self._ahead.popleft()
+
+  def close(self) -> None:
+    self._batches.close()
+    self._ahead.clear()
 
 
 class Validation:
@@ -420,7 +457,7 @@ def train_and_evaluate(
   state = restore_or_init(config, latest_manager)
   step = int(state.step)
   replicated = config.step_mode == 'pmap' and config.step.parallel == 'pmap'
-  step_fn, state, local_devices = step_function(config, state)
+  step_fn, state, local_devices, place = step_function(config, state)
   writer = create_writer(workdir)
   lr = optimizer.learning_rate(config.step)
   sequences_per_step = config.batch_size_per_device * (
@@ -448,7 +485,7 @@ def train_and_evaluate(
       if batches is None or every(config.checkpoint_every_steps):
         if batches is not None:
           batches.close()
-        batches = open_batches(source, config, step, local_devices)
+        batches = DevicePrefetch(open_batches(source, config, step, local_devices), place)
       state, metrics = step_fn(state, next(batches))
       pending.append(metrics)
       step += 1
