@@ -21,6 +21,7 @@ wall seconds per step (compilation and validations included); writes `<workdir>/
 
 import ast
 import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +46,10 @@ if __name__ == '__main__':
   )
   flags.DEFINE_string('plot', 'step_modes', 'name of the PNG of the curves in --workdir')
   flags.mark_flag_as_required('workdir')
+
+
+# The config files import `configs.msra10k`, a folder of the repository, not of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def load_config(path: str, overrides):

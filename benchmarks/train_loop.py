@@ -9,8 +9,11 @@ For each size, on synthetic MSRA10K-like stills written as files (300x400, as MS
                 on the devices (compilation not timed);
   pipeline      seconds per batch of the tf.data pipeline alone, at the config's parallelism;
   loop          seconds per step of `train_and_evaluate` itself over the second half of
-                `--steps` (its own `steps_per_second` scalar): pipeline, placement, step,
-                logging, one checkpoint and the pipeline's restart after it.
+                `--steps` (its own `steps_per_second` scalar): pipeline, placement, step and
+                logging, in steady state;
+  checkpoint    seconds of one save of the final train state (orbax, as the loop saves) and
+                the same amortised per step over the config's `checkpoint_every_steps`; the
+                loop reopens the pipeline after each save, which costs the first batch's wait.
 
 Sizes: `real` is `configs/msra10k.py` (256x256 frames, T = 3, 300 SLIC segments, 128x128 crops);
 `small` is `configs/demo.py` (64x64 frames, 16x16 crops), where the step is fast enough on a
@@ -19,21 +22,20 @@ loop, and the loop's excess over that bound.
 """
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import app, flags
 
 from shls_jax.data import input_pipeline, step_inputs, stills, synthetic
 from shls_jax.training import loop
 
 # isort: split
-# The config files import `configs.msra10k`; the benchmark beside this script loads them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The benchmark beside this script (a script's folder is on sys.path): it loads config files.
 import step_modes
 
 FLAGS = flags.FLAGS
@@ -52,7 +54,7 @@ CONFIGS = {'small': 'demo.py', 'real': 'msra10k.py'}
 
 def size_config(size: str, stills_root: Path, steps: int, overrides: list[str]):
   """The config of `size` on the stills under `stills_root` with `overrides`, without validation,
-  checkpointing once in the timed half and logging at its two ends."""
+  checkpointing at the end and logging at the two ends of the timed half."""
   if size not in CONFIGS:
     raise app.UsageError(f'unknown size {size!r}: one of {", ".join(CONFIGS)}')
   config = step_modes.load_config(str(REPO / 'configs' / CONFIGS[size]), [])
@@ -62,7 +64,7 @@ def size_config(size: str, stills_root: Path, steps: int, overrides: list[str]):
   config.data.num_parallel_calls = min(config.data.num_parallel_calls, 2)
   config.num_train_steps = steps
   config.log_every_steps = steps // 2
-  config.checkpoint_every_steps = steps // 2
+  config.checkpoint_every_steps = steps
   config.eval_every_steps = 0
   config.eval_at_start = False
   config.eval.davis_root = ''
@@ -103,18 +105,27 @@ def pipeline_alone(config, source, batches: int) -> tuple[float, dict]:
   return elapsed, first
 
 
-def loop_steady(config, workdir: Path) -> float:
-  """Seconds per step of `train_and_evaluate` over its last logging interval."""
+def loop_steady(config, workdir: Path) -> tuple[float, float]:
+  """(seconds per step of `train_and_evaluate` over its last logging interval, seconds of one
+  checkpoint save of its final state)."""
   from tensorflow.compat.v1 import train as tf_train  # the loop's TensorBoard events
 
-  loop.train_and_evaluate(config, workdir)
+  final = loop.train_and_evaluate(config, workdir)
+  manager = ocp.CheckpointManager(
+    workdir / 'timed_save', options=ocp.CheckpointManagerOptions(create=True)
+  )
+  start = time.perf_counter()
+  manager.save(int(final.step), args=ocp.args.StandardSave(final))
+  manager.wait_until_finished()
+  saved = time.perf_counter() - start
+  manager.close()
   rates = {}
   for events in (workdir / loop.TENSORBOARD_DIR).glob('events.out.tfevents.*'):
     for event in tf_train.summary_iterator(str(events)):
       for value in event.summary.value:
         if value.tag == 'train/steps_per_second':
           rates[event.step] = float(np.frombuffer(value.tensor.tensor_content, np.float32)[0])
-  return 1.0 / rates[max(rates)]
+  return 1.0 / rates[max(rates)], saved
 
 
 def figures(size: str, steps: int, overrides: list[str], root: Path) -> dict:
@@ -123,10 +134,11 @@ def figures(size: str, steps: int, overrides: list[str], root: Path) -> dict:
   if not stills_root.exists():
     synthetic.write_stills(stills_root, num_images=32, size=STILL_SIZE, seed=0)
   config = size_config(size, stills_root, steps, overrides)
+  every = step_modes.load_config(str(REPO / 'configs' / CONFIGS[size]), []).checkpoint_every_steps
   source = stills.StillImageSet(stills.list_msra10k(str(stills_root)))
   pipeline, batch = pipeline_alone(config, source, max(2, steps // 2))
   step = step_alone(config, batch, max(2, steps // 4))
-  looped = loop_steady(config, root / f'workdir_{size}_{time.time_ns()}')
+  looped, checkpoint = loop_steady(config, root / f'workdir_{size}_{time.time_ns()}')
   bound = max(step, pipeline)
   return {
     'size': size,
@@ -139,20 +151,24 @@ def figures(size: str, steps: int, overrides: list[str], root: Path) -> dict:
     'bound': 'input' if pipeline > step else 'step',
     'loop_over_bound': looped / bound - 1.0,
     'loop_over_step': looped / step - 1.0,
+    'checkpoint_s': checkpoint,
+    'checkpoint_every_steps': every,
+    'checkpoint_s_per_step': checkpoint / every,
   }
 
 
 def _line(f: dict) -> str:
   return (
     f'{f["size"]:>5} {f["frames"]:>8} {f["step_s"]:>10.3f} {f["pipeline_s_per_batch"]:>12.3f} '
-    f'{f["loop_s"]:>8.3f} {100 * f["loop_over_step"]:>+10.1f}% {f["bound"]:>6}-bound, '
+    f'{f["loop_s"]:>8.3f} {100 * f["loop_over_step"]:>+10.1f}% {f["checkpoint_s"]:>8.2f} '
+    f'{f["checkpoint_s_per_step"]:>10.4f} {f["bound"]:>6}-bound, '
     f'loop {100 * f["loop_over_bound"]:+.1f}% over it'
   )
 
 
 HEADER = (
   f'{"size":>5} {"frames":>8} {"step s":>10} {"pipeline s":>12} {"loop s":>8} {"loop/step":>11} '
-  'verdict'
+  f'{"ckpt s":>8} {"ckpt s/step":>10} verdict'
 )
 
 

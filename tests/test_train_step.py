@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from shls_jax.memory import frame_rules, knn, rois, rules, training_memory
+from shls_jax.model import backbone, shls
 from shls_jax.training import defaults as step_defaults
 from shls_jax.training import losses, optimizer
 from shls_jax.training import train_step as ts
@@ -336,3 +337,12 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_float32_gradients():
   assert abs(float(metrics['loss']) / float(outs['float32'][2]['loss']) - 1) < 0.05
   with pytest.raises(ValueError, match='config.dtype'):
     ts.create_train_state(jax.random.PRNGKey(0), tiny_config(dtype='float16'))
+  # The layers compute in bf16; the superfeatures the losses and the memory take stay float32.
+  with backbone.compute_dtype('bfloat16'):
+    out, _ = shls.embed(
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      batch['image'][0],
+      batch['spx'][0],
+      num_segments=batch['pools'].shape[-1],
+    )
+  assert out['superfeatures'].dtype == jnp.float32

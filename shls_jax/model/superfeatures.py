@@ -155,13 +155,15 @@ class SuperfeatureHead(nn.Module):
 class HeadCombination(nn.Module):
   """Conv2d(2, 1, 1x1) (child '0') + ReLU over the two head outputs stacked as channels.
 
-  sf_l1, sf_l4: [B, S, F]. Returns [B, S, F].
+  sf_l1, sf_l4: [B, S, F]. Returns [B, S, F] in their dtype.
   """
 
   @nn.compact
   def __call__(self, sf_l1: jax.Array, sf_l4: jax.Array) -> jax.Array:
     x = jnp.stack([sf_l1, sf_l4], axis=-1)
-    return nn.relu(conv2d(1, 1, 2, name='0')(x))[..., 0]
+    # The heads' dtype (float32) whatever the layers compute in: superfeatures feed the losses
+    # and the memory.
+    return nn.relu(conv2d(1, 1, 2, name='0')(x))[..., 0].astype(x.dtype)
 
 
 def label_range_mask(spx: jax.Array, num_segments: int) -> jax.Array:
