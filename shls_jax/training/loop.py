@@ -1,8 +1,9 @@
 """SHLS training loop: `train_and_evaluate(config, workdir)`.
 
 Trains on pseudo-sequences of still images (`input_pipeline`), one `train_step` per step over
-every device, pmap-ed or, with `config.step.parallel = 'jit'`, jitted over a mesh (or, with `config.step_mode = 'reference'`, the exact batch-1
-reference iteration of `reference_step` on one device), and writes under `workdir`:
+every device, pmap-ed or, with `config.step.parallel = 'jit'`, jitted over a mesh (or, with
+`config.step_mode = 'reference'`, the exact batch-1 reference iteration of `reference_step` on
+one device), and writes under `workdir`:
 
   checkpoints/  orbax CheckpointManager of the latest `config.keep_checkpoints` train states,
                 saved every `checkpoint_every_steps` and at the end;
