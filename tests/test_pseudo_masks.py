@@ -7,15 +7,18 @@ import sys
 from pathlib import Path
 
 import cv2
+import jax
 import numpy as np
 import pytest
 
-from shls_jax.data import pseudo_masks, saliency, synthetic
+from shls_jax.data import pseudo_masks, saliency, self_training, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (60, 80)
 # Small maps: few superpixels, a few GrabCut rounds.
 FAST = {'n_segments': 40, 'iterations': 2}
+# A tiny network, two rounds of one epoch.
+FAST_SELF = {**FAST, 'size': 16, 'width': 4, 'rounds': 2, 'epochs': 1, 'batch_size': 2}
 
 
 @pytest.fixture(scope='module')
@@ -47,6 +50,10 @@ def test_methods_give_maps_in_unit_range_and_find_the_object():
   rng = np.random.default_rng(1)
   image, truth = synthetic.make_still(rng, 96, 128, soft=False)
   for method in saliency.METHODS:
+    if method in saliency.FOLDER_METHODS:
+      with pytest.raises(ValueError, match='learns over a folder'):
+        saliency.saliency_map(image, method)
+      continue
     soft = saliency.saliency_map(image, method)
     assert soft.shape == truth.shape and soft.dtype == np.float32
     assert 0 <= soft.min() and soft.max() <= 1
@@ -56,6 +63,36 @@ def test_methods_give_maps_in_unit_range_and_find_the_object():
   # The cut's soft map is exactly zero outside it (random binarisation keeps faint pixels).
   soft = saliency.saliency_map(image, 'saliency_cut')
   assert np.all((soft == 0) | (soft >= 0.5))
+
+
+def test_minimum_barrier_distance_is_zero_on_the_border_and_high_on_an_object():
+  image = np.full((60, 80, 3), 40, np.uint8)
+  image[20:40, 30:50] = 220
+  barrier = saliency.saliency_map(image, 'barrier', {'n_segments': 40})
+  assert barrier[:5].max() < 0.05 and barrier[25:35, 35:45].min() > 0.9
+
+
+def test_fusion_weights_choose_the_cues():
+  rng = np.random.default_rng(2)
+  image, _ = synthetic.make_still(rng, 60, 80, soft=False)
+  only_barrier = {
+    'w_connectivity': 0.0,
+    'w_global_contrast': 0.0,
+    'w_boundary_connectivity': 0.0,
+    'fusion': 'mean',
+  }
+  few = {'n_segments': 40}
+  fused = saliency.saliency_map(image, 'fused', {**few, **only_barrier, 'centre_power': 0.0})
+  barrier = saliency.saliency_map(image, 'barrier', few)
+  np.testing.assert_allclose(fused, barrier, atol=1e-6)
+  cut = saliency.saliency_map(image, 'fused_cut', FAST)
+  assert np.all((cut == 0) | (cut >= 0.5))
+
+
+def test_boolean_parameters_read_the_command_line():
+  assert saliency.parameters('self_trained', {'refine': 'false'})['refine'] is False
+  with pytest.raises(ValueError, match='expected a boolean'):
+    saliency.parameters('self_trained', {'refine': 'maybe'})
 
 
 def test_unknown_method_or_parameter_is_refused():
@@ -154,3 +191,80 @@ def test_training_runs_on_a_raw_image_folder(images, tmp_path):
   assert int(state.step) == 2
   cache = tmp_path / 'workdir' / loop.PSEUDO_MASK_DIR
   assert len(list(cache.glob('*/0-photos*/*.png'))) == 4
+
+
+def _tiny_folder_arrays():
+  rng = np.random.default_rng(3)
+  images, targets = [], []
+  for _ in range(4):
+    image, mask = synthetic.make_still(rng, 16, 16, soft=False)
+    images.append(image)
+    targets.append((mask > 0).astype(np.float32))
+  return np.stack(images), np.stack(targets)
+
+
+def test_self_training_resumes_where_it_stopped(tmp_path, monkeypatch):
+  images, targets = _tiny_folder_arrays()
+  p = saliency.parameters('self_trained', {**FAST_SELF, 'epochs': 2})
+  whole = self_training.fit(images, targets, tmp_path / 'whole', p, progress=False)
+  assert len(whole) == 2
+  saves = []
+  real_save = self_training._save
+
+  def interrupted(path, tree):
+    if len(saves) == 2:
+      raise KeyboardInterrupt
+    saves.append(path)
+    real_save(path, tree)
+
+  monkeypatch.setattr(self_training, '_save', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    self_training.fit(images, targets, tmp_path / 'resumed', p, progress=False)
+  monkeypatch.setattr(self_training, '_save', real_save)
+  resumed = self_training.fit(images, targets, tmp_path / 'resumed', p, progress=False)
+  for a, b in zip(jax.tree.leaves(whole[-1]), jax.tree.leaves(resumed[-1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_self_training_refuses_a_damaged_or_foreign_state(tmp_path):
+  images, targets = _tiny_folder_arrays()
+  p = saliency.parameters('self_trained', FAST_SELF)
+  self_training.fit(images, targets, tmp_path, p, progress=False)
+  with pytest.raises(ValueError, match='of 4 images, not 3: delete it'):
+    self_training.fit(images[:3], targets[:3], tmp_path, p, progress=False)
+  state = tmp_path / self_training.STATE_FILE
+  state.write_bytes(state.read_bytes()[:100])
+  with pytest.raises(ValueError, match='cannot read the self-training state'):
+    self_training.fit(images, targets, tmp_path, p, progress=False)
+  with pytest.raises(ValueError, match='need images'):
+    self_training.fit(images[..., :2], targets, tmp_path / 'other', p, progress=False)
+
+
+def test_tool_self_trains_over_the_folder_and_resumes(images, tmp_path):
+  params = [f'--param={k}={v}' for k, v in FAST_SELF.items()]
+  out = tmp_path / 'masks'
+  done = _tool('--images', images, '--out', out, '--method=self_trained', '--binary', *params)
+  assert done.returncode == 0, done.stderr
+  assert '4 masks computed, 0 kept' in done.stdout
+  for image in sorted(images.glob('*.jpg')):
+    mask = cv2.imread(str(out / f'{image.stem}.png'), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == SIZE and set(np.unique(mask)) <= {0, 255}
+  (runs,) = (out / pseudo_masks.SELF_TRAINING_DIR).iterdir()
+  assert (runs / 'round_2.msgpack').is_file() and len(list(runs.glob('targets/0/*.png'))) == 4
+  (out / 'photo1.png').unlink()
+  again = _tool('--images', images, '--out', out, '--method=self_trained', '--binary', *params)
+  assert again.returncode == 0 and '1 masks computed, 3 kept' in again.stdout
+
+
+def test_self_trained_cache_trains_one_network_over_every_folder(images, tmp_path):
+  second = tmp_path / 'more'
+  second.mkdir()
+  for path in sorted(images.glob('*.jpg'))[:2]:
+    (second / path.name).write_bytes(path.read_bytes())
+  samples = pseudo_masks.cached_samples(
+    [images, second], tmp_path / 'cache', 'self_trained', FAST_SELF, progress=False
+  )
+  assert len(samples) == 6 and all(s.mask_path.is_file() for s in samples)
+  key = pseudo_masks.cache_key('self_trained', FAST_SELF)
+  (run,) = (tmp_path / 'cache' / key / pseudo_masks.SELF_TRAINING_DIR).iterdir()
+  assert sorted(p.name for p in (run / 'targets').iterdir()) == ['0', '1']

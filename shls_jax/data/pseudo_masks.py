@@ -6,6 +6,10 @@ the same settings is resumed (images whose PNG exists are skipped); a folder mad
 holding other files, is written into only with `overwrite`, which also recomputes every mask.
 PNGs appear whole or not at all (written aside, then renamed).
 
+`self_trained` (a method of a whole folder) first writes the `fused_cut` masks of the images
+and self-trains a network on them (`fit_self_training`, `shls_jax.data.self_training`), its
+resumable state under `<out>/.self_training/`; the PNGs are then its predictions.
+
 Training on a folder of raw images (`config.data.layout = 'folder'`) caches its masks under
 `<workdir>/pseudo_masks/<cache_key>/`, keyed by the method and its full parameters: a changed
 method or parameter gets a new folder and recomputes, an unchanged one reuses.
@@ -23,10 +27,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shls_jax.data import saliency, stills
+from shls_jax.data import saliency, self_training, stills
 from shls_jax.io import frames as frame_io
 
 SETTINGS_FILE = 'pseudo_masks.json'
+# Where a folder method keeps its first targets and resumable training state.
+SELF_TRAINING_DIR = '.self_training'
 
 
 def list_images(folder) -> list[Path]:
@@ -76,18 +82,78 @@ def _check_folder(out: Path, wanted: dict, overwrite: bool) -> None:
     )
 
 
-def _write_one(image_path: Path, out: Path, method: str, params: dict, binary: bool) -> Path:
-  """Computes and writes the mask of one image; returns its path."""
+def _read_rgb(image_path: Path) -> np.ndarray:
   image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
   if image is None:
     raise ValueError(f'cannot read image {image_path} (missing, corrupt or not an image)')
-  soft = saliency.saliency_map(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), method, params)
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _save_mask(soft: np.ndarray, image_path: Path, out: Path, method: str, binary: bool) -> Path:
+  """Writes `<out>/<stem>.png` whole or not at all; returns its path."""
   values = saliency.binary_mask(soft, method) * 255 if binary else np.round(soft * 255)
   target = out / f'{image_path.stem}.png'
   partial = out / f'.{image_path.stem}.partial.png'
   cv2.imwrite(str(partial), values.astype(np.uint8))
   os.replace(partial, target)
   return target
+
+
+def _write_one(image_path: Path, out: Path, method: str, params: dict, binary: bool) -> Path:
+  """Computes and writes the mask of one image; returns its path."""
+  soft = saliency.saliency_map(_read_rgb(image_path), method, params)
+  return _save_mask(soft, image_path, out, method, binary)
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+  return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def fit_self_training(
+  groups: Sequence[Sequence[Path]], state_dir, params=None, *, workers: int = 1, progress=True
+) -> list:
+  """Self-trains the saliency network of `self_trained` over the images of `groups` (lists of
+  image paths, e.g. one per folder; `shls_jax.data.self_training`).
+
+  The first targets are the `fused_cut` masks of the images, written by `write_masks` under
+  `<state_dir>/<run>/targets/<group index>/`; `<run>` is a hash of the parameters and image
+  paths, so that other settings or images train afresh and the same resume.
+
+  Returns:
+    The network parameters after each round.
+  """
+  p = saliency.parameters('self_trained', params)
+  groups = [[Path(path) for path in group] for group in groups]
+  run = json.dumps([p, [[str(path) for path in group] for group in groups]], sort_keys=True)
+  state_dir = Path(state_dir) / hashlib.sha256(run.encode()).hexdigest()[:10]
+  first = {k: p[k] for k in saliency.DEFAULTS['fused_cut']}
+  size = int(p['size'])
+  images, targets = [], []
+  for i, group in enumerate(groups):
+    target_dir = state_dir / 'targets' / str(i)
+    write_masks(group, target_dir, 'fused_cut', first, workers=workers, progress=progress)
+    for path in group:
+      images.append(_square(_read_rgb(path), size))
+      targets.append(_square(stills.load_mask(target_dir / f'{path.stem}.png'), size))
+  return self_training.fit(np.stack(images), np.stack(targets), state_dir, p, progress=progress)
+
+
+def _write_predicted(
+  paths: Sequence[Path], out: Path, network, p: dict, binary: bool, bar: tqdm
+) -> None:
+  """Writes the masks of `self_trained` for `paths`: the network's map resized to each image,
+  cut by GrabCut where `p['refine']`."""
+  size = int(p['size'])
+  for start in range(0, len(paths), int(p['batch_size'])):
+    chunk = paths[start : start + int(p['batch_size'])]
+    images = [_read_rgb(path) for path in chunk]
+    maps = self_training.predict_all(network, np.stack([_square(x, size) for x in images]), p)
+    for path, image, soft in zip(chunk, images, maps):
+      soft = cv2.resize(soft, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+      if p['refine']:
+        soft = saliency.refine(image, soft, p)
+      _save_mask(soft, path, out, 'self_trained', binary)
+      bar.update()
 
 
 def write_masks(
@@ -100,6 +166,7 @@ def write_masks(
   workers: int = 1,
   overwrite: bool = False,
   progress: bool = True,
+  network=None,
 ) -> int:
   """Writes the pseudo-masks of `images` to `out` (see the module docstring).
 
@@ -111,6 +178,9 @@ def write_masks(
     workers: processes computing masks in parallel (1 = in this process).
     overwrite: replace whatever `out` holds and recompute every mask.
     progress: show a progress bar.
+    network: for `self_trained`, the parameters of a network already self-trained (by
+      `fit_self_training`); without it, one is trained over `images`, its state kept in
+      `<out>/.self_training/`.
 
   Returns:
     How many masks were computed (0 when the folder was complete).
@@ -126,9 +196,15 @@ def write_masks(
   (out / SETTINGS_FILE).write_text(json.dumps(wanted, indent=2) + '\n')
   todo = [p for p in images if overwrite or not (out / f'{p.stem}.png').is_file()]
   args = (out, method, wanted['params'], binary)
+  if todo and method in saliency.FOLDER_METHODS and network is None:
+    network = fit_self_training(
+      [images], out / SELF_TRAINING_DIR, wanted['params'], workers=workers, progress=progress
+    )[-1]
   bar = tqdm(total=len(todo), desc='pseudo-masks', unit='image', disable=not progress)
   try:
-    if workers <= 1:
+    if method in saliency.FOLDER_METHODS:
+      _write_predicted(todo, out, network, wanted['params'], binary, bar)
+    elif workers <= 1:
       for path in todo:
         _write_one(path, *args)
         bar.update()
@@ -161,13 +237,32 @@ def cached_samples(
 ) -> list[stills.StillSample]:
   """The images of `folders` with their pseudo-masks (soft, or 0/255 with `binary`), computed
   once under `<cache_root>/<cache_key>/<i>-<folder name>/` and reused by later runs of the same
-  settings; returns one `StillSample` per image, folder after folder."""
+  settings; returns one `StillSample` per image, folder after folder. A folder method
+  (`self_trained`) trains one network over all the folders, its state under
+  `<cache_root>/<cache_key>/.self_training/`."""
   key = cache_key(method, params, binary)
+  network = None
+  if method in saliency.FOLDER_METHODS:
+    # One network over the images of every folder.
+    network = fit_self_training(
+      [list_images(folder) for folder in folders],
+      Path(cache_root) / key / SELF_TRAINING_DIR,
+      params,
+      workers=workers,
+      progress=progress,
+    )[-1]
   samples = []
   for i, folder in enumerate(folders):
     out = Path(cache_root) / key / f'{i}-{Path(folder).name}'
     write_masks(
-      list_images(folder), out, method, params, binary=binary, workers=workers, progress=progress
+      list_images(folder),
+      out,
+      method,
+      params,
+      binary=binary,
+      workers=workers,
+      progress=progress,
+      network=network,
     )
     samples += stills.list_folder(folder, out)
   return samples

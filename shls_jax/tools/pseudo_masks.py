@@ -6,8 +6,11 @@ r"""Writes unsupervised pseudo-masks of a folder of images: one PNG per image, s
 A soft saliency map in 0..255 by default (training binarises pseudo-masks at random thresholds,
 so it wants soft maps), a 0/255 mask with `--binary` (`shls_jax.data.saliency.binary_mask`).
 Methods and parameters: `shls_jax.data.saliency`; none needs learned weights or a download.
-A run resumes a folder it made with the same settings; nothing else is overwritten without
-`--overwrite`. Errors (an unreadable image, a foreign folder) stop it with one line.
+`--method self_trained` learns a small network over the whole folder from its fused cues
+(`shls_jax.data.self_training`; a few minutes on a CPU for a few hundred images), resumable from
+`<out>/.self_training/`. A run resumes a folder it made with the same settings; nothing else is
+overwritten without `--overwrite`. Errors (an unreadable image, a foreign folder) stop it with
+one line.
 """
 
 import sys
