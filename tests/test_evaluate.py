@@ -392,3 +392,56 @@ def test_baseline_flag_scores_copying_the_first_mask_beside_the_model(tmp_path):
     mask_io.read_indexed_png(p) for p in sorted((results / 'baseline' / 'squares').glob('*'))
   ]
   assert all(np.array_equal(m, masks[0]) for m in masks)
+
+
+def test_report_is_one_self_contained_page_beside_the_baseline_and_a_compared_folder(tmp_path):
+  root = tmp_path / 'davis'
+  _write_synthetic_sequence(root, 'squares')
+  annotations = root / 'Annotations' / '480p'
+  perfect, copied = tmp_path / 'perfect', tmp_path / 'copied'
+  shutil.copytree(annotations, perfect)
+  first = mask_io.read_indexed_png(annotations / 'squares' / '00000.png')
+  for t in range(_TINY_FRAMES):
+    mask_io.write_mask(copied / 'squares' / f'{t:05d}.png', first)
+  common = ['--score_only', '--davis_root', root, '--sequences', 'squares', '--report']
+  done = _evaluate_cli(*common, '--results_dir', perfect, '--compare', copied)
+  assert done.returncode == 0, done.stderr[-3000:]
+  page = (perfect / 'report.html').read_text()
+  # Self-contained: no file or address is referred to, the thumbnails are data URIs.
+  assert 'src="http' not in page and 'href=' not in page
+  assert page.count('data:image/jpeg;base64,') == 3 * 2  # worst frames x (annotation, 2 folders)
+  assert page.count('<svg') == 1 + 2  # bars, and the J curves of two objects
+  for label in ('perfect', 'copy first mask', 'copied', 'J&amp;F-Mean', 'object 2: J per frame'):
+    assert label in page
+  # The results' row reads 1.000 everywhere but the decays.
+  row = page.split('<td>perfect</td>')[1].split('</tr>')[0]
+  assert row.startswith('<td>1.000</td><td>1.000</td><td>1.000</td><td>0.000</td>')
+  # The report is the folder's: a second one needs --overwrite, like the CSVs.
+  again = _evaluate_cli(*common, '--results_dir', perfect)
+  assert again.returncode != 0 and 'report.html already exists' in again.stderr
+  missing = _evaluate_cli(*common, '--overwrite', '--results_dir', perfect, '--compare', root / 'x')
+  assert missing.returncode != 0 and 'does not exist' in missing.stderr
+
+
+def test_first_mask_auto_runs_unsupervised_beside_per_frame_saliency(tmp_path):
+  from shls_jax.data import saliency
+
+  root = tmp_path / 'davis'
+  _write_synthetic_sequence(root, 'squares')
+  results = tmp_path / 'results'
+  common = ['--davis_root', root, '--sequences', 'squares', *_FAST_TINY, '--first_mask', 'auto']
+  refused = _evaluate_cli('--config', 'configs/davis2017_val.py', '--results_dir', results, *common)
+  assert refused.returncode != 0 and 'single_object' in refused.stderr
+  assert 'Traceback' not in refused.stderr
+  done = _evaluate_cli(
+    '--config', 'configs/davis2016_val.py', '--results_dir', results, '--baseline', *common
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  frame = cv2.cvtColor(
+    cv2.imread(str(root / 'JPEGImages/480p/squares/00000.jpg')), cv2.COLOR_BGR2RGB
+  )
+  np.testing.assert_array_equal(
+    mask_io.read_indexed_png(results / 'squares' / '00000.png'), saliency.salient_object(frame)
+  )
+  for folder in (results, results / 'baseline', results / 'saliency'):
+    assert len(_csv_values(folder / 'global_results-val.csv')['global']) == 6

@@ -266,5 +266,5 @@ def test_synthetic_unknown_object_id(synthetic):
     shutil.copytree(folder / 'synth', folder / 'copy')
   mask_io.write_mask(results / 'copy' / '00003.png', np.full((40, 60), 3, np.uint8))
   # Raised in a worker thread, re-raised here with its message.
-  with pytest.raises(ValueError, match="00003.png holds object id 3 but sequence 'copy' has 2"):
+  with pytest.raises(ValueError, match='00003.png holds object id 3 but only 2 object'):
     scoring.score_results(root, results, ['synth', 'copy'], workers=2)

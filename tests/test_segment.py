@@ -1,6 +1,7 @@
 """Tests of `shls-segment` on a generated clip: masks, overlay video, errors."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,49 @@ def test_segment_writes_one_mask_per_frame_and_the_overlay(clip, tmp_path):
   assert again.returncode != 0 and '--overwrite' in again.stderr
 
 
+def _masks(out: Path) -> np.ndarray:
+  paths = sorted((out / 'masks').glob('*.png'))
+  assert [p.name for p in paths] == [f'{t:05d}.png' for t in range(FRAMES)]
+  assert _video_frames(out / 'overlay.mp4') == FRAMES
+  assert sorted(p.name for p in out.iterdir()) == ['masks', 'overlay.mp4']  # no .partial left
+  return np.stack([mask_io.read_indexed_png(p) for p in paths])
+
+
+def test_segment_propagates_both_ways_from_any_annotated_frames(clip, tmp_path):
+  video, folder, mask, _, ckpt = clip
+  common = ['--checkpoint', ckpt, '--slic_segments', '30']
+  square = _clip_frames()[2].any(-1) & (_clip_frames()[2][..., 1] == 40)
+  given = np.where(square, 2, 0).astype(np.uint8)
+  mask_io.write_mask(tmp_path / 'k2.png', given)
+  done = _segment(
+    '--video', video, '--mask', tmp_path / 'k2.png', '--mask_frame', '2', '--out', tmp_path / 'a',
+    *common
+  )  # fmt: skip
+  assert done.returncode == 0, done.stderr[-3000:]
+  masks = _masks(tmp_path / 'a')
+  np.testing.assert_array_equal(masks[2], given)
+  assert set(np.unique(masks)) <= {0, 2}
+  # Several annotated frames: 1 starts (both ways), 3 adds object 5 from its frame on.
+  annotations = tmp_path / 'annotations'
+  annotations.mkdir()
+  shutil.copy(mask, annotations / '001.png')  # named as the frame file 001.png
+  added = mask_io.read_indexed_png(mask)
+  added[40:46, 50:60] = 5
+  mask_io.write_mask(annotations / '003.png', added)
+  done = _segment('--video', folder, '--masks', annotations, '--out', tmp_path / 'b', *common)
+  assert done.returncode == 0, done.stderr[-3000:]
+  masks = _masks(tmp_path / 'b')
+  np.testing.assert_array_equal(masks[1], mask_io.read_indexed_png(mask))
+  assert not np.isin(5, masks[:3]) and np.isin(5, masks[3])
+  # No annotation at all: frame 0's salient object, the red square, as object 1.
+  done = _segment('--video', video, '--mask', 'auto', '--out', tmp_path / 'c', *common)
+  assert done.returncode == 0, done.stderr[-3000:]
+  first = _masks(tmp_path / 'c')[0]
+  square0 = mask_io.read_indexed_png(mask) > 0
+  assert set(np.unique(first)) == {0, 1}
+  assert (first[square0] == 1).mean() > 0.8 and (first[~square0] == 0).mean() > 0.9
+
+
 def test_segment_errors_are_one_line(clip, tmp_path):
   video, folder, mask, _, ckpt = clip
   (tmp_path / 'bad.mp4').write_bytes(b'not a video')
@@ -110,12 +154,18 @@ def test_segment_errors_are_one_line(clip, tmp_path):
   empty = tmp_path / 'empty.png'
   mask_io.write_mask(empty, np.zeros((HEIGHT, WIDTH), np.uint8))
   (tmp_path / 'broken').mkdir()
+  names = tmp_path / 'names'
+  names.mkdir()
+  shutil.copy(mask, names / 'first.png')
   cases = [
     (['--video', tmp_path / 'bad.mp4', '--mask', mask, '--checkpoint', ckpt], 'cannot read video'),
     (['--video', tmp_path / 'none.mp4', '--mask', mask, '--checkpoint', ckpt], 'does not exist'),
     (['--video', video, '--mask', small, '--checkpoint', ckpt], '--resize_mask'),
     (['--video', video, '--mask', empty, '--checkpoint', ckpt], 'holds no object'),
     (['--video', video, '--mask', mask, '--checkpoint', tmp_path / 'broken'], 'does not load'),
+    (['--video', folder, '--mask', mask, '--mask_frame', '9', '--checkpoint', ckpt], 'no frame 9'),
+    (['--video', folder, '--masks', tmp_path / 'broken', '--checkpoint', ckpt], 'holds no .png'),
+    (['--video', folder, '--masks', names, '--checkpoint', ckpt], 'is named as no frame'),
   ]
   for args, message in cases:
     done = _segment(*args, '--out', tmp_path / 'out')

@@ -33,9 +33,10 @@ distances d(p, q) and centroids x_p in image fractions:
 
 `binary_mask(soft, method)` is the documented 0/255 rule: the map >= 0.5 for the cuts
 (`CUT_METHODS`); for the others, pixels above twice the map's mean (capped at 0.9) and of them the
-two largest connected components. Parameters of the fusion and of `fused_cut` were chosen on the
-tune sequences of `benchmarks/saliency.py`; measured on its report sequences in the README
-("Pseudo-masks").
+two largest connected components. `salient_object(image)` keeps the largest component as one
+object: the zero-shot first mask of `segment --mask auto` and `evaluate.py --first_mask auto`.
+Parameters of the fusion and of `fused_cut` were chosen on the tune sequences of
+`benchmarks/saliency.py`; measured on its report sequences in the README ("Pseudo-masks").
 """
 
 from typing import NamedTuple
@@ -360,3 +361,14 @@ def binary_mask(soft: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     return mask
   sizes = ndimage.sum(mask, components, np.arange(1, count + 1))
   return np.isin(components, np.argsort(sizes)[::-1][:_KEPT_COMPONENTS] + 1)
+
+
+def salient_object(image: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
+  """[H, W] uint8 zero-shot object mask of an RGB image: 1 on the largest connected component of
+  `method`'s binary pseudo-mask (`binary_mask`), 0 elsewhere; all 0 when nothing is salient."""
+  mask = binary_mask(saliency_map(image, method), method)
+  components, count = ndimage.label(mask)
+  if count == 0:
+    return np.zeros(mask.shape, np.uint8)
+  sizes = ndimage.sum(mask, components, np.arange(1, count + 1))
+  return (components == np.argmax(sizes) + 1).astype(np.uint8)

@@ -3,6 +3,9 @@ TensorFlow so that config files load instantly."""
 
 import ml_collections
 
+# How frame 0's mask is had (`eval.first_mask`).
+FIRST_MASKS = ('annotation', 'auto')
+
 
 def superpixels_config() -> ml_collections.ConfigDict:
   """Where each frame's superpixels come from (`superpixels.frame_superpixels`)."""
@@ -23,6 +26,9 @@ def davis_config() -> ml_collections.ConfigDict:
   config.sequences = ''  # comma-separated names instead of the split ('' = whole split)
   config.resolution = '480p'  # JPEGImages/<resolution>
   config.single_object = False  # merge all objects into one (DAVIS-2016 protocol)
+  # 'annotation' (semi-supervised) or 'auto': frame 0's built-in salient object as the one object
+  # (`saliency.salient_object`; unsupervised, with single_object only).
+  config.first_mask = 'annotation'
   # (H, W) to segment at, e.g. (240, 432); () = the annotation resolution. Results are always
   # written and scored at the annotation resolution.
   config.size = ()

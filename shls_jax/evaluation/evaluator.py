@@ -18,6 +18,7 @@ Under `jax.distributed`, process p segments sequences p, p + P, ... of the list;
 once all are written, and every process yields its numbers.
 """
 
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -31,8 +32,8 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from shls_jax import checkpoints, superpixels
-from shls_jax.data import davis
-from shls_jax.evaluation import scoring
+from shls_jax.data import davis, saliency
+from shls_jax.evaluation import defaults, scoring
 from shls_jax.inference import engine
 from shls_jax.io import frames as frame_io
 from shls_jax.io import masks as mask_io
@@ -42,6 +43,7 @@ from shls_jax.model import shls
 
 SETTINGS_FILE = 'evaluation.json'
 BASELINE_DIR = 'baseline'
+SALIENCY_DIR = 'saliency'
 OVERLAY_DIR = 'overlays'
 
 
@@ -191,6 +193,16 @@ class Evaluator:
     self.results_dir = Path(results_dir)
     self.sequences = selected_sequences(self.eval_config, sequences)
     self.size = working_size(self.eval_config)
+    self.first_mask = self.eval_config.get('first_mask', 'annotation')
+    if self.first_mask not in defaults.FIRST_MASKS:
+      raise ValueError(
+        f'eval.first_mask is {self.first_mask!r}: expected one of {defaults.FIRST_MASKS}'
+      )
+    if self.first_mask == 'auto' and not self.eval_config.single_object:
+      raise ValueError(
+        'eval.first_mask=auto finds one object: it runs the DAVIS-2016 protocol, '
+        'with eval.single_object=True (configs/davis2016_val.py)'
+      )
     self.overwrite = overwrite
     self.overlays = overlays
     self.progress = progress
@@ -211,8 +223,6 @@ class Evaluator:
   def predict_sequence(self, propagator: engine.Propagator, sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8 result ids of one sequence at the annotation size (H, W); the frames are
     streamed (read, resized and cut into superpixels one at a time)."""
-    single = self.eval_config.single_object
-
     inputs = streamed_frames(
       sequence.name,
       sequence.frames,
@@ -221,20 +231,29 @@ class Evaluator:
       self.eval_config.superpixels,
       self.config.inference.mode,
     )
-    full = davis.first_mask(sequence, single)
-    results = propagator.stream(
-      inputs, davis.first_mask(sequence, single, self.size), progress=self.progress
-    )
+    full = self.given_mask(sequence)
+    results = propagator.stream(inputs, mask_io.resize_ids(full, self.size), progress=self.progress)
     # The given mask is the result of frame 0, at full detail rather than resized twice.
     masks = [full] + [
       mask_io.resize_ids(r.mask, full.shape) for r in itertools.islice(results, 1, None)
     ]
     return np.stack(masks).astype(np.uint8)
 
+  def given_mask(self, sequence: davis.Sequence) -> np.ndarray:
+    """[H, W] uint8 ids of frame 0 at the annotation size: its annotation, or its salient object
+    with `eval.first_mask='auto'`."""
+    if self.first_mask == 'auto':
+      return saliency.salient_object(frame_io.read_frame(sequence.frames[0]))
+    return davis.first_mask(sequence, self.eval_config.single_object)
+
   def copy_first_mask(self, sequence: davis.Sequence) -> np.ndarray:
     """[T, H, W] uint8: the first mask on every frame (the baseline a propagation must beat)."""
-    mask = davis.first_mask(sequence, self.eval_config.single_object)
-    return np.repeat(mask[None], len(sequence.frames), axis=0)
+    return np.repeat(self.given_mask(sequence)[None], len(sequence.frames), axis=0)
+
+  def saliency_per_frame(self, sequence: davis.Sequence) -> np.ndarray:
+    """[T, H, W] uint8: every frame's own salient object (the baseline of `first_mask='auto'`,
+    which sees no annotation either)."""
+    return np.stack([saliency.salient_object(frame_io.read_frame(p)) for p in sequence.frames])
 
   def predict(self, variables) -> list[str]:
     """Writes the masks of this process's share of the sequences; returns the names computed."""
@@ -320,9 +339,10 @@ class Evaluator:
       results_io.write_submission_zip(self.results_dir, self.sequences, path)
     return path
 
-  def run_baseline(self) -> Iterator[tuple[str, float]]:
-    """As `run`, for the copy-first-mask baseline instead of the network (`copy_first_mask`)."""
-    self._write(self.copy_first_mask)
+  def run_baseline(self, segment=None) -> Iterator[tuple[str, float]]:
+    """As `run`, for a baseline instead of the network: `segment(sequence)` ([T, H, W] ids),
+    by default `copy_first_mask`."""
+    self._write(segment or self.copy_first_mask)
     yield from self._score_everywhere()
 
   def _score_everywhere(self) -> Iterator[tuple[str, float]]:
@@ -378,7 +398,8 @@ def evaluate(
   """The `evaluate.py` command: segments and scores, or only scores (`score_only`); with
   `submission`, also zips the masks for an evaluation server (`Evaluator.submission_zip`); with
   `baseline`, first scores the copy-first-mask baseline of the same frames into
-  `<results_dir>/baseline` (its tables are printed too).
+  `<results_dir>/baseline` (its tables are printed too) and, with `eval.first_mask='auto'`,
+  every frame's own salient object into `<results_dir>/saliency`.
 
   Returns:
     The global numbers {'J&F-Mean': ..., 'J-Mean': ..., ...}.
@@ -398,15 +419,19 @@ def evaluate(
   if baseline:
     # The model's settings are recorded first: the folder is then this run's, baseline included.
     record_settings(evaluator.results_dir, evaluator.settings)
-    copied = Evaluator(
-      config,
-      Path(results_dir) / BASELINE_DIR,
-      weights='copy-first-mask',
-      sequences=sequences,
-      overwrite=overwrite,
-    )
-    copied.check_results_dir()
-    dict(copied.run_baseline())
+    baselines = [(BASELINE_DIR, 'copy-first-mask', Evaluator.copy_first_mask)]
+    if evaluator.first_mask == 'auto':
+      baselines.append((SALIENCY_DIR, 'saliency-per-frame', Evaluator.saliency_per_frame))
+    for folder, weights, segment in baselines:
+      other = Evaluator(
+        config,
+        Path(results_dir) / folder,
+        weights=weights,
+        sequences=sequences,
+        overwrite=overwrite,
+      )
+      other.check_results_dir()
+      dict(other.run_baseline(functools.partial(segment, other)))
   numbers = dict(evaluator.run(load_weights(checkpoint)))
   if submission:
     print(f'submission: {evaluator.submission_zip()}', flush=True)

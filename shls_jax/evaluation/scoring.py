@@ -106,23 +106,46 @@ def _frames_of(davis_root, results_dir, name: str, single_object: bool, resoluti
 
 def _score_frame(frame: _Frame) -> np.ndarray:
   """float64 [2, K]: J and F of each object in one frame."""
-  raw = mask_io.read_indexed_png(frame.annotation)
-  pred = mask_io.read_indexed_png(frame.result)
+  return score_prediction(
+    mask_io.read_indexed_png(frame.annotation),
+    mask_io.read_indexed_png(frame.result),
+    frame.object_ids,
+    frame.binary_255,
+    frame.single_object,
+    where=f'result {frame.result}',
+  )
+
+
+def score_prediction(
+  raw: np.ndarray,
+  pred: np.ndarray,
+  object_ids: tuple[int, ...],
+  binary_255: bool,
+  single_object: bool,
+  where: str = 'the prediction',
+) -> np.ndarray:
+  """float64 [2, K]: J and F of each object of one frame.
+
+  Args:
+    raw: [H, W] uint8 annotation as stored (see `masks.decode_mask`).
+    pred: [H, W] uint8 predicted object ids.
+    object_ids: the K scored ids.
+    binary_255: the annotation stores its object as 255 (DAVIS-2016).
+    single_object: merge every object into one.
+    where: what `pred` is, for error messages.
+  """
   if pred.shape != raw.shape:
-    raise ValueError(
-      f'result {frame.result} is {pred.shape} (H, W) but its annotation is {raw.shape}'
-    )
-  if frame.single_object:
-    pairs = [(mask_io.object_pixels(raw, frame.binary_255), pred != 0)]
+    raise ValueError(f'{where} is {pred.shape} (H, W) but its annotation is {raw.shape}')
+  if single_object:
+    pairs = [(mask_io.object_pixels(raw, binary_255), pred != 0)]
   else:
-    gt = mask_io.decode_mask(raw, frame.binary_255)
+    gt = mask_io.decode_mask(raw, binary_255)
     pred = mask_io.decode_mask(pred, binary_255=None)
-    if pred.max() > len(frame.object_ids):
+    if pred.max() > len(object_ids):
       raise ValueError(
-        f'result {frame.result} holds object id {pred.max()} but sequence '
-        f'{frame.sequence!r} has {len(frame.object_ids)} object(s)'
+        f'{where} holds object id {pred.max()} but only {len(object_ids)} object(s) are annotated'
       )
-    pairs = [(gt == obj, pred == obj) for obj in frame.object_ids]
+    pairs = [(gt == obj, pred == obj) for obj in object_ids]
   return np.array([metrics.frame_scores(gt_k, pred_k) for gt_k, pred_k in pairs]).T
 
 
