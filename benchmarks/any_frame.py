@@ -12,20 +12,24 @@ stills_cpu.py` trains on the frames of blackswan, car-shadow and libby as stills
 annotations): the table marks them 'seen' and gives the held-out mean apart.
 """
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
-from configs import stills_cpu
-from shls_jax import checkpoints
-from shls_jax.data import davis
-from shls_jax.evaluation import metrics
-from shls_jax.inference.engine import Propagator
-from shls_jax.io import frames as frame_io
-from shls_jax.io import masks as mask_io
-from shls_jax.tools import cli, segment
+# `configs` is a folder of the repository, not of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from configs import stills_cpu  # noqa: E402
+from shls_jax import checkpoints  # noqa: E402
+from shls_jax.data import davis  # noqa: E402
+from shls_jax.evaluation import metrics  # noqa: E402
+from shls_jax.inference.engine import Propagator  # noqa: E402
+from shls_jax.io import frames as frame_io  # noqa: E402
+from shls_jax.io import masks as mask_io  # noqa: E402
+from shls_jax.tools import cli, segment  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('davis_root', '../shared/data/davis2016-sample', 'DAVIS-2016 root')
