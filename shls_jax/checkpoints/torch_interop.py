@@ -11,6 +11,7 @@ torch is imported only when a file is read or written (extra `shls-jax[torch]`).
 """
 
 import os
+from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple
 
 import jax
@@ -225,8 +226,10 @@ def save_torch_checkpoint(
   prefix: str = PREFIX,
 ) -> None:
   """Saves `variables` as a reference checkpoint {'model', 'epoch', 'top_iou', 'global_ite',
-  'test_ite'}."""
+  'test_ite'}, whole or not at all (written under a temporary name, then renamed)."""
   torch = _import_torch()
+  path = Path(path)
+  partial = path.with_name(f'.{path.name}.partial')
   torch.save(
     {
       'model': variables_to_state_dict(variables, prefix),
@@ -235,5 +238,6 @@ def save_torch_checkpoint(
       'global_ite': int(global_ite),
       'test_ite': int(test_ite),
     },
-    path,
+    partial,
   )
+  os.replace(partial, path)

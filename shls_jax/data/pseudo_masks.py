@@ -15,6 +15,7 @@ Training on a folder of raw images (`config.data.layout = 'folder'`) caches its 
 method or parameter gets a new folder and recomputes, an unchanged one reuses.
 """
 
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -94,7 +95,8 @@ def _save_mask(soft: np.ndarray, image_path: Path, out: Path, method: str, binar
   values = saliency.binary_mask(soft, method) * 255 if binary else np.round(soft * 255)
   target = out / f'{image_path.stem}.png'
   partial = out / f'.{image_path.stem}.partial.png'
-  cv2.imwrite(str(partial), values.astype(np.uint8))
+  if not cv2.imwrite(str(partial), values.astype(np.uint8)):
+    raise OSError(errno.EIO, 'cannot write (disk full or not writable)', str(partial))
   os.replace(partial, target)
   return target
 

@@ -3,6 +3,7 @@
 Conventions: frames are [H, W, 3] uint8 RGB; sizes are (H, W).
 """
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +13,9 @@ from PIL import Image
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 DEFAULT_FPS = 24.0
+# FFmpeg's own lines about a damaged video would precede the one error this module raises for it
+# (read when OpenCV first opens a video; a user's setting wins).
+os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
 
 
 def read_frame(path, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ is the stem of the frame's JPEG (e.g. `00000`). A map is a single-channel uint16
 labels 1..N, so at most 65535 superpixels per frame.
 """
 
+import errno
 import os
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def write_labels(path, labels: np.ndarray) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
   if not cv2.imwrite(str(tmp), labels.astype(np.uint16)):
-    raise OSError(f'could not write label map {tmp}')
+    raise OSError(errno.EIO, 'cannot write (disk full or not writable)', str(tmp))
   os.replace(tmp, path)
 
 

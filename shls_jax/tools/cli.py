@@ -1,12 +1,19 @@
 """How every command runs: absl flags (snake_case, `--config.x=y` overrides), one-line errors.
 
+Whatever a user can get wrong (a flag, a path, a file's contents, a full disk, Ctrl-C) ends the
+command with one line `error: <message>` on stderr and status 1, never a traceback.
+
 A command module defines its flags in a `define_flags()` function and calls
 `cli.run(main, define_flags, __name__)` from its `run()`, the `[project.scripts]` entry point.
 Flags are defined only when the command runs, so that importing a command's functions (tests,
 other programs) registers nothing in absl's global flag table.
 """
 
+import errno
+import logging
+import re
 import sys
+from pathlib import Path
 from typing import Callable
 
 from absl import app, flags
@@ -15,7 +22,17 @@ from shls_jax import renamed_settings
 
 HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
 # What a user's input can get wrong: reported as one line, never as a traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError)
+USER_ERRORS = (
+  FileNotFoundError,
+  FileExistsError,
+  NotADirectoryError,
+  IsADirectoryError,
+  PermissionError,
+  ValueError,
+)
+# Write failures of the machine rather than of the program.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+_CONFIG_FLAG = re.compile(r'--(\w*config)(?:=(.*))?$')
 
 
 def _help(module_name: str) -> None:
@@ -30,10 +47,13 @@ def _help(module_name: str) -> None:
 def run(main: Callable, define_flags: Callable[[], None], module_name: str) -> None:
   """Defines the command's flags, parses `sys.argv` and calls `main(argv)`.
 
-  `main` raises `app.UsageError` for wrong flags (usage and status 1) and the `USER_ERRORS` for
-  wrong input, which become `error: <message>` on stderr and status 1.
+  `main` raises `app.UsageError` for wrong flags, the `USER_ERRORS` for wrong input and `OSError`
+  for a full disk: each becomes `error: <message>` on stderr and status 1, as do flags that do not
+  parse and Ctrl-C.
   """
   define_flags()
+  # The faiss loader reports at INFO which of its builds it loaded: noise on a command's stderr.
+  logging.getLogger('faiss.loader').setLevel(logging.WARNING)
 
   def parse(argv):
     if any(arg in HELP_FLAGS for arg in argv[1:]):
@@ -41,17 +61,50 @@ def run(main: Callable, define_flags: Callable[[], None], module_name: str) -> N
     renamed = renamed_settings.renamed_in_flags(argv[1:])
     if renamed:
       sys.exit(f'error: {renamed}')
-    return app.parse_flags_with_usage(argv)
+    missing = _missing_config_file(argv[1:])
+    if missing:
+      sys.exit(f'error: {missing}')
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as error:
+      sys.exit(f'error: {error} (--help lists the flags)')
+    except (AttributeError, KeyError) as error:
+      # ml_collections' answer to `--config.<key>=...` for a key the config does not have.
+      key = str(error).strip('\'"')
+      sys.exit(f"error: the config has no key '{key}': check the --config.<key> overrides")
+    except (TypeError, ValueError) as error:
+      sys.exit(f'error: a --config.<key> override does not fit its key: {error}')
 
   def guarded(argv):
     try:
       return main(argv)
+    except app.UsageError as error:
+      raise SystemExit(f'error: {error} (--help for the usage)') from None
     except USER_ERRORS as error:
       raise SystemExit(f'error: {error}') from None
+    except OSError as error:
+      if error.errno not in _DISK_ERRORS:
+        raise
+      where = f': {error.filename}' if error.filename else ''
+      raise SystemExit(f'error: {error.strerror or error}{where}') from None
     except KeyboardInterrupt:
       raise SystemExit('error: interrupted') from None
 
   app.run(guarded, flags_parser=parse)
+
+
+def _missing_config_file(args) -> str | None:
+  """The message for a `--config FILE[:ARG]` (or `--<x>_config`) whose file does not exist;
+  ml_collections would only fail on first use, with a message that names no file."""
+  for k, arg in enumerate(args):
+    match = _CONFIG_FLAG.match(arg)
+    if not match:
+      continue
+    value = match.group(2) if match.group(2) is not None else next(iter(args[k + 1 :]), '')
+    path = Path(value.split(':', 1)[0])
+    if value and not path.is_file():
+      return f'--{match.group(1)} {path}: no such config file'
+  return None
 
 
 def check_no_arguments(argv) -> None:

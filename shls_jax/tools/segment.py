@@ -135,10 +135,11 @@ def auto_annotation(source: frame_io.VideoSource, index: int) -> dict[int, np.nd
 
 
 def check_output(out: Path, overwrite: bool) -> None:
-  """Refuses an output folder holding anything, unless `overwrite`."""
+  """Refuses an output folder holding anything but what an interrupted run left (`.partial`
+  names), unless `overwrite`."""
   if out.exists() and not out.is_dir():
     raise NotADirectoryError(f'output {out} is a file')
-  if out.is_dir() and any(out.iterdir()) and not overwrite:
+  if out.is_dir() and any('.partial' not in p.name for p in out.iterdir()) and not overwrite:
     raise FileExistsError(f'output folder {out} is not empty: pass --overwrite to replace it')
 
 
@@ -261,6 +262,7 @@ def build_engine(
   Raises:
     ValueError: the checkpoint does not load.
   """
+  checkpoints.quiet_orbax_logging()
   try:
     variables = checkpoints.load_variables(checkpoint)
   except Exception as error:  # noqa: BLE001 - any failure to load is the same message

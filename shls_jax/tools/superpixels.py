@@ -59,8 +59,13 @@ def run_job(job: Job) -> bool:
 
 
 def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
-  """Refuses to add maps to a folder holding another method's maps (unless overwriting)."""
+  """Refuses to add maps to a folder holding another method's maps, or files of no run of this
+  command (unless overwriting)."""
   path = out / _SETTINGS
+  if not path.is_file() and out.is_dir() and any(out.iterdir()) and not overwrite:
+    raise FileExistsError(
+      f'{out} holds files but no {_SETTINGS}: choose another --out or pass --overwrite'
+    )
   if path.is_file() and not overwrite:
     previous = json.loads(path.read_text())
     if previous != settings:
