@@ -8,6 +8,8 @@ by side, each labelled with its index.
       --checkpoint demo_out/workdir/checkpoints --out /tmp/clip-out
   python docs/overlay_figure.py --video=/tmp/clip-out/overlay.mp4 \
       --out=docs/segment_overlay.jpg --frames=0,13,26,39
+  python docs/overlay_figure.py --video=/tmp/any_frame/dog/overlay.mp4 \
+      --out=docs/bidirectional_overlay.jpg --frames=0,15,30,45,59 --given=30 --scale=0.5
 """
 
 import cv2
@@ -20,6 +22,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('video', None, 'overlay video written by shls_jax.segment')
 flags.DEFINE_string('out', None, 'PNG to write')
 flags.DEFINE_list('frames', None, 'frame indices, e.g. 0,13,26,39')
+flags.DEFINE_integer('given', 0, 'index of the annotated frame')
+flags.DEFINE_float('scale', 1.0, 'scale of the written strip')
 flags.mark_flags_as_required(['video', 'out', 'frames'])
 
 
@@ -37,13 +41,16 @@ def main(argv) -> None:
     if not ok:
       raise SystemExit(f'error: {FLAGS.video} has {index} frames, fewer than asked for')
     if index in indices:
-      label = f'frame {index}' + (' (given)' if index == 0 else '')
+      label = f'frame {index}' + (' (given)' if index == FLAGS.given else '')
       cv2.putText(frame, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
       frames[index] = frame
     index += 1
   gap = np.full((next(iter(frames.values())).shape[0], _GAP, 3), 255, np.uint8)
   strip = [part for i in indices for part in (frames[i], gap)][:-1]
-  cv2.imwrite(FLAGS.out, np.concatenate(strip, axis=1))
+  image = np.concatenate(strip, axis=1)
+  if FLAGS.scale != 1:
+    image = cv2.resize(image, None, fx=FLAGS.scale, fy=FLAGS.scale, interpolation=cv2.INTER_AREA)
+  cv2.imwrite(FLAGS.out, image)
 
 
 if __name__ == '__main__':

@@ -141,6 +141,9 @@ CASES = [
   ('evaluate', 'truncated checkpoint',
    '--config configs/davis2017_val.py --davis_root {davis} --results_dir {root}/r1 '
    '--sequences seq --checkpoint {truncated_pth}', 'cannot read checkpoint'),
+  ('evaluate', 'checkpoint that is no checkpoint',
+   '--config configs/davis2017_val.py --davis_root {davis} --results_dir {root}/r3 '
+   '--sequences seq --checkpoint {user_file}', 'user.txt'),
   ('evaluate', 'unknown config key',
    '--config configs/davis2017_val.py --davis_root {davis} --results_dir {root}/r2 '
    '--config.eval.nokey=1', "no key 'nokey'"),
@@ -170,6 +173,8 @@ CASES = [
    '--checkpoint {ckpt} --out {root}/s9', 'no frame 40'),
   ('segment', 'both --mask and --masks', '--video {frames} --mask {mask} --masks {root} '
    '--checkpoint {ckpt} --out {root}/s10', 'mask'),
+  ('segment', 'mask path is a folder', '--video {frames} --mask {frames} --checkpoint {ckpt} '
+   '--out {root}/s11', 'frames'),
   ('annotate', 'missing video', '--video {root}/none --out {root}/a.png', 'does not exist'),
   ('annotate', 'annotation over a user file', '--video {frames} --out {user_png}', '--overwrite'),
   ('annotate', 'output not a PNG', '--video {frames} --out {root}/a.jpg', '.png'),
@@ -191,6 +196,7 @@ CASES = [
   ('parity', 'missing vectors', '--vectors {root}/none', 'none'),
   ('parity', 'vectors without their checkpoint', '--vectors {bad_npz}', 'checkpoint.pth'),
   ('convert', 'truncated checkpoint', '--src {truncated_pth} --dst {root}/c1', 'truncated.pth'),
+  ('convert', 'missing source', '--src {root}/none.pth --dst {root}/c2', 'none.pth'),
   ('convert', 'output over a user file', '--src {ckpt} --dst {user_pth}', '--overwrite'),
 ]  # fmt: skip
 
