@@ -433,10 +433,24 @@ def test_first_mask_auto_runs_unsupervised_beside_per_frame_saliency(tmp_path):
   refused = _evaluate_cli('--config', 'configs/davis2017_val.py', '--results_dir', results, *common)
   assert refused.returncode != 0 and 'single_object' in refused.stderr
   assert 'Traceback' not in refused.stderr
+  without = _evaluate_cli(
+    '--config', 'configs/davis2016_val.py', '--results_dir', results, '--report', *common
+  )
+  assert without.returncode != 0 and 'needs --baseline' in without.stderr
   done = _evaluate_cli(
-    '--config', 'configs/davis2016_val.py', '--results_dir', results, '--baseline', *common
+    '--config',
+    'configs/davis2016_val.py',
+    '--results_dir',
+    results,
+    '--baseline',
+    '--report',
+    *common,
   )
   assert done.returncode == 0, done.stderr[-3000:]
+  # The report's baseline is the copy of the salient mask the run started from.
+  copied = float(_read_csv(results / 'baseline' / 'global_results-val.csv')[1][0])
+  row = (results / 'report.html').read_text().split('<td>copy first mask</td>')[1]
+  assert row.startswith(f'<td>{copied:.3f}</td>')
   frame = cv2.cvtColor(
     cv2.imread(str(root / 'JPEGImages/480p/squares/00000.jpg')), cv2.COLOR_BGR2RGB
   )

@@ -1,7 +1,8 @@
 """The evaluation report: one self-contained HTML page of a scored DAVIS results folder.
 
 `write_report(...)` scores the folder (`scoring.score_all`), the copy-first-mask baseline of the
-same frames and, optionally, a second results folder (`compare`: another method, an earlier run),
+same frames (or the baseline folder `evaluate --baseline` wrote) and, optionally, a second results
+folder (`compare`: another method, an earlier run),
 and writes `<results_dir>/report.html` holding
 
 * the global table of each, side by side;
@@ -82,6 +83,7 @@ def write_report(
   single_object: bool = False,
   resolution: str = '480p',
   compare=None,
+  baseline_dir=None,
   worst: int = 3,
   workers: int = 1,
   overwrite: bool = False,
@@ -95,6 +97,8 @@ def write_report(
     single_object: DAVIS-2016 protocol (all objects merged).
     resolution: '480p' or 'Full-Resolution'.
     compare: optional second results folder of the same sequences.
+    baseline_dir: the baseline's results folder (`evaluate --baseline` writes it: the copy of
+      the first masks the results started from); None scores copying the annotated first mask.
     worst: thumbnails per sequence.
     workers: scoring threads.
     overwrite: replace a report already there.
@@ -112,10 +116,11 @@ def write_report(
   def scored(folder):
     return scoring.score_all(davis_root, folder, sequences, single_object, workers, resolution)
 
-  runs = [
-    Run(_label(results_dir), scored(results_dir)),
-    Run(BASELINE_NAME, copy_first_mask_scores(davis_root, sequences, single_object, resolution)),
-  ]
+  if baseline_dir is None:
+    baseline = copy_first_mask_scores(davis_root, sequences, single_object, resolution)
+  else:
+    baseline = scored(baseline_dir)
+  runs = [Run(_label(results_dir), scored(results_dir)), Run(BASELINE_NAME, baseline)]
   folders = [results_dir, None]
   if compare is not None:
     compare = Path(compare)

@@ -99,7 +99,9 @@ def check_report(overwrite: bool) -> None:
     raise FileNotFoundError(f'--compare folder {FLAGS.compare} does not exist')
 
 
-def write_report(davis_root, sequences, single_object, resolution, workers) -> None:
+def write_report(
+  davis_root, sequences, single_object, resolution, workers, baseline_dir=None
+) -> None:
   path = report.write_report(
     davis_root,
     FLAGS.results_dir,
@@ -107,6 +109,7 @@ def write_report(davis_root, sequences, single_object, resolution, workers) -> N
     single_object=single_object,
     resolution=resolution,
     compare=FLAGS.compare,
+    baseline_dir=baseline_dir,
     workers=workers,
     overwrite=True,
   )
@@ -150,6 +153,8 @@ def segment(config, youtube: bool) -> None:
       config.eval.single_object,
       config.eval.resolution,
       config.eval.workers,
+      # The baseline the run scored: the copy of the first masks it started from.
+      Path(FLAGS.results_dir) / evaluator.BASELINE_DIR if FLAGS.baseline else None,
     )
 
 
@@ -184,6 +189,10 @@ def main(argv) -> None:
     if youtube:
       raise app.UsageError('--first_mask is for DAVIS: YouTube-VOS gives its objects')
     config.eval.first_mask = FLAGS.first_mask
+  if config.eval.get('first_mask') == 'auto' and FLAGS.report and not FLAGS.baseline:
+    raise app.UsageError(
+      '--report with --first_mask auto needs --baseline: its baseline copies the salient mask'
+    )
   segment(config, youtube)
 
 
