@@ -12,9 +12,12 @@ object ids that `shls-segment --mask` reads, for the frame shown (the page says 
 as `--mask_frame`). With `--checkpoint`, Segment runs `shls-segment` on the whole video from the
 saved mask, into `--segment_out`, and the page plays the overlay when it is done.
 
-Superpixels are the project's SLIC (`--slic_segments`) at the frame's size. `--out` (and
-`--segment_out`) are refused if they exist, unless `--overwrite`; each save replaces `--out`
-whole (written under a temporary name, then renamed). Ctrl-C stops the server.
+Superpixels are the project's SLIC (`--slic_segments`) at the frame's size, computed when a
+frame is first shown. A folder's frames are read when shown; a video file's are decoded once at
+start and kept JPEG-encoded (tens of KB a frame at 480p: a long video is better annotated from a
+folder of its frames). `--out` (and `--segment_out`) are refused if they exist, unless
+`--overwrite`; each save replaces `--out` whole (written under a temporary name, then renamed).
+Ctrl-C stops the server.
 """
 
 import http.server
