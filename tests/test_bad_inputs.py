@@ -71,6 +71,9 @@ def files(tmp_path_factory):
   f['small_mask'] = root / 'small.png'
   mask_io.write_mask(root / 'empty.png', np.zeros((HEIGHT, WIDTH), np.uint8))
   f['empty_mask'] = root / 'empty.png'
+  data = f['mask'].read_bytes()
+  f['truncated_mask'] = root / 'truncated.png'
+  f['truncated_mask'].write_bytes(data[: len(data) // 2])
   colour = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
   colour[_mask() > 0] = (0, 255, 0)
   cv2.imwrite(str(root / 'colour.png'), colour)
@@ -173,6 +176,12 @@ CASES = [
    '--checkpoint {ckpt} --out {root}/s9', 'no frame 40'),
   ('segment', 'both --mask and --masks', '--video {frames} --mask {mask} --masks {root} '
    '--checkpoint {ckpt} --out {root}/s10', 'mask'),
+  ('segment', 'path through a file', '--video {user_file}/frames --mask {mask} '
+   '--checkpoint {ckpt} --out {root}/s12', 'does not exist'),
+  ('segment', 'mask that is no image', '--video {frames} --mask {user_file} --checkpoint {ckpt} '
+   '--out {root}/s13', 'not a readable image'),
+  ('segment', 'truncated mask', '--video {frames} --mask {truncated_mask} --checkpoint {ckpt} '
+   '--out {root}/s14', 'truncated.png'),
   ('segment', 'mask path is a folder', '--video {frames} --mask {frames} --checkpoint {ckpt} '
    '--out {root}/s11', 'frames'),
   ('annotate', 'missing video', '--video {root}/none --out {root}/a.png', 'does not exist'),
@@ -255,6 +264,25 @@ def test_bad_input_is_one_line_and_changes_nothing(files, module, wrong, args, w
   for path, content in before.items():
     assert path.read_bytes() == content, f'{wrong}: {path} was changed'
   assert sorted(p.name for p in files['user_dir'].iterdir()) == ['notes.txt']
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root reads files whatever their permissions')
+def test_unreadable_inputs_are_one_line(files, tmp_path):
+  locked = _write_frames(tmp_path / 'locked', _frames(2))
+  mask = tmp_path / 'mask.png'
+  mask.write_bytes(files['mask'].read_bytes())
+  for path in (locked, mask):
+    path.chmod(0)
+  try:
+    for args in (
+      ['--video', locked, '--mask', files['mask']],
+      ['--video', files['frames'], '--mask', mask],
+    ):
+      done = _run('segment', [*args, '--checkpoint', files['ckpt'], '--out', tmp_path / 'o'])
+      assert 'ermission denied' in _one_error_line(done)
+  finally:
+    for path in (locked, mask):
+      path.chmod(0o700)
 
 
 _FULL_DISK = """

@@ -16,6 +16,7 @@ Conventions (those of the DAVIS benchmark):
 import concurrent.futures
 import csv
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -287,17 +288,20 @@ def csv_paths(results_dir, split: str = 'val') -> tuple[Path, Path]:
 def write_csvs(
   out_dir, global_table: dict[str, float], sequence_table: list[dict], split: str = 'val'
 ) -> tuple[Path, Path]:
-  """Writes `global_results-<split>.csv` and `per-sequence_results-<split>.csv` (3 decimals)."""
+  """Writes `global_results-<split>.csv` and `per-sequence_results-<split>.csv` (3 decimals), each
+  whole or not at all (under a temporary name, then renamed)."""
   global_path, sequence_path = csv_paths(out_dir, split)
   global_path.parent.mkdir(parents=True, exist_ok=True)
   for path, columns, rows in (
     (global_path, GLOBAL_COLUMNS, [global_table]),
     (sequence_path, SEQUENCE_COLUMNS, sequence_table),
   ):
-    with open(path, 'w', newline='') as f:
+    partial = path.with_name(f'.{path.name}.partial')
+    with open(partial, 'w', newline='') as f:
       writer = csv.writer(f, lineterminator='\n')
       writer.writerow(columns)
       writer.writerows([_format(row[c], '%.3f') for c in columns] for row in rows)
+    os.replace(partial, path)
   return global_path, sequence_path
 
 

@@ -63,13 +63,18 @@ def read_indexed_png(path) -> np.ndarray:
     return values
   # Every other PNG (filtered rows, other depths, not a PNG) goes through PIL, which also gives
   # the errors.
-  with Image.open(path) as image:
-    if image.mode not in ('P', 'L', '1'):
-      raise ValueError(
-        f'mask {path} has PIL mode {image.mode!r}: expected an indexed (P) or '
-        'grayscale (L) PNG holding object ids'
-      )
-    return np.asarray(image, dtype=np.uint8)
+  try:
+    with Image.open(path) as image:
+      mode = image.mode
+      values = np.asarray(image, dtype=np.uint8) if mode in ('P', 'L', '1') else None
+  except (OSError, SyntaxError) as error:  # not an image, or a truncated one
+    raise ValueError(f'mask {path} is not a readable image: {error}') from None
+  if values is None:
+    raise ValueError(
+      f'mask {path} has PIL mode {mode!r}: expected an indexed (P) or '
+      'grayscale (L) PNG holding object ids'
+    )
+  return values
 
 
 def _id_table(binary_255: bool) -> np.ndarray:
