@@ -324,9 +324,15 @@ def test_full_disk_is_one_line_and_leaves_nothing_that_looks_finished(files, tmp
 
 
 def test_ctrl_c_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(files, tmp_path):
+  # Long enough that the signal lands mid-run (a few frames/s on a 2-core CPU).
+  video = tmp_path / 'long.mp4'
+  writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (WIDTH, HEIGHT))
+  for frame in np.tile(_frames(), (50, 1, 1, 1)):
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  writer.release()
   out = tmp_path / 'out'
   process = subprocess.Popen(
-    [sys.executable, '-m', 'shls_jax.tools.segment', '--video', str(files['video']),
+    [sys.executable, '-m', 'shls_jax.tools.segment', '--video', str(video),
      '--mask', str(files['mask']), '--checkpoint', str(files['ckpt']), '--out', str(out),
      '--slic_segments', '30', '--mode', 'exact'],
     cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'), stdout=subprocess.PIPE,
@@ -334,14 +340,12 @@ def test_ctrl_c_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(files
   )  # fmt: skip
   deadline = time.monotonic() + 300
   partial = out / 'masks.partial'
-  while not (partial.is_dir() and len(list(partial.glob('*.png'))) >= 2):
+  while not (partial.is_dir() and len(list(partial.glob('*.png'))) >= 1):
     assert process.poll() is None, process.communicate()[1][-3000:]
     assert time.monotonic() < deadline
     time.sleep(0.05)
   process.send_signal(signal.SIGINT)
   stdout, stderr = process.communicate(timeout=120)
   done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-  if done.returncode == 0:
-    pytest.skip('the run ended before the signal arrived')
   assert _ends_with_error(done) == 'error: interrupted'
   assert not (out / 'masks').exists() and not (out / 'overlay.mp4').exists()
