@@ -323,8 +323,18 @@ def test_full_disk_is_one_line_and_leaves_nothing_that_looks_finished(files, tmp
   assert len(list((out / 'masks').glob('*.png'))) == FRAMES
 
 
+# `shls-segment` with Python's own SIGINT handler: a test run started in the background
+# (`make test &`) ignores SIGINT, and a child inherits that, as a user's terminal never does.
+_WITH_CTRL_C = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv[0] = 'shls-segment'
+runpy.run_module('shls_jax.tools.segment', run_name='__main__')
+"""
+
+
 def test_ctrl_c_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(files, tmp_path):
-  # Long enough that the signal lands mid-run (a few frames/s on a 2-core CPU).
+  # Long enough that the signal lands mid-run (about 6 frames/s on a 2-core CPU).
   video = tmp_path / 'long.mp4'
   writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (WIDTH, HEIGHT))
   for frame in np.tile(_frames(), (50, 1, 1, 1)):
@@ -332,7 +342,7 @@ def test_ctrl_c_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(files
   writer.release()
   out = tmp_path / 'out'
   process = subprocess.Popen(
-    [sys.executable, '-m', 'shls_jax.tools.segment', '--video', str(video),
+    [sys.executable, '-c', _WITH_CTRL_C, '--video', str(video),
      '--mask', str(files['mask']), '--checkpoint', str(files['ckpt']), '--out', str(out),
      '--slic_segments', '30', '--mode', 'exact'],
     cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'), stdout=subprocess.PIPE,
