@@ -58,7 +58,7 @@ def copy_first_mask_scores(
     sequence = davis.load_sequence(davis_root, name, resolution)
     first = davis.first_mask(sequence, single_object)
     object_ids = (1,) if single_object else sequence.object_ids
-    scored = range(1, len(sequence.frames) - 1)
+    scored = scoring.scored_frames(sequence)
     per_frame = [
       scoring.score_prediction(
         mask_io.read_indexed_png(sequence.annotations[i]),

@@ -74,19 +74,28 @@ class _Frame:
   single_object: bool
 
 
+def scored_frames(sequence: davis.Sequence) -> range:
+  """Indices of the frames scored: all but the first (given) and the last.
+
+  Raises:
+    ValueError: fewer than 3 frames.
+  """
+  if len(sequence.frames) < 3:
+    raise ValueError(
+      f'sequence {sequence.name!r} has {len(sequence.frames)} frames: scoring skips the '
+      'first and the last, so it needs at least 3'
+    )
+  return range(1, len(sequence.frames) - 1)
+
+
 def _frames_of(davis_root, results_dir, name: str, single_object: bool, resolution: str):
   """(object ids, scored frame names, [_Frame]) of one sequence, its files checked to exist."""
   sequence = davis.load_sequence(davis_root, name, resolution)
-  if len(sequence.frames) < 3:
-    raise ValueError(
-      f'sequence {name!r} has {len(sequence.frames)} frames: scoring skips the '
-      'first and the last, so it needs at least 3'
-    )
+  scored = scored_frames(sequence)
   folder = Path(results_dir) / name
   if not folder.is_dir():
     raise FileNotFoundError(f'results folder {folder} for sequence {name!r} does not exist')
   object_ids = (1,) if single_object else sequence.object_ids
-  scored = range(1, len(sequence.frames) - 1)
   names = tuple(sequence.frames[i].stem for i in scored)
   frames = []
   for i, frame in zip(scored, names):
